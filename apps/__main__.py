@@ -1,0 +1,36 @@
+"""`dlapps <app> <verb>`: dispatch to one app's command line."""
+
+import importlib
+import sys
+
+APPS = {
+    "cat": ("apps.cat_classifier.__main__", "cat / non-cat classifier (the course's first task)"),
+    "finetune": ("apps.fine_tuner.__main__", "fine-tune a pretrained backbone on your own folder of pictures"),
+}
+ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune"}
+
+USAGE = "usage: dlapps [-h] APP VERB [options]\n\nApps:\n" + "\n".join(
+    f"  {name:<10} {description}" for name, (_, description) in APPS.items()
+)
+HELP = (
+    USAGE
+    + "\n\nVerbs: train, evaluate, predict, export (each app's --help lists its own).\n"
+    + "Example: dlapps cat predict examples/\n"
+)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(HELP)
+        return 0 if argv else 2
+    name = ALIASES.get(argv[0], argv[0])
+    if name not in APPS:
+        print(f"{USAGE}\ndlapps: error: unknown app '{argv[0]}' (choose from {', '.join(APPS)})", file=sys.stderr)
+        return 2
+    module = importlib.import_module(APPS[name][0])
+    return module.main(argv[1:], prog=f"dlapps {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

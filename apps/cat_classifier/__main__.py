@@ -1,0 +1,109 @@
+"""Command line of the cat classifier: `dlapps cat train|evaluate|predict|export`."""
+
+import sys
+
+from apps.cat_classifier.config import CatConfig
+from apps.cli import Verb, default_model_dir, run
+
+DESCRIPTION = (
+    "Cat / non-cat classifier: the deep-learning course's first task. Train the course's ladder of models "
+    "(logistic regression, deep MLP, CNN, ResNet, pretrained transfer) and compare them; evaluate with a bias/"
+    "variance readout and an error-analysis gallery; predict image files; export a SavedModel or TFLite file."
+)
+DEFAULTS = CatConfig()
+MODEL_DIR = default_model_dir("cat_classifier")
+
+
+def _add_model_dir(parser):
+    parser.add_argument("--model-dir", default=str(MODEL_DIR), help="trained model folder (holds model.keras)")
+
+
+def add_train_arguments(parser):
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="the catvnoncat folder or train .h5 file, or an image folder with cat/ and non-cat/ subfolders",
+    )
+    parser.add_argument("--output", required=True, help="folder for the model, its config, metrics and plots")
+    parser.add_argument(
+        "--model",
+        default=DEFAULTS.model,
+        choices=["logreg", "mlp", "cnn", "resnet", "transfer", "imagenet"],
+        help="architecture: the course's ladder, 'transfer' (EfficientNet-Lite0 + new head) or 'imagenet' "
+        "(zero-shot, no training: cat = ImageNet cat classes)",
+    )
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
+    parser.add_argument("--optimizer", default=DEFAULTS.optimizer, choices=["adam", "sgd", "rmsprop"])
+    parser.add_argument(
+        "--lr-decay", default=DEFAULTS.lr_decay, choices=["none", "inverse_time", "exponential", "cosine"]
+    )
+    parser.add_argument("--l2", type=float, default=DEFAULTS.l2, help="L2 regularisation factor")
+    parser.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
+    parser.add_argument("--no-batch-norm", dest="batch_norm", action="store_false", help="disable batch norm")
+    parser.add_argument("--hidden-units", type=int, nargs="+", default=list(DEFAULTS.hidden_units), help="mlp widths")
+    parser.add_argument("--filters", type=int, nargs="+", default=list(DEFAULTS.filters), help="cnn/resnet filters")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="disable augmentation")
+    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience on dev")
+    parser.add_argument("--dev-fraction", type=float, default=DEFAULTS.dev_fraction, help="held-out dev share")
+    parser.add_argument("--image-size", type=int, default=DEFAULTS.image_size[0], help="square input size")
+    parser.add_argument(
+        "--weights",
+        default=DEFAULTS.weights,
+        help="pretrained base for transfer/imagenet: 'imagenet' (offline, from the packaged checkpoint), "
+        "'none' or a weights PATH",
+    )
+    parser.add_argument("--backbone-image-size", type=int, default=DEFAULTS.backbone_image_size)
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("--data", required=True, help="test .h5 file, catvnoncat folder, or image folder")
+    _add_model_dir(parser)
+    parser.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    parser.add_argument("--report-dir", default=None, help="where to write the gallery and plots (default: model dir)")
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files and/or folders")
+    _add_model_dir(parser)
+    parser.add_argument("--threshold", type=float, default=None, help="P(cat) above which an image is a cat")
+    parser.add_argument("--batch-size", type=int, default=32)
+
+
+def add_export_arguments(parser):
+    _add_model_dir(parser)
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"])
+    parser.add_argument("--output", default=None, help="output path (default: MODEL_DIR/serving or model.tflite)")
+
+
+VERBS = [
+    Verb(
+        "train", "train a model on catvnoncat or an image folder", add_train_arguments, "apps.cat_classifier.app:train"
+    ),
+    Verb(
+        "evaluate",
+        "metrics, bias/variance readout, error gallery",
+        add_evaluate_arguments,
+        "apps.cat_classifier.app:evaluate",
+    ),
+    Verb(
+        "predict",
+        "label and P(cat) for image files and folders",
+        add_predict_arguments,
+        "apps.cat_classifier.app:predict",
+    ),
+    Verb(
+        "export", "write a deployable SavedModel or TFLite file", add_export_arguments, "apps.cat_classifier.app:export"
+    ),
+]
+
+
+def main(argv=None, prog="dlapps cat"):
+    return run(prog, DESCRIPTION, VERBS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m apps.cat_classifier"))

@@ -1,0 +1,390 @@
+"""The cat classifier, in the order of a keras-io example: data, model, train, evaluate, predict, export."""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from apps.cat_classifier.config import CatConfig
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, warn
+from models.data.images import list_image_files, read_image
+from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
+from models.data.readers import (
+    DataError,
+    find_catvnoncat_pair,
+    find_split_folders,
+    read_catvnoncat_h5,
+    read_image_folder,
+    stratified_split,
+)
+from models.inference import load_model_dir, predict_files
+from models.metrics.classification import binary_classification_metrics
+from models.plots import plot_confusion_matrix, plot_gallery, plot_history
+from models.tasks.image_classifier import build_image_classifier
+from models.training import make_callbacks, make_learning_rate, make_optimizer
+
+CLASS_NAMES = ["non-cat", "cat"]
+PROG = "dlapps cat"
+
+
+# === Data ===
+
+
+class Split:
+    """One split of the data: in-memory images (h5) or image files (folders), with 0/1 labels."""
+
+    def __init__(self, labels, images=None, files=None):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.images, self.files = images, files
+
+    def subset(self, indices):
+        return Split(
+            self.labels[indices],
+            images=None if self.images is None else self.images[indices],
+            files=None if self.files is None else [self.files[i] for i in indices],
+        )
+
+    def dataset(self, image_size, skipped=None):
+        if self.images is not None:
+            return make_array_dataset(self.images, self.labels, image_size)
+        return make_file_dataset(self.files, self.labels, image_size, skipped)
+
+    def image(self, index):
+        return self.images[index] if self.images is not None else read_image(self.files[index])
+
+    def name(self, index):
+        return f"#{index}" if self.images is not None else Path(self.files[index]).name
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def read_cat_data(path, role):
+    """Read a data path for `role` 'train' or 'test' and return {split name: Split}.
+
+    For training: the catvnoncat folder (its train file), a train .h5 file, an image folder with cat/ and non-cat/,
+    or a folder with train/ and val/ splits. For testing: the test .h5, the catvnoncat folder (its test file), or
+    an image folder.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_dir():
+        train_file, test_file = find_catvnoncat_pair(path)
+        if train_file is not None:
+            chosen = train_file if role == "train" else test_file
+            if chosen is None:
+                raise DataError(f"{path}: holds no test*.h5 file to evaluate on")
+            return read_cat_data(chosen, role)
+        splits = find_split_folders(path)
+        if splits:
+            return {name: _read_cat_folder(folder) for name, folder in splits.items()}
+        return {role: _read_cat_folder(path)}
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        images, labels, class_names = read_catvnoncat_h5(path)
+        if set(np.unique(labels)) - {0, 1}:
+            raise DataError(f"{path}: labels must be 0 (non-cat) or 1 (cat). Received: {sorted(np.unique(labels))}")
+        return {role: Split(labels, images=images)}
+    raise DataError(f"{path}: expected a .h5 file or a folder (catvnoncat, or cat/ and non-cat/ subfolders)")
+
+
+def _read_cat_folder(folder):
+    files, labels, _, skipped = read_image_folder(folder, class_names=CLASS_NAMES)
+    for path in skipped:
+        warn(PROG, f"skipping non-image file {path}")
+    return Split(labels, files=files)
+
+
+def _check_two_classes(split, path):
+    present = sorted(set(split.labels.tolist()))
+    if present != [0, 1]:
+        only = CLASS_NAMES[present[0]] if present else "nothing"
+        raise DataError(f"{path}: training needs both cat and non-cat examples; found only {only}")
+
+
+# === Model and training ===
+
+
+def _config_from_args(args):
+    return CatConfig(
+        model=args.model,
+        image_size=(args.image_size, args.image_size),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        optimizer=args.optimizer,
+        lr_decay=args.lr_decay,
+        l2=args.l2,
+        dropout=args.dropout,
+        batch_norm=args.batch_norm,
+        hidden_units=tuple(args.hidden_units),
+        filters=tuple(args.filters),
+        augment=args.augment,
+        patience=args.patience,
+        dev_fraction=args.dev_fraction,
+        seed=args.seed,
+        weights=args.weights,
+        backbone_image_size=args.backbone_image_size,
+    )
+
+
+def _resolve_weights(weights):
+    if weights in (None, "none", "None"):
+        return None
+    if weights != "imagenet" and not Path(weights).exists():
+        raise DataError(f"--weights: no such file {weights} (use 'imagenet', 'none' or a weights file)")
+    return weights
+
+
+def build_cat_model(config):
+    """The classifier of a config, compiled for binary cross-entropy."""
+    model = build_image_classifier(
+        config.model,
+        image_size=config.image_size,
+        num_classes=2,
+        hidden_units=config.hidden_units,
+        filters=config.filters,
+        l2=config.l2,
+        dropout=config.dropout,
+        batch_norm=config.batch_norm,
+        weights=_resolve_weights(config.weights) if config.model in ("transfer", "imagenet") else None,
+        backbone_image_size=(config.backbone_image_size,) * 2,
+    )
+    if config.model == "transfer":
+        # Phase one of transfer learning: only the new head learns; the pretrained base stays frozen.
+        model.get_layer("efficientnet_lite0").trainable = False
+    return model
+
+
+def _accuracy(model, dataset):
+    labels, probabilities = _labels_and_probabilities(model, dataset)
+    return binary_classification_metrics(labels, probabilities)["accuracy"], len(labels)
+
+
+def _labels_and_probabilities(model, dataset):
+    labels, probabilities = [], []
+    for images, batch_labels in dataset:
+        probabilities.append(np.asarray(model(images, training=False))[:, 0])
+        labels.append(np.asarray(batch_labels))
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+def train(args):
+    config = _config_from_args(args)
+    output = Path(args.output)
+    if (output / "model.keras").exists() and not args.overwrite:
+        raise FileExistsError(
+            f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
+        )
+    keras.utils.set_random_seed(config.seed)
+
+    # Data: a seeded, stratified train/dev split unless the folder already has one.
+    splits = read_cat_data(args.data, "train")
+    if "dev" not in splits:
+        train_indices, dev_indices = stratified_split(splits["train"].labels, (config.dev_fraction,), config.seed)
+        splits = {"train": splits["train"].subset(train_indices), "dev": splits["train"].subset(dev_indices)}
+    _check_two_classes(splits["train"], args.data)
+    skipped = []
+    augmentation = build_augmentation(config.image_size, seed=config.seed) if config.augment else None
+    train_data = finalize_dataset(
+        splits["train"].dataset(config.image_size, skipped), config.batch_size, True, augmentation, config.seed
+    )
+    eval_train = finalize_dataset(splits["train"].dataset(config.image_size), config.batch_size, False)
+    dev_data = finalize_dataset(splits["dev"].dataset(config.image_size, skipped), config.batch_size, False)
+
+    # Model.
+    model = build_cat_model(config)
+    output.mkdir(parents=True, exist_ok=True)
+    if config.model != "imagenet":
+        steps = int(np.ceil(len(splits["train"]) / config.batch_size))
+        learning_rate = make_learning_rate(config.learning_rate, config.lr_decay, steps, config.epochs)
+        model.compile(
+            optimizer=make_optimizer(config.optimizer, learning_rate),
+            loss=keras.losses.BinaryCrossentropy(),
+            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
+        )
+        # Train: early stopping on dev keeps the best weights; best.keras survives an interruption.
+        history_file = output / "history.csv"
+        history_file.unlink(missing_ok=True)
+        model.fit(
+            train_data,
+            validation_data=dev_data,
+            epochs=config.epochs,
+            callbacks=make_callbacks(output, config.patience, backup=False),
+            verbose=0 if args.json else 2,
+        )
+        (output / "best.keras").unlink(missing_ok=True)
+        plot_history(history_file, output / "training_curves.png")
+    for path in sorted(set(skipped)):
+        warn(PROG, f"skipped unreadable image {path}")
+
+    # Evaluate on train (no augmentation) and dev: the two numbers of the bias/variance readout.
+    train_accuracy, train_count = _accuracy(model, eval_train)
+    dev_labels, dev_probabilities = _labels_and_probabilities(model, dev_data)
+    dev_metrics = binary_classification_metrics(dev_labels, dev_probabilities, config.threshold)
+    metrics = {
+        "model": config.model,
+        "train_accuracy": train_accuracy,
+        "train_examples": train_count,
+        "dev_accuracy": dev_metrics["accuracy"],
+        "dev_roc_auc": dev_metrics["roc_auc"],
+        "dev_examples": dev_metrics["num_examples"],
+        "parameters": int(model.count_params()),
+    }
+    model.save(output / "model.keras")
+    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    emit(
+        args,
+        metrics,
+        f"{config.model}: train accuracy {train_accuracy:.3f}, dev accuracy {dev_metrics['accuracy']:.3f} "
+        f"({metrics['parameters']:,} parameters) -> {output}",
+    )
+
+
+# === Evaluate ===
+
+
+def bias_variance_readout(train_error, dev_error, test_error=None, human_error=0.0):
+    """The course's diagnosis: avoidable bias vs variance, and what to do about the larger one."""
+    avoidable_bias = train_error - human_error
+    variance = dev_error - train_error
+    advice = []
+    if avoidable_bias >= 0.05 and avoidable_bias >= variance:
+        diagnosis = "high bias"
+        advice = ["a bigger model (more layers or units)", "train longer / a better optimiser", "another architecture"]
+    elif variance >= 0.05:
+        diagnosis = "high variance"
+        advice = ["more training data or augmentation", "regularisation (L2, dropout)", "a smaller model"]
+    else:
+        diagnosis = "low bias and variance"
+    readout = {
+        "human_error": human_error,
+        "train_error": train_error,
+        "dev_error": dev_error,
+        "avoidable_bias": avoidable_bias,
+        "variance": variance,
+        "diagnosis": diagnosis,
+        "advice": advice,
+    }
+    if test_error is not None:
+        readout["test_error"] = test_error
+        if test_error - dev_error >= 0.05:
+            readout["advice"] = advice + ["test error well above dev: the dev set may not match the test data"]
+    return readout
+
+
+def evaluate(args):
+    model, config = load_model_dir(args.model_dir)
+    threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
+    splits = read_cat_data(args.data, "test")
+    split = splits.get("test") or splits.get("dev") or splits["train"]
+    image_size = tuple(model.input_shape[1:3])
+    skipped = []
+    dataset = finalize_dataset(split.dataset(image_size, skipped), 64, False, cache=False)
+    labels, probabilities = _labels_and_probabilities(model, dataset)
+    if not len(labels):
+        raise DataError(f"{args.data}: no readable images to evaluate")
+    metrics = binary_classification_metrics(labels, probabilities, threshold)
+
+    trained = Path(args.model_dir) / "metrics.json"
+    readout = None
+    if trained.is_file():
+        history = json.loads(trained.read_text())
+        readout = bias_variance_readout(
+            1 - history["train_accuracy"], 1 - history["dev_accuracy"], 1 - metrics["accuracy"]
+        )
+
+    # Error analysis: a gallery of the misclassified images with their P(cat).
+    report_dir = Path(args.report_dir or args.model_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    wrong = np.flatnonzero((probabilities >= threshold).astype(int) != labels) if not skipped else []
+    gallery = plot_gallery(
+        [split.image(i) for i in wrong[:36]],
+        [f"{split.name(i)} {CLASS_NAMES[labels[i]]}\nP(cat)={probabilities[i]:.2f}" for i in wrong[:36]],
+        report_dir / "errors.png",
+        f"Misclassified: {len(wrong)} of {len(labels)}",
+    )
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), CLASS_NAMES, report_dir / "confusion_matrix.png")
+    result = {**metrics, "bias_variance": readout, "error_gallery": str(gallery), "skipped": skipped}
+    if args.json:
+        emit(args, result, "")
+        return EXIT_BAD_INPUT if skipped else None
+    matrix = metrics["confusion_matrix"]
+    lines = [
+        f"examples {metrics['num_examples']}  threshold {threshold:.2f}",
+        f"accuracy {metrics['accuracy']:.3f}  precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}"
+        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}",
+        "confusion matrix (rows true, columns predicted: non-cat, cat)",
+        f"  non-cat {matrix[0][0]:4d} {matrix[0][1]:4d}",
+        f"  cat     {matrix[1][0]:4d} {matrix[1][1]:4d}",
+    ]
+    if readout:
+        lines += [
+            f"bias/variance: train error {readout['train_error']:.3f}, dev error {readout['dev_error']:.3f}, "
+            f"test error {readout['test_error']:.3f} -> {readout['diagnosis']}",
+        ]
+        lines += [f"  try: {item}" for item in readout["advice"]]
+    lines.append(f"error gallery: {gallery}")
+    print("\n".join(lines))
+    return EXIT_BAD_INPUT if skipped else None
+
+
+# === Predict ===
+
+
+def predict(args):
+    model, config = load_model_dir(args.model_dir)
+    threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
+    class_names = config.get("class_names", CLASS_NAMES)
+    files, problems = list_image_files(args.paths)
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+    progress = ProgressBar(len(files), "predicting")
+    failures = [p for p, _ in problems]
+
+    def on_result(path, row):
+        probability = float(row[0])
+        index = int(probability >= threshold)
+        progress.update()
+        emit(
+            args,
+            {"path": str(path), "label": class_names[index], "probability": probability, "threshold": threshold},
+            f"{path}: {class_names[index]} (P(cat) = {probability:.3f})",
+        )
+
+    def on_error(path, error):
+        progress.update()
+        failures.append(path)
+        warn(PROG, f"error: {error}")
+
+    predict_files(model, files, args.batch_size, on_result, on_error)
+    return EXIT_BAD_INPUT if failures else None
+
+
+# === Export ===
+
+
+def export(args):
+    from models.export import export_saved_model, export_tflite
+
+    model, config = load_model_dir(args.model_dir)
+    class_names = config.get("class_names", CLASS_NAMES)
+    if args.format == "saved_model":
+        output = Path(args.output or Path(args.model_dir) / "serving")
+        if output.exists():
+            shutil.rmtree(output)
+        export_saved_model(model, output, class_names, config.get("threshold", 0.5))
+    else:
+        output = Path(args.output or Path(args.model_dir) / "model.tflite")
+        export_tflite(model, output)
+    size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
+    emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
+
+
+__all__ = ["train", "evaluate", "predict", "export", "tf"]

@@ -1,0 +1,126 @@
+"""The one shared command-line builder: verbs, common flags, errors and exit codes for every app.
+
+Nothing here imports TensorFlow, so `--help` answers at once; a verb's handler is imported only when it runs.
+"""
+
+import argparse
+import contextlib
+import importlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One verb of an app: its name, help text, a function adding its flags, and 'module:function' to run."""
+
+    name: str
+    help: str
+    add_arguments: object
+    handler: str
+
+
+def build_parser(prog, description, verbs):
+    """An argparse parser with one subcommand per verb, each with the common flags."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb in verbs:
+        sub = subparsers.add_parser(
+            verb.name, help=verb.help, description=verb.help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+        verb.add_arguments(sub)
+        sub.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per result")
+        sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+        sub.set_defaults(handler=verb.handler)
+    return parser
+
+
+def run(prog, description, verbs, argv=None):
+    """Parse arguments, run the verb's handler, and turn errors into one line and an exit code."""
+    args = build_parser(prog, description, verbs).parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    module_name, function_name = args.handler.split(":")
+    try:
+        with _quiet_native_stderr(enabled=not args.debug):
+            handler = getattr(importlib.import_module(module_name), function_name)
+            import tensorflow as tf
+
+            tf.constant(0)  # Initialise the runtime now, while its start-up chatter is silenced.
+        code = handler(args)
+        return EXIT_OK if code is None else code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
+        # Our readers and builders raise ValueError for a user's mistake (bad file, bad layout, bad option).
+        if args.debug:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"{prog}: error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(enabled=True):
+    """Silence TensorFlow's native start-up lines (oneDNN, CUDA probing), which ignore TF_CPP_MIN_LOG_LEVEL."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def default_model_dir(app_folder):
+    """The shipped model of an app, in saved_models/ beside the package."""
+    return PROJECT_ROOT / "saved_models" / app_folder
+
+
+def emit(args, payload, text):
+    """Print a result: one JSON line with --json, else the human text."""
+    print(json.dumps(payload) if args.json else text, flush=True)
+
+
+def warn(prog, message):
+    """One line on stderr (a skipped file, a notice)."""
+    print(f"{prog}: {message}", file=sys.stderr, flush=True)
+
+
+class ProgressBar:
+    """A small progress bar on stderr, shown only for long work on a terminal or when asked."""
+
+    def __init__(self, total, label, enabled=None):
+        self.total, self.label, self.count = total, label, 0
+        self.enabled = (sys.stderr.isatty() and total > 8) if enabled is None else enabled
+        self.start = time.perf_counter()
+
+    def update(self, amount=1):
+        self.count += amount
+        if not self.enabled:
+            return
+        width = 30
+        done = int(width * self.count / max(1, self.total))
+        rate = self.count / max(1e-9, time.perf_counter() - self.start)
+        sys.stderr.write(f"\r{self.label} [{'=' * done}{'.' * (width - done)}] {self.count}/{self.total} {rate:.1f}/s")
+        if self.count >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()

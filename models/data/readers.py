@@ -1,0 +1,148 @@
+"""Readers: turn a data path on disk into images or file lists with labels.
+
+Three layouts are understood: the course's catvnoncat HDF5 pair, an image folder with one subfolder per class,
+and a folder that already holds `train/`, `val/` (and `test/`) splits of class subfolders.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from models.data.images import is_image_file
+
+SPLIT_NAMES = {"train": ("train", "training"), "dev": ("val", "valid", "validation", "dev"), "test": ("test",)}
+
+
+class DataError(ValueError):
+    """The data on disk is not in a layout we can read; the message says what was expected."""
+
+
+def read_catvnoncat_h5(path):
+    """Read a course-style HDF5 file: `*_set_x` images (N, H, W, 3) uint8, `*_set_y` labels, `list_classes`.
+
+    Returns:
+        (images, labels, class_names): uint8 array, int array of 0/1, and a list of class names.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        file = h5py.File(path, "r")
+    except OSError as error:
+        raise DataError(f"{path}: not a readable HDF5 file ({error})") from None
+    with file:
+        keys = list(file.keys())
+        x_keys = [k for k in keys if k.endswith("_set_x")]
+        y_keys = [k for k in keys if k.endswith("_set_y")]
+        if len(x_keys) != 1 or len(y_keys) != 1:
+            raise DataError(
+                f"{path}: expected one '*_set_x' and one '*_set_y' dataset (as in train_catvnoncat.h5). "
+                f"Received keys: {keys}"
+            )
+        images = np.asarray(file[x_keys[0]])
+        labels = np.asarray(file[y_keys[0]]).reshape(-1).astype(np.int64)
+        if "list_classes" in file:
+            class_names = [c.decode() if isinstance(c, bytes) else str(c) for c in file["list_classes"][()]]
+        else:
+            class_names = ["non-cat", "cat"]
+    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] != labels.shape[0]:
+        raise DataError(
+            f"{path}: expected images of shape (N, H, W, 3) and N labels. "
+            f"Received: images {images.shape}, labels {labels.shape}"
+        )
+    return images.astype(np.uint8), labels, class_names
+
+
+def find_catvnoncat_pair(folder):
+    """Return (train_file, test_file) in a folder holding the catvnoncat .h5 pair (test may be None)."""
+    folder = Path(folder)
+    train = sorted(folder.glob("train*.h5"))
+    test = sorted(folder.glob("test*.h5"))
+    if not train:
+        return None, None
+    return train[0], (test[0] if test else None)
+
+
+def _class_folders(folder):
+    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_image_folder(folder, class_names=None):
+    """List an image folder with one subfolder per class (nested folders inside a class are included).
+
+    Args:
+        folder: the folder.
+        class_names: if given, the expected classes in index order (e.g. from a trained model); extra
+            subfolders are an error, missing ones are allowed (a test split may lack a class).
+
+    Returns:
+        (files, labels, class_names, skipped): lists of paths and int labels, the class names, and the
+        non-image files that were skipped.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder")
+    subfolders = _class_folders(folder)
+    if not subfolders:
+        raise DataError(f"{folder}: expected one subfolder per class (e.g. {folder}/cat, {folder}/non-cat); found none")
+    names = [p.name for p in subfolders]
+    if class_names is None:
+        class_names = names
+    else:
+        unknown = sorted(set(names) - set(class_names))
+        if unknown:
+            raise DataError(f"{folder}: class folders {unknown} are not classes of the model {list(class_names)}")
+    files, labels, skipped = [], [], []
+    for subfolder in subfolders:
+        label = list(class_names).index(subfolder.name)
+        entries = sorted(p for p in subfolder.rglob("*") if p.is_file())
+        images = [p for p in entries if is_image_file(p)]
+        skipped.extend(p for p in entries if not is_image_file(p))
+        files.extend(images)
+        labels.extend([label] * len(images))
+    empty = [p.name for p in subfolders if not any(is_image_file(f) for f in p.rglob("*") if f.is_file())]
+    if empty:
+        raise DataError(f"{folder}: class folders with no images: {empty}")
+    return files, labels, list(class_names), skipped
+
+
+def find_split_folders(folder):
+    """If the folder holds `train/` and `val/` (and `test/`) splits, return {split: path}; else {}."""
+    folder = Path(folder)
+    found = {}
+    for split, aliases in SPLIT_NAMES.items():
+        for alias in aliases:
+            if (folder / alias).is_dir():
+                found[split] = folder / alias
+                break
+    return found if "train" in found else {}
+
+
+def stratified_split(labels, fractions, seed):
+    """Split indices into parts, class by class, so each part keeps the class balance.
+
+    Args:
+        labels: int labels.
+        fractions: fractions of the later parts, e.g. (0.15, 0.15) for train/dev/test; the first part
+            takes the rest.
+        seed: random seed; the same seed always gives the same split.
+
+    Returns:
+        A list of sorted index arrays, one per part (len(fractions) + 1 of them).
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts = [[] for _ in range(len(fractions) + 1)]
+    for label in np.unique(labels):
+        indices = rng.permutation(np.flatnonzero(labels == label))
+        start = len(indices)
+        for part, fraction in reversed(list(enumerate(fractions, start=1))):
+            count = int(round(fraction * len(indices)))
+            if fraction > 0 and len(indices) >= 3:
+                count = max(count, 1)  # Every class appears in every part when it can.
+            parts[part].extend(indices[start - count : start])
+            start -= count
+        parts[0].extend(indices[:start])
+    return [np.sort(np.asarray(part, dtype=np.int64)) for part in parts]

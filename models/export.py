@@ -1,0 +1,125 @@
+"""Export a classifier for deployment: a SavedModel with `serve` and `serve_bytes` endpoints, and TFLite files.
+
+The SavedModel takes raw pixels: `serve` accepts uint8 RGB images of any size (one batch, one size), `serve_bytes`
+accepts encoded JPEG/PNG/BMP/GIF bytes. Both resize in the graph exactly as training and `predict` do, and return the
+post-processing a deployed model needs: probabilities per class, the predicted class index and its name.
+"""
+
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from models.data.pipelines import resize_images
+
+
+def _postprocess(outputs, class_names, threshold):
+    """Model outputs to {probabilities (N, C), class_index (N,), label (N,)}."""
+    names = tf.constant(list(class_names))
+    if outputs.shape[-1] == 1:
+        positive = outputs[:, 0]
+        probabilities = tf.stack([1.0 - positive, positive], axis=-1)
+        class_index = tf.cast(positive >= threshold, tf.int32)
+    else:
+        probabilities = outputs
+        class_index = tf.argmax(outputs, axis=-1, output_type=tf.int32)
+    return {"probabilities": probabilities, "class_index": class_index, "label": tf.gather(names, class_index)}
+
+
+def _decode_and_resize(image_bytes, image_size):
+    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+    return resize_images(image, image_size)
+
+
+def export_saved_model(model, path, class_names, threshold=0.5):
+    """Write a SavedModel with `serve` (uint8 images) and `serve_bytes` (encoded images) endpoints.
+
+    Args:
+        model: a Keras classifier taking (N, H, W, 3) 0-255 pixels.
+        path: output folder.
+        class_names: names in class-index order.
+        threshold: decision threshold on P(class 1) for a one-unit sigmoid model.
+
+    Returns:
+        The path written.
+    """
+    image_size = tuple(model.input_shape[1:3])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")])
+    def serve(images):
+        return _postprocess(model(resize_images(images, image_size), training=False), class_names, threshold)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(image_bytes):
+        images = tf.map_fn(
+            lambda b: _decode_and_resize(b, image_size),
+            image_bytes,
+            fn_output_signature=tf.TensorSpec((*image_size, 3), tf.float32),
+        )
+        return _postprocess(model(images, training=False), class_names, threshold)
+
+    archive.add_endpoint("serve", serve)
+    archive.add_endpoint("serve_bytes", serve_bytes)
+    archive.write_out(str(path), verbose=False)
+    return Path(path)
+
+
+def export_tflite(model, path, quantization="float", representative_images=None):
+    """Write a TFLite file taking (1, H, W, 3) float32 0-255 pixels (already resized) and returning the outputs.
+
+    Args:
+        model: the Keras classifier.
+        path: the `.tflite` file to write.
+        quantization: `"float"` (float32) or `"int8"` (full-integer weights and activations, float input/output).
+        representative_images: for `"int8"`, an array of (N, H, W, 3) training images used to calibrate ranges.
+    """
+    if quantization not in ("float", "int8"):
+        raise ValueError(f"quantization must be 'float' or 'int8'. Received: quantization={quantization}")
+    image_size = tuple(model.input_shape[1:3])
+    with tempfile.TemporaryDirectory() as folder:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serving_default",
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec((1, *image_size, 3), tf.float32, name="images")],
+        )
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
+        if quantization == "int8":
+            if representative_images is None or len(representative_images) == 0:
+                raise ValueError("int8 quantization needs representative images from the training data.")
+            images = np.asarray(representative_images, dtype=np.float32)
+
+            def representative_dataset():
+                for image in images:
+                    yield [image[None]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = representative_dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        content = converter.convert()
+    Path(path).write_bytes(content)
+    return Path(path)
+
+
+class TFLiteClassifier:
+    """Run a TFLite classifier file on batches of resized 0-255 images, one image per invoke."""
+
+    def __init__(self, path, num_threads=None):
+        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def __call__(self, images):
+        outputs = []
+        for image in np.asarray(images, dtype=np.float32):
+            self.interpreter.set_tensor(self.input["index"], image[None])
+            self.interpreter.invoke()
+            outputs.append(self.interpreter.get_tensor(self.output["index"])[0])
+        return np.stack(outputs)

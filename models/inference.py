@@ -1,0 +1,75 @@
+"""Load a trained model folder and run it on image files, one bad file never stopping the rest."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from models.data.images import ImageReadError, read_image
+from models.data.pipelines import resize_images
+
+# Custom layers must be registered before a .keras file that uses them is loaded.
+from models.tasks import imagenet  # noqa: F401
+
+
+def load_model_dir(model_dir):
+    """Load `model.keras` and `config.json` from a trained model folder.
+
+    Raises:
+        ValueError: the folder or its model file is missing.
+    """
+    model_dir = Path(model_dir)
+    model_file = model_dir / "model.keras" if model_dir.is_dir() else model_dir
+    if not model_file.is_file():
+        raise ValueError(
+            f"{model_dir}: no trained model here (expected {model_file.name}); train one or pass --model-dir"
+        )
+    config_file = model_file.parent / "config.json"
+    config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    model = keras.saving.load_model(model_file, compile=False)
+    return model, config
+
+
+def predict_files(model, files, batch_size=32, on_result=None, on_error=None):
+    """Run a model on image files in batches.
+
+    Args:
+        model: a Keras classifier taking (N, H, W, 3) 0-255 pixels.
+        files: image paths.
+        batch_size: images per forward pass.
+        on_result: called as on_result(path, output_row) for each decoded image, in order.
+        on_error: called as on_error(path, ImageReadError) for each file that could not be read.
+    """
+    image_size = tuple(model.input_shape[1:3])
+    batch, batch_files = [], []
+
+    def flush():
+        if batch:
+            outputs = np.asarray(model(np.stack(batch), training=False))
+            for path, row in zip(batch_files, outputs, strict=True):
+                on_result(path, row)
+            batch.clear()
+            batch_files.clear()
+
+    for path in files:
+        try:
+            image = read_image(path, max_side=max(image_size) * 2)
+        except ImageReadError as error:
+            on_error(path, error)
+            continue
+        batch.append(np.asarray(resize_images(image, image_size)))
+        batch_files.append(path)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+
+
+def as_class_probabilities(outputs):
+    """(N, 1) sigmoid outputs to (N, 2) [P(class 0), P(class 1)]; softmax outputs unchanged."""
+    outputs = np.asarray(outputs)
+    if outputs.ndim == 1:
+        outputs = outputs[:, None]
+    if outputs.shape[-1] == 1:
+        return np.concatenate([1.0 - outputs, outputs], axis=-1)
+    return outputs
