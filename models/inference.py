@@ -54,7 +54,7 @@ def predict_files(model, files, batch_size=32, on_result=None, on_error=None):
 
     for path in files:
         try:
-            image = read_image(path, max_side=max(image_size) * 2)
+            image = read_image(path)
         except ImageReadError as error:
             on_error(path, error)
             continue

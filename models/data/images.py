@@ -33,7 +33,7 @@ def read_image(path, max_side=None):
 
     Args:
         path: the image file.
-        max_side: if given, JPEGs larger than this are decoded at a reduced scale (at least this size).
+        max_side: for JPEGs above `MAX_IMAGE_PIXELS`, the size to decode at (at least), default 4096.
 
     Raises:
         ImageReadError: the file is missing, empty, not an image, truncated, or too large.
@@ -69,8 +69,6 @@ def _to_rgb_array(image, path, max_side):
         width, height = image.size
     if width * height > MAX_IMAGE_PIXELS:
         raise ImageReadError(f"{path}: image too large ({width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,})")
-    if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
-        image.draft("RGB", (max_side, max_side))
     image.seek(0)  # First frame of a GIF or multi-page TIFF.
     image = ImageOps.exif_transpose(image)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):

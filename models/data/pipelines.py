@@ -21,7 +21,7 @@ def resize_images(images, image_size):
 def _decode_file(path, image_size):
     """Decode with Pillow (EXIF, 16-bit, GIF...) inside tf.data; unreadable files come back flagged, not raised."""
     try:
-        image = read_image(path.decode() if isinstance(path, bytes) else path, max_side=max(image_size) * 2)
+        image = read_image(path.decode() if isinstance(path, bytes) else path)
         ok = True
     except ImageReadError:
         image, ok = np.zeros((image_size[0], image_size[1], 3), np.uint8), False

@@ -1,0 +1,137 @@
+"""The cat classifier end to end through its command line, on tiny data: train, evaluate, predict, export."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from apps.__main__ import main as dlapps
+from tests.helpers import EXAMPLES, write_bad_files, write_tiny_image_folder
+
+
+def run(capsys, *argv):
+    code = dlapps(list(map(str, argv)))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_h5, capsys):
+    output = tmp_path / "model"
+    code, out, err = run(
+        capsys, "cat", "train", "--data", tiny_h5, "--model", "cnn", "--filters", "4", "8",
+        "--epochs", "2", "--image-size", "16", "--output", output, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    return output
+
+
+def test_train_writes_model_config_and_metrics(trained):
+    for name in ("model.keras", "config.json", "metrics.json", "history.csv", "training_curves.png"):
+        assert (trained / name).is_file(), name
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["train_examples"] + metrics["dev_examples"] == 24
+    assert json.loads((trained / "config.json").read_text())["model"] == "cnn"
+
+
+def test_train_refuses_to_overwrite(trained, tiny_h5, capsys):
+    code, _, err = run(capsys, "cat", "train", "--data", tiny_h5, "--output", trained, "--epochs", "1")
+    assert code == 2 and "--overwrite" in err
+
+
+def test_evaluate_json_and_report(trained, tiny_h5, capsys):
+    code, out, _ = run(capsys, "cat", "evaluate", "--data", tiny_h5, "--model-dir", trained, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["num_examples"] == 10 and 0 <= result["accuracy"] <= 1
+    assert set(result["bias_variance"]) >= {"train_error", "dev_error", "test_error", "diagnosis"}
+    assert (trained / "errors.png").is_file() and (trained / "confusion_matrix.png").is_file()
+
+
+def test_predict_skips_bad_files_and_reports_them(trained, tmp_path, capsys):
+    bad = write_bad_files(tmp_path / "bad")
+    code, out, err = run(capsys, "cat", "predict", EXAMPLES / "chelsea.png", bad, "--model-dir", trained, "--json")
+    assert code == 2
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [line["path"] for line in lines] == [str(EXAMPLES / "chelsea.png")]
+    for name in ("empty.jpg", "truncated.jpg", "notes.jpg", "huge.png"):
+        assert name in err
+
+
+def test_predict_matches_both_exported_endpoints(trained, capsys):
+    files = sorted(EXAMPLES.glob("*.png")) + sorted(EXAMPLES.glob("*.jpg"))
+    code, out, _ = run(capsys, "cat", "predict", *files, "--model-dir", trained, "--json")
+    assert code == 0
+    predicted = {line["path"]: line["probability"] for line in map(json.loads, out.splitlines())}
+    code, _, _ = run(capsys, "cat", "export", "--model-dir", trained)
+    assert code == 0
+    served = tf.saved_model.load(str(trained / "serving"))
+    for path in files:
+        from_bytes = served.serve_bytes(tf.constant([path.read_bytes()]))["probabilities"].numpy()[0, 1]
+        assert from_bytes == pytest.approx(predicted[str(path)], abs=1e-4)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB"))
+    from_pixels = served.serve(tf.constant(pixels[None]))["probabilities"].numpy()[0, 1]
+    assert from_pixels == pytest.approx(predicted[str(EXAMPLES / "chelsea.png")], abs=1e-4)
+
+
+def test_tflite_export(trained, capsys):
+    code, out, _ = run(capsys, "cat", "export", "--model-dir", trained, "--format", "tflite", "--json")
+    assert code == 0 and json.loads(out)["bytes"] > 1000
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["predict", "/no/such/file.jpg"], "no such file"),
+        (["train", "--data", "/no/such/folder", "--output", "x"], "no such file"),
+    ],
+)
+def test_missing_paths_exit_2(tmp_path, capsys, argv, message, trained):
+    if argv[0] == "predict":
+        argv = [*argv, "--model-dir", str(trained)]
+    else:
+        argv[-1] = str(tmp_path / "out")
+    code, _, err = run(capsys, "cat", *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_empty_folder_and_one_class_folder(tmp_path, capsys, trained):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "cat", "predict", tmp_path / "empty", "--model-dir", trained)
+    assert code == 2 and "no image files" in err
+    only_cats = write_tiny_image_folder(tmp_path / "cats", {"cat": 4})
+    code, _, err = run(capsys, "cat", "train", "--data", only_cats, "--output", tmp_path / "o", "--epochs", "1")
+    assert code == 2 and "non-cat" in err
+
+
+def test_h5_without_expected_keys_exit_2(tmp_path, capsys):
+    import h5py
+
+    with h5py.File(tmp_path / "train_wrong.h5", "w") as file:
+        file["x"] = np.zeros((2, 4, 4, 3))
+    code, _, err = run(capsys, "cat", "train", "--data", tmp_path / "train_wrong.h5", "--output", tmp_path / "o")
+    assert code == 2 and "train_wrong.h5" in err and "_set_x" in err
+
+
+def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
+    code, out, err = run(
+        capsys, "cat", "train", "--data", tiny_folder, "--model", "logreg", "--epochs", "1",
+        "--image-size", "16", "--output", tmp_path / "m", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["train_examples"] + json.loads(out)["dev_examples"] == 12
+
+
+def test_help_is_fast_because_it_does_not_import_tensorflow():
+    code = (
+        "import sys, apps.__main__, apps.cat_classifier.__main__;"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    result = subprocess.run([sys.executable, "-m", "apps", "cat", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "train" in result.stdout

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from models.tasks.image_classifier import build_image_classifier
+from tests.helpers import assert_keras_round_trip
+
+
+@pytest.mark.parametrize("architecture", ["logreg", "mlp", "cnn", "resnet"])
+def test_ladder_builds_and_round_trips(architecture, tmp_path):
+    model = build_image_classifier(architecture, image_size=(16, 16), filters=(4, 8), hidden_units=(5, 3), l2=1e-3)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
+    outputs = np.asarray(model(images))
+    assert outputs.shape == (2, 1) and np.all((outputs >= 0) & (outputs <= 1))
+    assert_keras_round_trip(model, images, tmp_path)
+
+
+def test_multiclass_head_is_softmax():
+    model = build_image_classifier("cnn", image_size=(16, 16), num_classes=4, filters=(4,))
+    outputs = np.asarray(model(np.zeros((3, 16, 16, 3), np.float32)))
+    np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_transfer_model_has_a_frozen_base_ready(tmp_path):
+    model = build_image_classifier("transfer", image_size=(32, 32), weights=None, backbone_image_size=(48, 48))
+    assert model.get_layer("efficientnet_lite0").count_params() > 3_000_000
+    images = np.random.default_rng(1).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert_keras_round_trip(model, images, tmp_path)
+
+
+def test_bad_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        build_image_classifier("vgg")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        build_image_classifier("cnn", num_classes=1)
+
+
+def test_one_training_step_reduces_loss():
+    import keras
+
+    from tests.helpers import tiny_images
+
+    images, labels = tiny_images(16)
+    model = build_image_classifier("logreg", image_size=(16, 16))
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    before = model.evaluate(images, labels, verbose=0)
+    model.fit(images, labels, epochs=5, verbose=0)
+    assert model.evaluate(images, labels, verbose=0) < before
