@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def run(prog, description, verbs, argv=None):
     """Parse arguments, run the verb's handler, and turn errors into one line and an exit code."""
     args = build_parser(prog, description, verbs).parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Keras warns that fit() ignores shuffle=True for a tf.data input; our pipelines shuffle themselves.
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
+    # Dropping unreadable files makes a dataset's length unknown; Keras then warns at each epoch's end.
+    warnings.filterwarnings("ignore", message=".*ran out of data.*", category=UserWarning)
     module_name, function_name = args.handler.split(":")
     try:
         with _quiet_native_stderr(enabled=not args.debug):

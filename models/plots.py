@@ -15,13 +15,16 @@ def _pyplot():
 
 
 def plot_history(history_csv, path):
-    """Loss and accuracy per epoch, train vs dev, from a Keras CSVLogger file."""
-    with open(history_csv) as file:
-        rows = list(csv.DictReader(file))
+    """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order."""
+    files = history_csv if isinstance(history_csv, list | tuple) else [history_csv]
+    rows = []
+    for name in files:
+        with open(name) as file:
+            rows.extend(csv.DictReader(file))
     if not rows:
         return None
     plt = _pyplot()
-    epochs = [int(r["epoch"]) + 1 for r in rows]
+    epochs = list(range(1, len(rows) + 1))
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):

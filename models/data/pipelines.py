@@ -55,7 +55,16 @@ def make_file_dataset(files, labels, image_size, skipped=None):
 
     dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=True)
-    return dataset.filter(lambda image, label, ok: ok).map(lambda image, label, ok: (image, label))
+    dataset = dataset.filter(_is_readable)
+    return dataset.map(_drop_flag, num_parallel_calls=AUTOTUNE)
+
+
+def _is_readable(image, label, ok):
+    return ok
+
+
+def _drop_flag(image, label, ok):
+    return image, label
 
 
 def make_array_dataset(images, labels, image_size):

@@ -45,7 +45,8 @@ def write_legacy_checkpoint(path, tensors):
     sys.modules.update({"torch": torch, "torch._utils": utils})
     try:
         state = collections.OrderedDict(
-            (name, _Tensor(utils._rebuild_tensor_v2, str(i), array.shape)) for i, (name, array) in enumerate(tensors.items())
+            (name, _Tensor(utils._rebuild_tensor_v2, str(i), array.shape))
+            for i, (name, array) in enumerate(tensors.items())
         )
 
         class Writer(pickle.Pickler):

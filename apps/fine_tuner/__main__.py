@@ -1,0 +1,114 @@
+"""Command line of the fine-tuner: `dlapps finetune train|evaluate|predict|export`."""
+
+import sys
+
+from apps.cli import Verb, run
+from apps.fine_tuner.config import FineTuneConfig
+
+DESCRIPTION = (
+    "Fine-tune a pretrained backbone on your own folder of pictures (one subfolder per class, or train/ val/ test/ "
+    "folders of class subfolders): train a new head on the frozen base, then unfreeze its top at a tenth of the "
+    "learning rate; evaluate, predict top-k labels, and export a SavedModel or TFLite file that takes raw images."
+)
+DEFAULTS = FineTuneConfig()
+
+
+def add_train_arguments(parser):
+    parser.add_argument("data", help="folder of class subfolders, or with train/ val/ (test/) splits")
+    parser.add_argument("--output", required=True, help="folder for the model, config, metrics, logs and plots")
+    parser.add_argument(
+        "--backbone",
+        default=DEFAULTS.backbone,
+        choices=[
+            "efficientnet_lite0",
+            "mobilenet_v2",
+            "mobilenet_v3_small",
+            "mobilenet_v3_large",
+            "efficientnet_v2_b0",
+            "resnet50",
+        ],
+        help="pretrained base (efficientnet_lite0's ImageNet weights work offline)",
+    )
+    parser.add_argument(
+        "--weights", default=DEFAULTS.weights, help="'imagenet', 'none' (from scratch) or a weights PATH"
+    )
+    parser.add_argument(
+        "--base",
+        default=DEFAULTS.base,
+        help="transfer from a trained Keras classifier (.keras or model folder) instead of --backbone",
+    )
+    parser.add_argument("--image-size", type=int, default=DEFAULTS.image_size)
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    parser.add_argument("--head-epochs", type=int, default=DEFAULTS.head_epochs, help="phase 1: new head, frozen base")
+    parser.add_argument("--fine-tune-epochs", type=int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=DEFAULTS.learning_rate, help="phase 1; phase 2 uses a tenth"
+    )
+    parser.add_argument(
+        "--fine-tune-from",
+        default=DEFAULTS.fine_tune_from,
+        help="first base layer to unfreeze (name or index; default: the top quarter)",
+    )
+    parser.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
+    parser.add_argument("--no-class-weights", dest="class_weights", action="store_false")
+    parser.add_argument("--no-augment", dest="augment", action="store_false")
+    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience on dev")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("data", help="folder of class subfolders (or with a test/ split)")
+    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument(
+        "--exported", nargs="*", default=[], help="exported SavedModel folders or .tflite files to compare"
+    )
+    parser.add_argument("--report-dir", default=None, help="where to write plots (default: the model folder)")
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files and/or folders")
+    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+
+
+def add_export_arguments(parser):
+    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "tflite_int8", "onnx"])
+    parser.add_argument("--output", default=None, help="output path (default: inside the model folder)")
+    parser.add_argument(
+        "--data", default=None, help="for tflite_int8: training images to calibrate with (default: the run's data)"
+    )
+
+
+VERBS = [
+    Verb("train", "fine-tune a backbone on a folder of pictures", add_train_arguments, "apps.fine_tuner.app:train"),
+    Verb(
+        "evaluate",
+        "accuracy, per-class metrics, confusion matrix, worst mistakes",
+        add_evaluate_arguments,
+        "apps.fine_tuner.app:evaluate",
+    ),
+    Verb(
+        "predict",
+        "top-k labels with probabilities for image files and folders",
+        add_predict_arguments,
+        "apps.fine_tuner.app:predict",
+    ),
+    Verb(
+        "export",
+        "write a SavedModel, TFLite (float or int8) or ONNX file",
+        add_export_arguments,
+        "apps.fine_tuner.app:export",
+    ),
+]
+
+
+def main(argv=None, prog="dlapps finetune"):
+    return run(prog, DESCRIPTION, VERBS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m apps.fine_tuner"))

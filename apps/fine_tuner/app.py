@@ -1,0 +1,419 @@
+"""The fine-tuner, in the order of the Keras transfer-learning guide: data, model, two training phases, evaluate,
+predict, export."""
+
+import json
+import shutil
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, warn
+from apps.fine_tuner.config import FineTuneConfig
+from models.backbones.applications import build_backbone
+from models.data.images import list_image_files, read_image
+from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
+from models.data.readers import DataError, find_split_folders, read_image_folder, stratified_split
+from models.inference import as_class_probabilities, load_model_dir, predict_files
+from models.metrics.classification import multiclass_metrics
+from models.plots import plot_confusion_matrix, plot_gallery, plot_history
+
+PROG = "dlapps finetune"
+BASE_LAYER = "base"
+
+
+# === Data ===
+
+
+def read_splits(data, config):
+    """{split: (files, labels)} and the class names: given train/val/test folders, or a seeded stratified split."""
+    data = Path(data)
+    folders = find_split_folders(data) if data.is_dir() else {}
+    if folders:
+        files, labels, class_names, skipped = read_image_folder(folders["train"])
+        splits = {"train": (files, labels)}
+        for split in ("dev", "test"):
+            if split in folders:
+                split_files, split_labels, _, more = read_image_folder(folders[split], class_names)
+                splits[split] = (split_files, split_labels)
+                skipped += more
+    else:
+        files, labels, class_names, skipped = read_image_folder(data)
+        splits = {"train": (files, labels)}
+    for path in skipped:
+        warn(PROG, f"skipping non-image file {path}")
+    if len(class_names) < 2:
+        raise DataError(f"{data}: a classifier needs at least 2 class folders; found {class_names}")
+    counts = np.bincount(splits["train"][1], minlength=len(class_names))
+    for name, count in zip(class_names, counts, strict=True):
+        if count < 3:
+            warn(PROG, f"class '{name}' has only {count} training image(s): it cannot appear in dev/test; add more")
+    if "dev" not in splits:
+        files, labels = splits.pop("train")
+        fractions = (config.dev_fraction, config.test_fraction) if "test" not in splits else (config.dev_fraction,)
+        parts = stratified_split(labels, fractions, config.seed)
+        names = ["train", "dev", "test"][: len(parts)]
+        for name, indices in zip(names, parts, strict=True):
+            splits[name] = ([files[i] for i in indices], [labels[i] for i in indices])
+    return splits, class_names
+
+
+def make_datasets(splits, config, skipped):
+    size = (config.image_size, config.image_size)
+    augmentation = build_augmentation(size, seed=config.seed) if config.augment else None
+    datasets = {}
+    for name, (files, labels) in splits.items():
+        dataset = make_file_dataset(files, labels, size, skipped)
+        training = name == "train"
+        datasets[name] = finalize_dataset(
+            dataset, config.batch_size, training, augmentation if training else None, config.seed
+        )
+    return datasets
+
+
+# === Model ===
+
+
+def _features_from_classifier(path):
+    """A trained classifier without its output layer: the course's recipe for transfer."""
+    model, _ = load_model_dir(path)
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    if not dense:
+        raise ValueError(f"--base {path}: the model has no Dense output layer to replace")
+    return keras.Model(model.inputs, dense[-1].input, name=BASE_LAYER)
+
+
+def build_fine_tune_model(config, num_classes):
+    """Base (frozen, in inference mode) + dropout + a new softmax head for the new classes."""
+    if config.base:
+        base = _features_from_classifier(config.base)
+    else:
+        backbone = build_backbone(config.backbone, (config.image_size, config.image_size), config.weights)
+        base = keras.Model(backbone.input, backbone.output, name=BASE_LAYER)
+    size = tuple(base.input_shape[1:3])
+    inputs = keras.Input((*size, 3), name="image")
+    # training=False keeps batch-norm statistics frozen in both phases, as the Keras guide recommends.
+    x = base(inputs, training=False)
+    x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    base.trainable = False
+    return keras.Model(inputs, outputs, name="fine_tuned_classifier")
+
+
+def _flat_layers(model):
+    layers = []
+    for layer in model.layers:
+        layers.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return layers
+
+
+def unfreeze_top(model, fine_tune_from, fraction):
+    """Unfreeze the base from a layer (name or index; default: its top `fraction`), batch norm excepted.
+
+    Returns the index and name of the first unfrozen layer.
+    """
+    base = model.get_layer(BASE_LAYER)
+    base.trainable = True
+    layers = [layer for layer in _flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in layers]
+    if str(fine_tune_from).lstrip("-").isdigit():
+        start = int(fine_tune_from) % len(layers)
+    elif fine_tune_from:
+        if fine_tune_from not in names:
+            raise ValueError(
+                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
+            )
+        start = names.index(fine_tune_from)
+    else:
+        start = int(len(layers) * (1 - fraction))
+    for index, layer in enumerate(layers):
+        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+    return start, names[start]
+
+
+def _compile(model, learning_rate):
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _class_weights(labels, num_classes):
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1))
+    return {index: float(weight) for index, weight in enumerate(weights)}
+
+
+def _callbacks(output, phase, patience):
+    return [
+        keras.callbacks.ModelCheckpoint(
+            str(output / f"best_phase{phase}.keras"), monitor="val_loss", save_best_only=True
+        ),
+        keras.callbacks.CSVLogger(str(output / f"history_phase{phase}.csv"), append=True),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
+        # Saves every epoch; after an interruption, --resume restarts from the last finished epoch.
+        keras.callbacks.BackupAndRestore(str(output / f"backup_phase{phase}"), delete_checkpoint=True),
+        keras.callbacks.TensorBoard(str(output / "logs" / f"phase{phase}"), write_graph=False),
+    ]
+
+
+# === Train ===
+
+
+def _prepare_output(args):
+    output = Path(args.output)
+    state_file = output / "state.json"
+    if args.overwrite and output.exists():
+        shutil.rmtree(output)
+    if args.resume:
+        if not state_file.exists():
+            raise ValueError(f"--resume: {output} holds no interrupted run to resume")
+        return output, json.loads(state_file.read_text())
+    if (output / "model.keras").exists():
+        raise FileExistsError(
+            f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
+        )
+    if state_file.exists():
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it or --overwrite")
+    output.mkdir(parents=True, exist_ok=True)
+    return output, {"phase_done": 0}
+
+
+def _config_from_args(args):
+    config = FineTuneConfig()
+    for key in config.to_dict():
+        if hasattr(args, key):
+            setattr(config, key, getattr(args, key))
+    return config
+
+
+def train(args):
+    output, state = _prepare_output(args)
+    if args.resume:
+        config = FineTuneConfig(
+            **{
+                k: v
+                for k, v in json.loads((output / "config.json").read_text()).items()
+                if k in FineTuneConfig().to_dict()
+            }
+        )
+    else:
+        config = _config_from_args(args)
+    keras.utils.set_random_seed(config.seed)
+
+    # Data.
+    splits, class_names = read_splits(args.data, config)
+    skipped = []
+    datasets = make_datasets(splits, config, skipped)
+    if not args.resume:
+        (output / "config.json").write_text(
+            json.dumps(
+                {**config.to_dict(), "class_names": class_names, "data": str(Path(args.data).resolve())}, indent=2
+            )
+            + "\n"
+        )
+    class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
+    verbose = 0 if args.json else 2
+
+    # Phase 1: the new head on the frozen base.
+    if state["phase_done"] >= 1:
+        model = keras.saving.load_model(output / "phase1.keras")
+    else:
+        model = build_fine_tune_model(config, len(class_names))
+        _compile(model, config.learning_rate)
+        model.fit(
+            datasets["train"], validation_data=datasets["dev"], epochs=config.head_epochs,
+            class_weight=class_weight, callbacks=_callbacks(output, 1, config.patience), verbose=verbose,
+        )  # fmt: skip
+        model.save(output / "phase1.keras")
+        state = {"phase_done": 1}
+        (output / "state.json").write_text(json.dumps(state))
+
+    # Phase 2: unfreeze the top of the base and go on at a tenth of the learning rate.
+    unfrozen = None
+    if config.fine_tune_epochs > 0:
+        unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
+        _compile(model, config.learning_rate / 10)
+        model.fit(
+            datasets["train"], validation_data=datasets["dev"], epochs=config.fine_tune_epochs,
+            class_weight=class_weight, callbacks=_callbacks(output, 2, config.patience), verbose=verbose,
+        )  # fmt: skip
+    for path in sorted(set(skipped)):
+        warn(PROG, f"skipped unreadable image {path}")
+
+    # Evaluate: dev for selection, test once.
+    metrics = {"classes": class_names, "unfrozen_from": unfrozen and {"index": unfrozen[0], "layer": unfrozen[1]}}
+    for name in ("train", "dev", "test"):
+        if name in datasets:
+            labels, probabilities = _labels_and_probabilities(
+                model, datasets[name] if name != "train" else None, splits[name], config
+            )
+            metrics[f"{name}_accuracy"] = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
+            metrics[f"{name}_examples"] = int(len(labels))
+    model.save(output / "model.keras")
+    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    histories = [output / f"history_phase{p}.csv" for p in (1, 2) if (output / f"history_phase{p}.csv").exists()]
+    plot_history(histories, output / "training_curves.png")
+    for leftover in ("phase1.keras", "state.json", "best_phase1.keras", "best_phase2.keras"):
+        (output / leftover).unlink(missing_ok=True)
+    emit(
+        args,
+        metrics,
+        f"dev accuracy {metrics['dev_accuracy']:.3f}"
+        + (f", test accuracy {metrics['test_accuracy']:.3f}" if "test_accuracy" in metrics else "")
+        + f" -> {output}",
+    )
+
+
+def _labels_and_probabilities(model, dataset, split, config):
+    if dataset is None:  # Train split without augmentation.
+        dataset = finalize_dataset(
+            make_file_dataset(split[0], split[1], (config.image_size, config.image_size)), config.batch_size, False
+        )
+    labels, probabilities = [], []
+    for images, batch_labels in dataset:
+        probabilities.append(np.asarray(model(images, training=False)))
+        labels.append(np.asarray(batch_labels))
+    return np.concatenate(labels), np.concatenate(probabilities)
+
+
+# === Evaluate ===
+
+
+def _exported_probabilities(path, files, image_size):
+    """Probabilities of an exported model on files: SavedModel through serve_bytes, TFLite on resized pixels."""
+    import tensorflow as tf
+
+    from models.data.pipelines import resize_images
+    from models.export import TFLiteClassifier
+
+    path = Path(path)
+    if (path / "saved_model.pb").exists():
+        served = tf.saved_model.load(str(path))
+        return np.concatenate(
+            [served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy() for f in files]
+        )
+    if path.suffix == ".tflite":
+        lite = TFLiteClassifier(path)
+        return as_class_probabilities(
+            np.concatenate([lite(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files])
+        )
+    raise ValueError(f"--exported: expected a SavedModel folder or a .tflite file. Received: {path}")
+
+
+def evaluate(args):
+    model, config = load_model_dir(args.model_dir)
+    class_names = config["class_names"]
+    data = Path(args.data)
+    folders = find_split_folders(data) if data.is_dir() else {}
+    folder = folders.get("test", data) if folders else data
+    files, labels, _, skipped_files = read_image_folder(folder, class_names)
+    image_size = tuple(model.input_shape[1:3])
+    readable, probabilities, failed = [], [], []
+    predict_files(
+        model, files, 32,
+        on_result=lambda path, row: (readable.append(path), probabilities.append(row)),
+        on_error=lambda path, error: (failed.append(str(path)), warn(PROG, f"error: {error}")),
+    )  # fmt: skip
+    label_of = dict(zip(files, labels, strict=True))
+    labels = np.array([label_of[path] for path in readable])
+    probabilities = np.stack(probabilities)
+    metrics = multiclass_metrics(labels, probabilities, class_names)
+    report_dir = Path(args.report_dir or args.model_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names, report_dir / "confusion_matrix.png")
+    # The worst mistakes: wrong predictions made with the highest confidence.
+    predicted = probabilities.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != labels)
+    wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
+    plot_gallery(
+        [read_image(readable[i]) for i in wrong],
+        [f"{Path(readable[i]).name[:18]}\n{class_names[labels[i]]} -> {class_names[predicted[i]]} "
+         f"{probabilities[i, predicted[i]]:.2f}" for i in wrong],
+        report_dir / "worst_mistakes.png",
+        f"Worst mistakes: {len(np.flatnonzero(predicted != labels))} of {len(labels)} wrong",
+    )  # fmt: skip
+    result = {"data": str(folder), **metrics, "exported": {}, "skipped": failed}
+    for path in args.exported:
+        exported = _exported_probabilities(path, readable, image_size)
+        result["exported"][str(path)] = {
+            "accuracy": float(np.mean(exported.argmax(axis=1) == labels)),
+            "agreement_with_keras": float(np.mean(exported.argmax(axis=1) == predicted)),
+            "max_probability_difference": float(np.max(np.abs(exported - probabilities))),
+        }
+    if args.json:
+        emit(args, result, "")
+    else:
+        summary = f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+        lines = [f"{folder}: {metrics['num_examples']} images, {summary}"]
+        for name, values in metrics["per_class"].items():
+            lines.append(f"  {name:20s} precision {values['precision']:.3f} recall {values['recall']:.3f} "
+                         f"F1 {values['f1']:.3f} ({values['support']} images)")  # fmt: skip
+        for path, values in result["exported"].items():
+            lines.append(f"  exported {path}: accuracy {values['accuracy']:.3f}, agrees with Keras on "
+                         f"{values['agreement_with_keras']:.1%}")  # fmt: skip
+        lines.append(f"plots: {report_dir / 'confusion_matrix.png'}, {report_dir / 'worst_mistakes.png'}")
+        print("\n".join(lines))
+    return EXIT_BAD_INPUT if failed else None
+
+
+# === Predict ===
+
+
+def predict(args):
+    model, config = load_model_dir(args.model_dir)
+    class_names = config["class_names"]
+    files, problems = list_image_files(args.paths)
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+    failures = [p for p, _ in problems]
+    progress = ProgressBar(len(files), "predicting")
+    top_k = max(1, min(args.top_k, len(class_names)))
+
+    def on_result(path, row):
+        progress.update()
+        order = np.argsort(-row)[:top_k]
+        top = [{"label": class_names[i], "probability": float(row[i])} for i in order]
+        text = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in top)
+        emit(args, {"path": str(path), "label": top[0]["label"], "top_k": top}, f"{path}: {text}")
+
+    def on_error(path, error):
+        progress.update()
+        failures.append(path)
+        warn(PROG, f"error: {error}")
+
+    predict_files(model, files, args.batch_size, on_result, on_error)
+    return EXIT_BAD_INPUT if failures else None
+
+
+# === Export ===
+
+
+def export(args):
+    from models.data.pipelines import resize_images
+    from models.export import export_saved_model, export_tflite
+
+    model, config = load_model_dir(args.model_dir)
+    model_dir = Path(args.model_dir)
+    if args.format == "saved_model":
+        output = Path(args.output or model_dir / "serving")
+        if output.exists():
+            shutil.rmtree(output)
+        export_saved_model(model, output, config["class_names"])
+    elif args.format == "tflite":
+        output = export_tflite(model, Path(args.output or model_dir / "model.tflite"))
+    elif args.format == "tflite_int8":
+        data = args.data or config.get("data")
+        if not data:
+            raise ValueError("tflite_int8 needs calibration images: pass --data FOLDER (the training pictures)")
+        files, _ = list_image_files([data])
+        rng = np.random.default_rng(0)
+        chosen = rng.permutation(len(files))[:100]
+        size = tuple(model.input_shape[1:3])
+        images = np.stack([np.asarray(resize_images(read_image(files[i]), size)) for i in chosen])
+        output = export_tflite(model, Path(args.output or model_dir / "model_int8.tflite"), "int8", images)
+    else:
+        raise ValueError("ONNX export is not implemented yet; use --format saved_model, tflite or tflite_int8")
+    size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
+    emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
