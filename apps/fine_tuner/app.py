@@ -177,7 +177,9 @@ def _prepare_output(args):
     if state_file.exists():
         raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it or --overwrite")
     output.mkdir(parents=True, exist_ok=True)
-    return output, {"phase_done": 0}
+    state = {"phase_done": 0}
+    state_file.write_text(json.dumps(state))  # Marks the run as in progress until model.keras is written.
+    return output, state
 
 
 def _config_from_args(args):
@@ -202,25 +204,29 @@ def train(args):
         config = _config_from_args(args)
     keras.utils.set_random_seed(config.seed)
 
-    # Data.
+    if args.resume and state["phase_done"] < 1 and not (output / "config.json").exists():
+        raise ValueError(f"--resume: {output} was interrupted before it started; rerun with --overwrite")
+
+    # Data. With --base, the input size is the base model's own.
     splits, class_names = read_splits(args.data, config)
+    if state["phase_done"] >= 1:
+        model = keras.saving.load_model(output / "phase1.keras")
+    else:
+        model = build_fine_tune_model(config, len(class_names))
+    config.image_size = int(model.input_shape[1])
     skipped = []
     datasets = make_datasets(splits, config, skipped)
     if not args.resume:
-        (output / "config.json").write_text(
-            json.dumps(
-                {**config.to_dict(), "class_names": class_names, "data": str(Path(args.data).resolve())}, indent=2
-            )
-            + "\n"
+        data_path = str(Path(args.data).resolve())
+        config_file = output / "config.json"
+        config_file.write_text(
+            json.dumps({**config.to_dict(), "class_names": class_names, "data": data_path}, indent=2)
         )
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
     verbose = 0 if args.json else 2
 
     # Phase 1: the new head on the frozen base.
-    if state["phase_done"] >= 1:
-        model = keras.saving.load_model(output / "phase1.keras")
-    else:
-        model = build_fine_tune_model(config, len(class_names))
+    if state["phase_done"] < 1:
         _compile(model, config.learning_rate)
         model.fit(
             datasets["train"], validation_data=datasets["dev"], epochs=config.head_epochs,

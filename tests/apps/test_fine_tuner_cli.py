@@ -1,0 +1,150 @@
+"""The fine-tuner through its command line, on tiny folders with a small from-scratch backbone."""
+
+import json
+import socket
+import time
+
+import numpy as np
+import pytest
+
+import apps.fine_tuner.app as fine_tuner_app
+from apps.__main__ import main as dlapps
+from tests.helpers import EXAMPLES, write_bad_files, write_tiny_image_folder
+
+FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"]
+
+
+def run(capsys, *argv):
+    code = dlapps(["finetune", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def folder(tmp_path):
+    # Class names with a space and non-ASCII letters, as users' folders have them.
+    return write_tiny_image_folder(tmp_path / "pictures", {"not alpaca": 8, "álpaca": 8, "chat noir": 8})
+
+
+@pytest.fixture
+def trained(tmp_path, folder, capsys):
+    output = tmp_path / "model"
+    code, out, err = run(capsys, "train", folder, "--output", output, *FAST, "--json")
+    assert code == 0, err
+    return output
+
+
+def test_train_writes_everything(trained):
+    for name in (
+        "model.keras",
+        "config.json",
+        "metrics.json",
+        "history_phase1.csv",
+        "history_phase2.csv",
+        "training_curves.png",
+    ):
+        assert (trained / name).is_file(), name
+    assert (trained / "logs" / "phase1").is_dir()
+    assert not (trained / "state.json").exists()
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["classes"] == ["chat noir", "not alpaca", "álpaca"]
+    assert metrics["train_examples"] + metrics["dev_examples"] + metrics["test_examples"] == 24
+    assert metrics["unfrozen_from"]["index"] > 0
+
+
+def test_existing_output_is_refused(trained, folder, capsys):
+    code, _, err = run(capsys, "train", folder, "--output", trained, *FAST)
+    assert code == 2 and "--overwrite" in err
+
+
+def test_predict_top_k_and_bad_files(trained, tmp_path, capsys):
+    bad = write_bad_files(tmp_path / "bad")
+    code, out, err = run(
+        capsys, "predict", EXAMPLES / "chelsea.png", bad, "--model-dir", trained, "--top-k", "2", "--json"
+    )
+    assert code == 2 and "truncated.jpg" in err
+    (line,) = [json.loads(x) for x in out.splitlines()]
+    assert len(line["top_k"]) == 2 and line["top_k"][0]["probability"] >= line["top_k"][1]["probability"]
+
+
+def test_export_and_evaluate_exported_models(trained, folder, capsys):
+    assert run(capsys, "export", "--model-dir", trained)[0] == 0
+    assert run(capsys, "export", "--model-dir", trained, "--format", "tflite")[0] == 0
+    assert run(capsys, "export", "--model-dir", trained, "--format", "tflite_int8")[0] == 0
+    code, out, err = run(
+        capsys, "evaluate", folder, "--model-dir", trained, "--json",
+        "--exported", trained / "serving", trained / "model.tflite", trained / "model_int8.tflite",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["num_examples"] == 24 and set(result["per_class"]) == {"chat noir", "not alpaca", "álpaca"}
+    assert result["exported"][str(trained / "serving")]["max_probability_difference"] < 1e-4
+    assert result["exported"][str(trained / "model.tflite")]["max_probability_difference"] < 1e-4
+    # An untrained tiny model gives near-uniform probabilities, so int8 rounding may flip its argmax: check
+    # closeness here; the agreement on a trained model is measured on alpaca (see the issue note).
+    assert result["exported"][str(trained / "model_int8.tflite")]["max_probability_difference"] < 0.1
+    assert (trained / "confusion_matrix.png").is_file() and (trained / "worst_mistakes.png").is_file()
+
+
+def test_resume_after_interruption(tmp_path, folder, capsys, monkeypatch):
+    output = tmp_path / "model"
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fine_tuner_app, "unfreeze_top", interrupt)
+        assert run(capsys, "train", folder, "--output", output, *FAST)[0] == 130
+    assert json.loads((output / "state.json").read_text()) == {"phase_done": 1}
+    code, _, err = run(capsys, "train", folder, "--output", output, *FAST)
+    assert code == 2 and "--resume" in err
+    code, _, err = run(capsys, "train", folder, "--output", output, "--resume")
+    assert code == 0, err
+    assert (output / "model.keras").is_file() and not (output / "state.json").exists()
+
+
+def test_transfer_from_a_trained_classifier(tmp_path, trained, capsys):
+    other = write_tiny_image_folder(tmp_path / "two", {"a": 6, "b": 6})
+    code, out, err = run(capsys, "train", other, "--output", tmp_path / "t", "--base", trained, *FAST[4:], "--json")
+    assert code == 0, err
+    assert json.loads(out)["classes"] == ["a", "b"]
+
+
+def test_bad_folders(tmp_path, capsys):
+    empty_class = write_tiny_image_folder(tmp_path / "x", {"a": 4})
+    (empty_class / "b").mkdir()
+    code, _, err = run(capsys, "train", empty_class, "--output", tmp_path / "o", *FAST)
+    assert code == 2 and "no images" in err and "['b']" in err
+    one_class = write_tiny_image_folder(tmp_path / "y", {"a": 4})
+    code, _, err = run(capsys, "train", one_class, "--output", tmp_path / "o2", *FAST)
+    assert code == 2 and "at least 2 class" in err
+
+
+def test_mixed_in_junk_and_a_one_image_class(tmp_path, capsys):
+    folder = write_tiny_image_folder(tmp_path / "z", {"a": 6, "b": 6, "c": 1})
+    (folder / "a" / "readme.txt").write_text("not a picture")
+    write_bad_files(folder / "b" / "deeper")
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, "--json")
+    assert code == 0, err
+    assert "readme.txt" in err and "truncated.jpg" in err and "'c' has only 1" in err
+
+
+def test_offline_imagenet_weights_fail_fast_with_the_alternatives(tmp_path, folder, capsys, monkeypatch):
+    import keras.src.backend.config as keras_config
+
+    monkeypatch.setattr(keras_config, "_KERAS_DIR", str(tmp_path / "empty_keras_home"))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable (test)")
+
+    monkeypatch.setattr(socket.socket, "connect", offline)
+    start = time.perf_counter()
+    code, _, err = run(
+        capsys, "train", folder, "--output", tmp_path / "o", "--backbone", "mobilenet_v2", "--image-size", "32"
+    )
+    assert code == 2
+    assert time.perf_counter() - start < 30
+    assert "could not download" in err and "--weights none" in err and "--weights PATH" in err and "--base" in err
+    # One error line (Keras may warn first that 32x32 is not a size its ImageNet weights were trained at).
+    errors = [line for line in err.strip().splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("dlapps finetune: error: could not download")
