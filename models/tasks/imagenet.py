@@ -1,5 +1,7 @@
 """ImageNet helpers: the cat classes, and a layer that turns 1000-class probabilities into P(cat)."""
 
+from pathlib import Path
+
 import keras
 from keras import ops
 
@@ -18,3 +20,9 @@ class CatProbability(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)
+
+
+def imagenet_class_names():
+    """The 1,000 ImageNet-1k class names in index order (see models/data/imagenet_labels.SOURCE.md)."""
+    path = Path(__file__).resolve().parent.parent / "data" / "imagenet_labels.txt"
+    return path.read_text().split()

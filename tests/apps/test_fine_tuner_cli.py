@@ -4,7 +4,6 @@ import json
 import socket
 import time
 
-import numpy as np
 import pytest
 
 import apps.fine_tuner.app as fine_tuner_app
