@@ -59,7 +59,10 @@ def run(prog, description, verbs, argv=None):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf
 
-            tf.constant(0)  # Initialise the runtime now, while its start-up chatter is silenced.
+            if "TF_CONFIG" not in os.environ:
+                # Initialise the runtime now, while its start-up chatter is silenced (a multi-worker strategy must
+                # instead be created before the first operation, so it is left alone then).
+                tf.constant(0)
         code = handler(args)
         return EXIT_OK if code is None else code
     except KeyboardInterrupt:

@@ -47,3 +47,58 @@ def make_callbacks(output_dir, patience, monitor="val_loss", backup=True):
         # BackupAndRestore makes an interrupted run resume from its last finished epoch.
         callbacks.append(keras.callbacks.BackupAndRestore(str(output_dir / "backup"), delete_checkpoint=True))
     return callbacks
+
+
+def fit_multi_worker(model, dataset, epochs, learning_rate, strategy, class_weight=None, on_epoch_end=None):
+    """Train a softmax classifier with MultiWorkerMirroredStrategy through `strategy.run`, one step per batch.
+
+    Why not `fit()`: Keras 3's fit() fails under MultiWorkerMirroredStrategy (it reduces scalar logs along axis 0
+    and cannot reduce a multi-worker batch for its symbolic build; keras-team/keras#20585). This loop is the
+    tf.distribute custom-training recipe: per-replica loss averaged over the global batch, gradients all-reduced
+    by the Keras optimizer, so every worker ends each step with the same weights.
+
+    Args:
+        model: a Keras classifier built under `strategy.scope()`.
+        dataset: a batched `tf.data.Dataset` of (images, int labels); its batch size is the global batch.
+        epochs: number of passes over `dataset`.
+        learning_rate: Adam learning rate.
+        strategy: the `tf.distribute.MultiWorkerMirroredStrategy`.
+        class_weight: optional {class index: weight} applied to the per-example loss.
+        on_epoch_end: called as on_epoch_end(epoch, mean_train_loss).
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    distributed = strategy.experimental_distribute_dataset(dataset.with_options(options))
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(learning_rate)
+        per_example_loss = keras.losses.SparseCategoricalCrossentropy(reduction="none")
+    weights = None
+    if class_weight:
+        weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
+    global_batch = None
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            losses = per_example_loss(labels, model(images, training=True))
+            if weights is not None:
+                losses = losses * tf.gather(weights, labels)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    @tf.function
+    def train_step(images, labels):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(images, labels)), axis=None)
+
+    for epoch in range(epochs):
+        total, steps = 0.0, 0
+        for images, labels in distributed:
+            if global_batch is None:
+                global_batch = int(next(iter(dataset))[0].shape[0])
+            total += float(train_step(images, labels))
+            steps += 1
+        if on_epoch_end:
+            on_epoch_end(epoch, total / max(1, steps))

@@ -54,8 +54,26 @@ def add_train_arguments(parser):
     parser.add_argument("--no-augment", dest="augment", action="store_false")
     parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience on dev")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument(
+        "--fine-tune-fraction",
+        type=float,
+        default=DEFAULTS.fine_tune_fraction,
+        help="top share of the base to unfreeze when --fine-tune-from is not given",
+    )
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+    parser.add_argument(
+        "--strategy",
+        default=DEFAULTS.strategy,
+        choices=["default", "mirrored", "multi_worker"],
+        help="tf.distribute strategy (multi_worker reads TF_CONFIG)",
+    )
+    parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs; slower on CPU)")
+
+
+def add_tune_arguments(parser):
+    add_train_arguments(parser)
+    parser.add_argument("--trials", type=int, default=8, help="random-search trials")
 
 
 def add_evaluate_arguments(parser):
@@ -84,6 +102,12 @@ def add_export_arguments(parser):
 
 
 VERBS = [
+    Verb(
+        "tune",
+        "random search of learning rate, dropout and fine-tune depth on dev (keras-tuner)",
+        add_tune_arguments,
+        "apps.fine_tuner.app:tune",
+    ),
     Verb("train", "fine-tune a backbone on a folder of pictures", add_train_arguments, "apps.fine_tuner.app:train"),
     Verb(
         "evaluate",

@@ -1,8 +1,10 @@
 """The fine-tuner, in the order of the Keras transfer-learning guide: data, model, two training phases, evaluate,
 predict, export."""
 
+import contextlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import keras
@@ -17,6 +19,7 @@ from models.data.readers import DataError, find_split_folders, read_image_folder
 from models.inference import as_class_probabilities, load_model_dir, predict_files
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
+from models.training import fit_multi_worker
 
 PROG = "dlapps finetune"
 BASE_LAYER = "base"
@@ -190,29 +193,99 @@ def _config_from_args(args):
     return config
 
 
+def make_strategy(name):
+    """A tf.distribute strategy: one device, all local GPUs (mirrored), or several hosts (multi_worker, TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"strategy must be default, mirrored or multi_worker. Received: strategy={name}")
+
+
+def fit_phases(
+    model, datasets, config, class_weight, verbose, callbacks_for=None, phase_done=0, on_phase1=None, strategy=None
+):
+    """Phase 1 (head on the frozen base), then phase 2 (top of the base unfrozen, a tenth of the learning rate).
+
+    Returns (index, name) of the first unfrozen base layer, or None when phase 2 is skipped.
+    """
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return _fit_phases_multi_worker(model, datasets, config, class_weight, strategy, phase_done, on_phase1)
+    callbacks_for = callbacks_for or (
+        lambda phase: [keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)]
+    )
+    if phase_done < 1:
+        _compile(model, config.learning_rate)
+        model.fit(
+            datasets["train"], validation_data=datasets["dev"], epochs=config.head_epochs,
+            class_weight=class_weight, callbacks=callbacks_for(1), verbose=verbose,
+        )  # fmt: skip
+        if on_phase1:
+            on_phase1(model)
+    if config.fine_tune_epochs <= 0:
+        return None
+    unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
+    _compile(model, config.learning_rate / 10)
+    model.fit(
+        datasets["train"], validation_data=datasets["dev"], epochs=config.fine_tune_epochs,
+        class_weight=class_weight, callbacks=callbacks_for(2), verbose=verbose,
+    )  # fmt: skip
+    return unfrozen
+
+
+def _fit_phases_multi_worker(model, datasets, config, class_weight, strategy, phase_done, on_phase1):
+    """The same two phases across workers (no early stopping: every worker must run the same number of steps)."""
+
+    def report(phase):
+        def on_epoch_end(epoch, loss):
+            warn(PROG, f"phase {phase} epoch {epoch + 1}: loss {loss:.4f}")
+
+        return on_epoch_end
+
+    if phase_done < 1:
+        fit_multi_worker(
+            model, datasets["train"], config.head_epochs, config.learning_rate, strategy, class_weight, report(1)
+        )
+        if on_phase1:
+            on_phase1(model)
+    if config.fine_tune_epochs <= 0:
+        return None
+    with strategy.scope():
+        unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
+    fit_multi_worker(
+        model, datasets["train"], config.fine_tune_epochs, config.learning_rate / 10, strategy, class_weight, report(2)
+    )
+    return unfrozen
+
+
+def _load_run_config(output):
+    saved = json.loads((output / "config.json").read_text())
+    return FineTuneConfig(**{k: v for k, v in saved.items() if k in FineTuneConfig().to_dict()})
+
+
 def train(args):
     output, state = _prepare_output(args)
-    if args.resume:
-        config = FineTuneConfig(
-            **{
-                k: v
-                for k, v in json.loads((output / "config.json").read_text()).items()
-                if k in FineTuneConfig().to_dict()
-            }
-        )
-    else:
-        config = _config_from_args(args)
-    keras.utils.set_random_seed(config.seed)
-
-    if args.resume and state["phase_done"] < 1 and not (output / "config.json").exists():
+    if args.resume and not (output / "config.json").exists():
         raise ValueError(f"--resume: {output} was interrupted before it started; rerun with --overwrite")
+    config = _load_run_config(output) if args.resume else _config_from_args(args)
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(config.strategy)
 
     # Data. With --base, the input size is the base model's own.
     splits, class_names = read_splits(args.data, config)
-    if state["phase_done"] >= 1:
-        model = keras.saving.load_model(output / "phase1.keras")
-    else:
-        model = build_fine_tune_model(config, len(class_names))
+    with strategy.scope():
+        if state["phase_done"] >= 1:
+            model = keras.saving.load_model(output / "phase1.keras")
+        else:
+            model = build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
     skipped = []
     datasets = make_datasets(splits, config, skipped)
@@ -223,27 +296,17 @@ def train(args):
             json.dumps({**config.to_dict(), "class_names": class_names, "data": data_path}, indent=2)
         )
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
-    verbose = 0 if args.json else 2
 
-    # Phase 1: the new head on the frozen base.
-    if state["phase_done"] < 1:
-        _compile(model, config.learning_rate)
-        model.fit(
-            datasets["train"], validation_data=datasets["dev"], epochs=config.head_epochs,
-            class_weight=class_weight, callbacks=_callbacks(output, 1, config.patience), verbose=verbose,
-        )  # fmt: skip
-        model.save(output / "phase1.keras")
-        state = {"phase_done": 1}
-        (output / "state.json").write_text(json.dumps(state))
+    def save_phase1(trained):
+        trained.save(output / "phase1.keras")
+        (output / "state.json").write_text(json.dumps({"phase_done": 1}))
 
-    # Phase 2: unfreeze the top of the base and go on at a tenth of the learning rate.
-    unfrozen = None
-    if config.fine_tune_epochs > 0:
-        unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
-        _compile(model, config.learning_rate / 10)
-        model.fit(
-            datasets["train"], validation_data=datasets["dev"], epochs=config.fine_tune_epochs,
-            class_weight=class_weight, callbacks=_callbacks(output, 2, config.patience), verbose=verbose,
+    # Train: both phases, with checkpoints, CSV history, TensorBoard logs and per-epoch backups for --resume.
+    with strategy.scope():
+        unfrozen = fit_phases(
+            model, datasets, config, class_weight, 0 if args.json else 2,
+            callbacks_for=lambda phase: _callbacks(output, phase, config.patience),
+            phase_done=state["phase_done"], on_phase1=save_phase1, strategy=strategy,
         )  # fmt: skip
     for path in sorted(set(skipped)):
         warn(PROG, f"skipped unreadable image {path}")
@@ -272,7 +335,66 @@ def train(args):
     )
 
 
+# === Tune ===
+
+
+def tune(args):
+    """Random search of learning rate (log scale), dropout and fine-tune depth on dev, with keras-tuner."""
+    try:
+        import keras_tuner
+    except ImportError:
+        raise ValueError("tune needs keras-tuner: pip install keras-tuner") from None
+    config = _config_from_args(args)
+    keras.utils.set_random_seed(config.seed)
+    splits, class_names = read_splits(args.data, config)
+    datasets = make_datasets(splits, config, [])
+    datasets.pop("test", None)  # The test split plays no part in choosing hyperparameters.
+    class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
+
+    class TwoPhaseTuner(keras_tuner.RandomSearch):
+        def run_trial(self, trial, *fit_args, **fit_kwargs):
+            hp = trial.hyperparameters
+            trial_config = FineTuneConfig(**config.to_dict())
+            trial_config.learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+            trial_config.dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
+            trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
+            trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
+            model = build_fine_tune_model(trial_config, len(class_names))
+            fit_phases(model, datasets, trial_config, class_weight, 0)
+            labels, probabilities = _labels_and_probabilities(model, datasets["dev"], None, trial_config)
+            return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
+
+    output = Path(args.output)
+    tuner = TwoPhaseTuner(
+        objective=keras_tuner.Objective("dev_accuracy", direction="max"),
+        max_trials=args.trials,
+        seed=config.seed,
+        directory=str(output.parent),
+        project_name=output.name,
+        overwrite=args.overwrite,
+    )
+    # keras-tuner reports progress on stdout; send it to stderr so that --json output stays one object.
+    with contextlib.redirect_stdout(sys.stderr):
+        tuner.search()
+    trials = tuner.oracle.get_best_trials(num_trials=args.trials)
+    best = [{"trial": t.trial_id, "dev_accuracy": t.score, **t.hyperparameters.values} for t in trials]
+    (output / "best_trials.json").write_text(json.dumps(best, indent=2) + "\n")
+    if args.json:
+        emit(args, {"best_trials": best}, "")
+        return None
+    print(f"{'trial':>6} {'dev acc':>8} {'learning rate':>14} {'dropout':>8} {'fine-tune fraction':>19}")
+    for row in best:
+        print(f"{row['trial']:>6} {row['dev_accuracy']:8.3f} {row['learning_rate']:14.2e} {row['dropout']:8.1f} "
+              f"{row['fine_tune_fraction']:19.1f}")  # fmt: skip
+    top = best[0]
+    print(
+        f"train with: dlapps finetune train {args.data} --output OUT --learning-rate {top['learning_rate']:.2e} "
+        f"--dropout {top['dropout']:.1f} --fine-tune-fraction {top['fine_tune_fraction']:.1f}"
+    )
+
+
 def _labels_and_probabilities(model, dataset, split, config):
+    """Labels and softmax outputs over a dataset (or, for dataset None, over a split's files without augmentation)."""
     if dataset is None:  # Train split without augmentation.
         dataset = finalize_dataset(
             make_file_dataset(split[0], split[1], (config.image_size, config.image_size)), config.batch_size, False

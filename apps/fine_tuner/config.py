@@ -24,6 +24,8 @@ class FineTuneConfig:
     dev_fraction: float = 0.15
     test_fraction: float = 0.15
     seed: int = 42
+    strategy: str = "default"
+    mixed_precision: bool = False
 
     def to_dict(self):
         return asdict(self)

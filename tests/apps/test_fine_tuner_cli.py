@@ -147,3 +147,11 @@ def test_offline_imagenet_weights_fail_fast_with_the_alternatives(tmp_path, fold
     # One error line (Keras may warn first that 32x32 is not a size its ImageNet weights were trained at).
     errors = [line for line in err.strip().splitlines() if "error" in line]
     assert len(errors) == 1 and errors[0].startswith("dlapps finetune: error: could not download")
+
+
+def test_tune_random_search_prints_best_trials(tmp_path, folder, capsys):
+    code, out, err = run(capsys, "tune", folder, "--output", tmp_path / "tuning", *FAST, "--trials", "2", "--json")
+    assert code == 0, err
+    trials = json.loads(out)["best_trials"]
+    assert len(trials) == 2 and trials[0]["dev_accuracy"] >= trials[1]["dev_accuracy"]
+    assert 1e-4 <= trials[0]["learning_rate"] <= 1e-2 and set(trials[0]) >= {"dropout", "fine_tune_fraction"}
