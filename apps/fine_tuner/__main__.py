@@ -4,6 +4,7 @@ import sys
 
 from apps.cli import Verb, run
 from apps.fine_tuner.config import FineTuneConfig
+from models.backbones import BACKBONES
 
 DESCRIPTION = (
     "Fine-tune a pretrained backbone on your own folder of pictures (one subfolder per class, or train/ val/ test/ "
@@ -19,14 +20,7 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--backbone",
         default=DEFAULTS.backbone,
-        choices=[
-            "efficientnet_lite0",
-            "mobilenet_v2",
-            "mobilenet_v3_small",
-            "mobilenet_v3_large",
-            "efficientnet_v2_b0",
-            "resnet50",
-        ],
+        choices=BACKBONES,
         help="pretrained base (efficientnet_lite0's ImageNet weights work offline)",
     )
     parser.add_argument(

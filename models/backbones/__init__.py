@@ -1,0 +1,13 @@
+"""Backbones: EfficientNet-Lite0 (offline ImageNet weights) and keras.applications wrappers.
+
+This file imports nothing heavy, so command lines can list the choices without loading TensorFlow.
+"""
+
+BACKBONES = (
+    "efficientnet_lite0",
+    "mobilenet_v2",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_v2_b0",
+    "resnet50",
+)

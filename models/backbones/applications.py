@@ -11,16 +11,9 @@ from pathlib import Path
 import keras
 from keras import layers, ops
 
+from models.backbones import BACKBONES
 from models.backbones.efficientnet_lite import build_efficientnet_lite0
 
-BACKBONES = (
-    "efficientnet_lite0",
-    "mobilenet_v2",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_v2_b0",
-    "resnet50",
-)
 DOWNLOAD_TIMEOUT_SECONDS = 10
 
 
