@@ -137,3 +137,35 @@ class TFLiteClassifier:
             self.interpreter.invoke()
             outputs.append(self.interpreter.get_tensor(self.output["index"])[0])
         return np.stack(outputs)
+
+
+def export_onnx(model, path, opset=17):
+    """Write an ONNX file (through tf2onnx) taking (N, H, W, 3) float32 0-255 resized pixels.
+
+    Raises:
+        ValueError: tf2onnx is not installed.
+    """
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ValueError("ONNX export needs tf2onnx: pip install tf2onnx onnxruntime") from None
+    image_size = tuple(model.input_shape[1:3])
+    function = tf.function(lambda images: model(images, training=False))
+    signature = (tf.TensorSpec((None, *image_size, 3), tf.float32, name="images"),)
+    tf2onnx.convert.from_function(function, input_signature=signature, opset=opset, output_path=str(path))
+    return Path(path)
+
+
+class OnnxClassifier:
+    """Run an ONNX classifier (from `export_onnx`) with ONNX Runtime on resized 0-255 images."""
+
+    def __init__(self, path):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ValueError("running ONNX files needs onnxruntime: pip install onnxruntime") from None
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images):
+        return self.session.run(None, {self.input_name: np.asarray(images, dtype=np.float32)})[0]

@@ -414,7 +414,7 @@ def _exported_probabilities(path, files, image_size):
     import tensorflow as tf
 
     from models.data.pipelines import resize_images
-    from models.export import TFLiteClassifier
+    from models.export import OnnxClassifier, TFLiteClassifier
 
     path = Path(path)
     if (path / "saved_model.pb").exists():
@@ -422,12 +422,12 @@ def _exported_probabilities(path, files, image_size):
         return np.concatenate(
             [served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy() for f in files]
         )
-    if path.suffix == ".tflite":
-        lite = TFLiteClassifier(path)
+    if path.suffix in (".tflite", ".onnx"):
+        runner = TFLiteClassifier(path) if path.suffix == ".tflite" else OnnxClassifier(path)
         return as_class_probabilities(
-            np.concatenate([lite(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files])
+            np.concatenate([runner(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files])
         )
-    raise ValueError(f"--exported: expected a SavedModel folder or a .tflite file. Received: {path}")
+    raise ValueError(f"--exported: expected a SavedModel folder, a .tflite or an .onnx file. Received: {path}")
 
 
 def evaluate(args):
@@ -520,7 +520,7 @@ def predict(args):
 
 def export(args):
     from models.data.pipelines import resize_images
-    from models.export import export_saved_model, export_tflite
+    from models.export import export_onnx, export_saved_model, export_tflite
 
     model, config = load_model_dir(args.model_dir)
     model_dir = Path(args.model_dir)
@@ -542,6 +542,6 @@ def export(args):
         images = np.stack([np.asarray(resize_images(read_image(files[i]), size)) for i in chosen])
         output = export_tflite(model, Path(args.output or model_dir / "model_int8.tflite"), "int8", images)
     else:
-        raise ValueError("ONNX export is not implemented yet; use --format saved_model, tflite or tflite_int8")
+        output = export_onnx(model, Path(args.output or model_dir / "model.onnx"))
     size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
     emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
