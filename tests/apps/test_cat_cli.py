@@ -129,9 +129,10 @@ def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
 
 def test_help_is_fast_because_it_does_not_import_tensorflow():
     code = (
-        "import sys, apps.__main__, apps.cat_classifier.__main__;"
+        "import sys, apps.__main__, apps.cat_classifier.__main__, apps.fine_tuner.__main__;"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-    result = subprocess.run([sys.executable, "-m", "apps", "cat", "--help"], capture_output=True, text=True)
-    assert result.returncode == 0 and "train" in result.stdout
+    for app in ("cat", "finetune"):
+        result = subprocess.run([sys.executable, "-m", "apps", app, "--help"], capture_output=True, text=True)
+        assert result.returncode == 0 and "train" in result.stdout

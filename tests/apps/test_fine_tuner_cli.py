@@ -19,17 +19,18 @@ def run(capsys, *argv):
     return code, captured.out, captured.err
 
 
-@pytest.fixture
-def folder(tmp_path):
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
     # Class names with a space and non-ASCII letters, as users' folders have them.
-    return write_tiny_image_folder(tmp_path / "pictures", {"not alpaca": 8, "álpaca": 8, "chat noir": 8})
+    pictures = tmp_path_factory.mktemp("data") / "pictures"
+    return write_tiny_image_folder(pictures, {"not alpaca": 8, "álpaca": 8, "chat noir": 8})
 
 
-@pytest.fixture
-def trained(tmp_path, folder, capsys):
-    output = tmp_path / "model"
-    code, out, err = run(capsys, "train", folder, "--output", output, *FAST, "--json")
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, folder):
+    """One small model trained once and shared by the tests that only read it (or add exports beside it)."""
+    output = tmp_path_factory.mktemp("trained") / "model"
+    assert dlapps(["finetune", "train", str(folder), "--output", str(output), *FAST, "--json"]) == 0
     return output
 
 
