@@ -132,3 +132,10 @@ class ProgressBar:
         if self.count >= self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def keras_verbosity(args):
+    """Keras' progress bar on a terminal, one line per epoch in a log file, nothing with --json."""
+    if args.json:
+        return 0
+    return 1 if sys.stdout.isatty() else 2

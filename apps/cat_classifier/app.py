@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from apps.cat_classifier.config import CatConfig
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
 from models.data.images import list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
 from models.data.readers import (
@@ -216,7 +216,7 @@ def train(args):
             validation_data=dev_data,
             epochs=config.epochs,
             callbacks=make_callbacks(output, config.patience, backup=False),
-            verbose=0 if args.json else 2,
+            verbose=keras_verbosity(args),
         )
         (output / "best.keras").unlink(missing_ok=True)
         plot_history(history_file, output / "training_curves.png")

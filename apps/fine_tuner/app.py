@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import list_image_files, read_image
@@ -304,7 +304,7 @@ def train(args):
     # Train: both phases, with checkpoints, CSV history, TensorBoard logs and per-epoch backups for --resume.
     with strategy.scope():
         unfrozen = fit_phases(
-            model, datasets, config, class_weight, 0 if args.json else 2,
+            model, datasets, config, class_weight, keras_verbosity(args),
             callbacks_for=lambda phase: _callbacks(output, phase, config.patience),
             phase_done=state["phase_done"], on_phase1=save_phase1, strategy=strategy,
         )  # fmt: skip
