@@ -6,7 +6,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from apps.cat_classifier.config import CatConfig
 from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
@@ -414,6 +413,3 @@ def export(args):
         export_tflite(model, output)
     size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
     emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
-
-
-__all__ = ["train", "evaluate", "predict", "export", "tf"]
