@@ -283,10 +283,21 @@ def evaluate(args):
     threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
     splits = read_cat_data(args.data, "test")
     split = splits.get("test") or splits.get("dev") or splits["train"]
-    image_size = tuple(model.input_shape[1:3])
     skipped = []
-    dataset = finalize_dataset(split.dataset(image_size, skipped), 64, False, cache=False)
-    labels, probabilities = _labels_and_probabilities(model, dataset)
+    if split.images is not None:
+        dataset = finalize_dataset(split.dataset(tuple(model.input_shape[1:3])), 64, False, cache=False)
+        labels, probabilities = _labels_and_probabilities(model, dataset)
+    else:
+        # Image files: predict file by file so that an unreadable one is reported and the rest stay aligned.
+        readable, outputs = [], []
+        predict_files(
+            model, split.files, 64,
+            on_result=lambda path, row: (readable.append(path), outputs.append(float(row[0]))),
+            on_error=lambda path, error: (skipped.append(str(path)), warn(PROG, f"error: {error}")),
+        )  # fmt: skip
+        label_of = dict(zip(split.files, split.labels.tolist(), strict=True))
+        split = Split([label_of[path] for path in readable], files=readable)
+        labels, probabilities = split.labels, np.asarray(outputs)
     if not len(labels):
         raise DataError(f"{args.data}: no readable images to evaluate")
     metrics = binary_classification_metrics(labels, probabilities, threshold)
@@ -302,7 +313,7 @@ def evaluate(args):
     # Error analysis: a gallery of the misclassified images with their P(cat).
     report_dir = Path(args.report_dir or args.model_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
-    wrong = np.flatnonzero((probabilities >= threshold).astype(int) != labels) if not skipped else []
+    wrong = np.flatnonzero((probabilities >= threshold).astype(int) != labels)
     gallery = plot_gallery(
         [split.image(i) for i in wrong[:36]],
         [f"{split.name(i)} {CLASS_NAMES[labels[i]]}\nP(cat)={probabilities[i]:.2f}" for i in wrong[:36]],

@@ -136,3 +136,12 @@ def test_help_is_fast_because_it_does_not_import_tensorflow():
     for app in ("cat", "finetune"):
         result = subprocess.run([sys.executable, "-m", "apps", app, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "train" in result.stdout
+
+
+def test_evaluate_image_folder_reports_bad_files_and_keeps_the_rest(trained, tmp_path, capsys):
+    folder = write_tiny_image_folder(tmp_path / "eval", {"cat": 3, "non-cat": 3})
+    write_bad_files(folder / "cat" / "bad")
+    code, out, err = run(capsys, "cat", "evaluate", "--data", folder, "--model-dir", trained, "--json")
+    assert code == 2 and "truncated.jpg" in err
+    result = json.loads(out)
+    assert result["num_examples"] == 6 and len(result["skipped"]) == 4
