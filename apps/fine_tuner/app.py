@@ -99,8 +99,15 @@ def build_fine_tune_model(config, num_classes):
     x = base(inputs, training=False)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    base.trainable = False
+    # A pretrained base is frozen for phase 1; a randomly initialised one has nothing to protect and learns from the
+    # start (a single phase: see fit_phases).
+    base.trainable = from_scratch(config)
     return keras.Model(inputs, outputs, name="fine_tuned_classifier")
+
+
+def from_scratch(config):
+    """True when there are no pretrained weights to transfer: the whole network trains in one phase."""
+    return not config.base and config.weights in (None, "none", "None")
 
 
 def _flat_layers(model):
@@ -228,7 +235,7 @@ def fit_phases(
         )  # fmt: skip
         if on_phase1:
             on_phase1(model)
-    if config.fine_tune_epochs <= 0:
+    if config.fine_tune_epochs <= 0 or from_scratch(config):
         return None
     unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
     _compile(model, config.learning_rate / 10)
@@ -254,7 +261,7 @@ def _fit_phases_multi_worker(model, datasets, config, class_weight, strategy, ph
         )
         if on_phase1:
             on_phase1(model)
-    if config.fine_tune_epochs <= 0:
+    if config.fine_tune_epochs <= 0 or from_scratch(config):
         return None
     with strategy.scope():
         unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)

@@ -13,6 +13,16 @@ from tests.helpers import EXAMPLES, write_bad_files, write_tiny_image_folder
 FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"]
 
 
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A stand-in for pretrained weights (random, saved to a file) so that runs take the two-phase path offline."""
+    from models.backbones.efficientnet_lite import build_efficientnet_lite0
+
+    path = tmp_path_factory.mktemp("weights") / "lite0.weights.h5"
+    build_efficientnet_lite0((32, 32, 3)).save_weights(path)
+    return ["--weights", str(path)]
+
+
 def run(capsys, *argv):
     code = dlapps(["finetune", *map(str, argv)])
     captured = capsys.readouterr()
@@ -27,10 +37,10 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, folder):
+def trained(tmp_path_factory, folder, pretrained):
     """One small model trained once and shared by the tests that only read it (or add exports beside it)."""
     output = tmp_path_factory.mktemp("trained") / "model"
-    assert dlapps(["finetune", "train", str(folder), "--output", str(output), *FAST, "--json"]) == 0
+    assert dlapps(["finetune", "train", str(folder), "--output", str(output), *FAST, *pretrained, "--json"]) == 0
     return output
 
 
@@ -88,7 +98,14 @@ def test_export_and_evaluate_exported_models(trained, folder, capsys):
     assert (trained / "confusion_matrix.png").is_file() and (trained / "worst_mistakes.png").is_file()
 
 
-def test_resume_after_interruption(tmp_path, folder, capsys, monkeypatch):
+def test_from_scratch_is_one_phase_with_the_whole_network_learning(tmp_path, folder, capsys):
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "scratch", *FAST, "--json")
+    assert code == 0, err
+    assert json.loads(out)["unfrozen_from"] is None
+    assert not (tmp_path / "scratch" / "history_phase2.csv").exists()
+
+
+def test_resume_after_interruption(tmp_path, folder, capsys, monkeypatch, pretrained):
     output = tmp_path / "model"
 
     def interrupt(*args, **kwargs):
@@ -96,7 +113,7 @@ def test_resume_after_interruption(tmp_path, folder, capsys, monkeypatch):
 
     with monkeypatch.context() as patch:
         patch.setattr(fine_tuner_app, "unfreeze_top", interrupt)
-        assert run(capsys, "train", folder, "--output", output, *FAST)[0] == 130
+        assert run(capsys, "train", folder, "--output", output, *FAST, *pretrained)[0] == 130
     assert json.loads((output / "state.json").read_text()) == {"phase_done": 1}
     code, _, err = run(capsys, "train", folder, "--output", output, *FAST)
     assert code == 2 and "--resume" in err
