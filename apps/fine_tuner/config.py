@@ -1,4 +1,10 @@
-"""Defaults of the fine-tuner. The alpaca figures in the issue note were measured with these."""
+"""Defaults of the fine-tuner.
+
+Learning rate, dropout and fine-tune depth come from `dlapps finetune tune ../shared/data/alpaca --trials 6
+--head-epochs 8 --fine-tune-epochs 6` (random search, scored on the dev split only; best trial dev accuracy 0.98).
+With these defaults, `dlapps finetune train ../shared/data/alpaca --output runs/alpaca` takes about 3 minutes on
+2 CPU cores and reaches dev 0.959 / test 0.959 (49 images each).
+"""
 
 from dataclasses import asdict, dataclass
 
@@ -12,12 +18,12 @@ class FineTuneConfig:
     base: str = ""
     image_size: int = 224
     batch_size: int = 32
-    head_epochs: int = 10
-    fine_tune_epochs: int = 10
-    learning_rate: float = 1e-3
+    head_epochs: int = 8
+    fine_tune_epochs: int = 6
+    learning_rate: float = 1.9e-3
     fine_tune_from: str = ""
-    fine_tune_fraction: float = 0.25
-    dropout: float = 0.2
+    fine_tune_fraction: float = 0.2
+    dropout: float = 0.0
     class_weights: bool = True
     augment: bool = True
     patience: int = 4
