@@ -41,7 +41,7 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--fine-tune-from",
         default=DEFAULTS.fine_tune_from,
-        help="first base layer to unfreeze (name or index; default: the top quarter)",
+        help="first base layer to unfreeze (name or index; default: --fine-tune-fraction of the base)",
     )
     parser.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
     parser.add_argument("--no-class-weights", dest="class_weights", action="store_false")
