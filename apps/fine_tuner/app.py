@@ -87,7 +87,7 @@ def _features_from_classifier(path):
 
 
 def build_fine_tune_model(config, num_classes):
-    """Base (frozen, in inference mode) + dropout + a new softmax head for the new classes."""
+    """Base (frozen, batch norm in inference mode) + dropout + a new softmax head for the new classes."""
     if config.base:
         base = _features_from_classifier(config.base)
     else:
@@ -95,10 +95,13 @@ def build_fine_tune_model(config, num_classes):
         base = keras.Model(backbone.input, backbone.output, name=BASE_LAYER)
     size = tuple(base.input_shape[1:3])
     inputs = keras.Input((*size, 3), name="image")
-    # training=False keeps batch-norm statistics frozen in both phases, as the Keras guide recommends.
+    # The Keras guide passes training=False here to keep batch norm in inference mode; in Keras 3.15 a functional
+    # model does not honour it once the outer model trains (measured: moving means still move). What keeps them
+    # frozen is trainable=False on the batch-norm layers: the whole base in phase 1, and unfreeze_top leaves them so.
     x = base(inputs, training=False)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # float32 output, so that softmax stays stable under --mixed-precision.
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     # A pretrained base is frozen for phase 1; a randomly initialised one has nothing to protect and learns from the
     # start (a single phase: see fit_phases).
     base.trainable = from_scratch(config)

@@ -159,8 +159,8 @@ def _build_pretrained(inputs, architecture, num_classes, dropout, l2, weights, b
         outputs = CatProbability(name="cat_probability")(base(x))
         return keras.Model(inputs, outputs, name=name or "imagenet_zero_shot")
     base = build_efficientnet_lite0((*size, 3), include_top=False, pooling="avg", weights=weights)
-    # The base runs in inference mode: its batch-norm statistics stay those of ImageNet, as the Keras
-    # transfer-learning guide recommends for small data sets, even when its top layers are unfrozen later.
+    # Batch norm of the base must keep ImageNet's statistics. training=False alone does not ensure it in Keras 3.15
+    # (an outer fit() still updates them); freezing the base (trainable=False, set by the caller) does.
     x = base(x, training=False)
     outputs = _head(x, num_classes, dropout, l2)
     return keras.Model(inputs, outputs, name=name or "transfer")

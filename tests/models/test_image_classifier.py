@@ -45,3 +45,18 @@ def test_one_training_step_reduces_loss():
     before = model.evaluate(images, labels, verbose=0)
     model.fit(images, labels, epochs=5, verbose=0)
     assert model.evaluate(images, labels, verbose=0) < before
+
+
+def test_frozen_base_keeps_its_batch_norm_statistics():
+    import keras
+
+    from models.tasks.image_classifier import find_backbone
+
+    model = build_image_classifier("transfer", image_size=(32, 32), weights=None)
+    base = find_backbone(model)
+    base.trainable = False
+    before = base.get_layer("stem_bn").moving_mean.numpy().copy()
+    model.compile(keras.optimizers.Adam(0.01), "binary_crossentropy")
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    model.fit(images, np.arange(8) % 2, epochs=1, verbose=0)
+    np.testing.assert_array_equal(base.get_layer("stem_bn").moving_mean.numpy(), before)
