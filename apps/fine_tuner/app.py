@@ -160,15 +160,23 @@ def _class_weights(labels, num_classes):
 
 def _callbacks(output, phase, patience):
     return [
+        # First, so that an epoch is backed up before it is logged. Every epoch is saved; double_checkpoint keeps the
+        # previous backup too, so a process killed while writing one resumes from the other (--resume).
+        keras.callbacks.BackupAndRestore(str(output / f"backup_phase{phase}"), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(output / f"best_phase{phase}.keras"), monitor="val_loss", save_best_only=True
         ),
         keras.callbacks.CSVLogger(str(output / f"history_phase{phase}.csv"), append=True),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        # Saves every epoch; after an interruption, --resume restarts from the last finished epoch.
-        keras.callbacks.BackupAndRestore(str(output / f"backup_phase{phase}"), delete_checkpoint=True),
         keras.callbacks.TensorBoard(str(output / "logs" / f"phase{phase}"), write_graph=False),
     ]
+
+
+def _save_atomically(model, path):
+    """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    temporary.replace(path)
 
 
 # === Train ===
@@ -308,7 +316,7 @@ def train(args):
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
     def save_phase1(trained):
-        trained.save(output / "phase1.keras")
+        _save_atomically(trained, output / "phase1.keras")
         (output / "state.json").write_text(json.dumps({"phase_done": 1}))
 
     # Train: both phases, with checkpoints, CSV history, TensorBoard logs and per-epoch backups for --resume.
@@ -330,7 +338,7 @@ def train(args):
             )
             metrics[f"{name}_accuracy"] = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
             metrics[f"{name}_examples"] = int(len(labels))
-    model.save(output / "model.keras")
+    _save_atomically(model, output / "model.keras")
     (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     histories = [output / f"history_phase{p}.csv" for p in (1, 2) if (output / f"history_phase{p}.csv").exists()]
     plot_history(histories, output / "training_curves.png")

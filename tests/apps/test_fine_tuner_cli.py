@@ -175,3 +175,32 @@ def test_tune_random_search_prints_best_trials(tmp_path, folder, capsys):
     trials = json.loads(out)["best_trials"]
     assert len(trials) == 2 and trials[0]["dev_accuracy"] >= trials[1]["dev_accuracy"]
     assert 1e-4 <= trials[0]["learning_rate"] <= 1e-2 and set(trials[0]) >= {"dropout", "fine_tune_fraction"}
+
+
+def test_killed_mid_training_resumes_from_the_last_epoch(tmp_path, folder, pretrained):
+    """SIGKILL during phase 1, then --resume: training continues from its backup and finishes cleanly."""
+    import signal
+    import subprocess
+    import sys
+
+    output = tmp_path / "killed"
+    command = [sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output), *FAST]
+    command += [*pretrained, "--head-epochs", "30", "--patience", "30", "--batch-size", "2", "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = output / "history_phase1.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(history.read_text().splitlines()) - 1
+    assert 2 <= done_before < 30 and (output / "backup_phase1").is_dir()
+    config = json.loads((output / "config.json").read_text())
+    config["head_epochs"] = done_before + 2  # Shorten the rest of the run; the backup holds the finished epochs.
+    (output / "config.json").write_text(json.dumps(config))
+    result = subprocess.run([sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output),
+                             "--resume", "--json"], capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    epochs = [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:] if line[0].isdigit()]
+    assert epochs[-1] == done_before + 1  # Continued where it stopped (0-based epochs), not from epoch 0.
+    assert (output / "model.keras").is_file() and not (output / "state.json").exists()
