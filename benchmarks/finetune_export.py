@@ -68,8 +68,9 @@ def main():
         export_tflite(model, folder / "float.tflite")
         export_tflite(model, folder / "int8.tflite", "int8", calibration)
         export_onnx(model, folder / "model.onnx")
+        keras_call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         runners = {
-            "keras": (lambda x: np.asarray(model(x, training=False)), Path(args.model_dir) / "model.keras"),
+            "keras": (lambda x: keras_call(x).numpy(), Path(args.model_dir) / "model.keras"),
             "saved_model": (
                 lambda x: served.serve(tf.constant(x.astype(np.uint8)))["probabilities"].numpy(),
                 folder / "serving",
