@@ -13,7 +13,7 @@ import numpy as np
 from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones.applications import build_backbone
-from models.data.images import list_image_files, read_image
+from models.data.images import ImageReadError, list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
 from models.data.readers import DataError, find_split_folders, read_image_folder, stratified_split
 from models.inference import as_class_probabilities, load_model_dir, predict_files
@@ -550,14 +550,24 @@ def export(args):
     elif args.format == "tflite":
         output = export_tflite(model, Path(args.output or model_dir / "model.tflite"))
     elif args.format == "tflite_int8":
-        data = args.data or config.get("data")
-        if not data:
-            raise ValueError("tflite_int8 needs calibration images: pass --data FOLDER (the training pictures)")
-        files, _ = list_image_files([data])
+        if args.data:
+            files, _ = list_image_files([args.data])
+        elif config.get("data"):
+            # The run's own training split (the seeded split train made), never its dev or test images.
+            files = read_splits(config["data"], _load_run_config(model_dir))[0]["train"][0]
+        else:
+            raise ValueError("tflite_int8 needs calibration images: pass --data FOLDER (training pictures)")
+        if not files:
+            raise ValueError("tflite_int8: no calibration images found")
         rng = np.random.default_rng(0)
         chosen = rng.permutation(len(files))[:100]
         size = tuple(model.input_shape[1:3])
-        images = np.stack([np.asarray(resize_images(read_image(files[i]), size)) for i in chosen])
+        images = []
+        for index in chosen:
+            try:
+                images.append(np.asarray(resize_images(read_image(files[index]), size)))
+            except ImageReadError as error:
+                warn(PROG, f"calibration: skipping {error}")
         output = export_tflite(model, Path(args.output or model_dir / "model_int8.tflite"), "int8", images)
     else:
         output = export_onnx(model, Path(args.output or model_dir / "model.onnx"))
