@@ -72,13 +72,22 @@ def run(prog, description, verbs, argv=None):
         # Our readers and builders raise ValueError for a user's mistake (bad file, bad layout, bad option).
         if args.debug:
             raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(error)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:
         if args.debug:
             raise
-        print(f"{prog}: error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", file=sys.stderr)
+        message = f"{type(error).__name__}: {_one_line(error)} (rerun with --debug for the traceback)"
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _one_line(error):
+    """The first line of an error message (library errors can span many): errors stay one line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] + (" [...]" if len(lines) > 1 else "")
 
 
 @contextlib.contextmanager
