@@ -454,7 +454,12 @@ def evaluate(args):
     data = Path(args.data)
     folders = find_split_folders(data) if data.is_dir() else {}
     folder = folders.get("test", data) if folders else data
-    files, labels, _, skipped_files = read_image_folder(folder, class_names)
+    files, labels, _, non_images = read_image_folder(folder, class_names)
+    for path in non_images:
+        warn(PROG, f"skipping non-image file {path}")
+    if config.get("data") and not folders and Path(folder).resolve() == Path(config["data"]).resolve():
+        warn(PROG, f"{folder} is the folder this model was trained on: these figures include its training images "
+                   "(the held-out test accuracy is in metrics.json)")  # fmt: skip
     image_size = tuple(model.input_shape[1:3])
     readable, probabilities, failed = [], [], []
     predict_files(
