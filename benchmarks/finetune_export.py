@@ -20,13 +20,15 @@ import tensorflow as tf
 from apps.fine_tuner.app import _load_run_config, read_splits
 from models.data.images import read_image
 from models.data.pipelines import resize_images
-from models.export import OnnxClassifier, TFLiteClassifier, export_onnx, export_saved_model, export_tflite
+from models.export import (
+    OnnxClassifier,
+    TFLiteClassifier,
+    export_onnx,
+    export_saved_model,
+    export_tflite,
+    path_size,
+)
 from models.inference import load_model_dir
-
-
-def _size(path):
-    path = Path(path)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _latency_ms(function, image, repeats):
@@ -82,7 +84,7 @@ def main():
         for name, (run, path) in runners.items():
             predictions = np.concatenate([run(dev_images[i : i + 1]) for i in range(len(dev_images))]).argmax(axis=1)
             results[name] = {
-                "bytes": _size(path),
+                "bytes": path_size(path),
                 "one_image_ms": round(_latency_ms(run, dev_images[:1], args.repeats), 2),
                 "dev_accuracy": float(np.mean(predictions == dev_labels)),
                 "agreement_with_keras": float(np.mean(predictions == keras_predictions)),

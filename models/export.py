@@ -169,3 +169,9 @@ class OnnxClassifier:
 
     def __call__(self, images):
         return self.session.run(None, {self.input_name: np.asarray(images, dtype=np.float32)})[0]
+
+
+def path_size(path):
+    """Bytes of an exported file, or of all files in an exported folder (a SavedModel)."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size

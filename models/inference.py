@@ -73,3 +73,34 @@ def as_class_probabilities(outputs):
     if outputs.shape[-1] == 1:
         return np.concatenate([1.0 - outputs, outputs], axis=-1)
     return outputs
+
+
+def dataset_outputs(model, dataset):
+    """Labels and model outputs over a dataset of (images, labels) batches, as two NumPy arrays.
+
+    An empty dataset gives empty arrays (outputs of shape (0,)).
+    """
+    labels, outputs = [], []
+    for images, batch_labels in dataset:
+        outputs.append(np.asarray(model(images, training=False)))
+        labels.append(np.asarray(batch_labels))
+    if not labels:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(labels), np.concatenate(outputs)
+
+
+def predict_labelled_files(model, files, labels, batch_size=32, on_error=None):
+    """Run a model on labelled image files, skipping unreadable ones; labels stay aligned with the outputs.
+
+    Returns:
+        (readable, labels, outputs): the files that were read, their labels (int array), and the model's
+        output rows for them (array of shape (len(readable), outputs)).
+    """
+    readable, outputs = [], []
+    predict_files(
+        model, files, batch_size,
+        on_result=lambda path, row: (readable.append(path), outputs.append(row)),
+        on_error=on_error,
+    )  # fmt: skip
+    label_of = dict(zip(files, labels, strict=True))
+    return readable, np.array([label_of[path] for path in readable], dtype=np.int64), np.asarray(outputs)

@@ -19,7 +19,7 @@ from models.data.readers import (
     read_image_folder,
     stratified_split,
 )
-from models.inference import load_model_dir, predict_files
+from models.inference import dataset_outputs, load_model_dir, predict_files, predict_labelled_files
 from models.metrics.classification import binary_classification_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
 from models.tasks.image_classifier import build_image_classifier
@@ -158,19 +158,15 @@ def build_cat_model(config):
     return model
 
 
+def _labels_and_probabilities(model, dataset):
+    """Labels and P(cat) over a dataset."""
+    labels, outputs = dataset_outputs(model, dataset)
+    return labels, outputs[:, 0] if outputs.ndim == 2 else outputs
+
+
 def _accuracy(model, dataset):
     labels, probabilities = _labels_and_probabilities(model, dataset)
     return binary_classification_metrics(labels, probabilities)["accuracy"], len(labels)
-
-
-def _labels_and_probabilities(model, dataset):
-    labels, probabilities = [], []
-    for images, batch_labels in dataset:
-        probabilities.append(np.asarray(model(images, training=False))[:, 0])
-        labels.append(np.asarray(batch_labels))
-    if not labels:
-        return np.zeros(0, np.int64), np.zeros(0)
-    return np.concatenate(labels), np.concatenate(probabilities)
 
 
 def train(args):
@@ -289,15 +285,12 @@ def evaluate(args):
         labels, probabilities = _labels_and_probabilities(model, dataset)
     else:
         # Image files: predict file by file so that an unreadable one is reported and the rest stay aligned.
-        readable, outputs = [], []
-        predict_files(
-            model, split.files, 64,
-            on_result=lambda path, row: (readable.append(path), outputs.append(float(row[0]))),
+        readable, labels, outputs = predict_labelled_files(
+            model, split.files, split.labels.tolist(), 64,
             on_error=lambda path, error: (skipped.append(str(path)), warn(PROG, f"error: {error}")),
         )  # fmt: skip
-        label_of = dict(zip(split.files, split.labels.tolist(), strict=True))
-        split = Split([label_of[path] for path in readable], files=readable)
-        labels, probabilities = split.labels, np.asarray(outputs)
+        split = Split(labels, files=readable)
+        probabilities = outputs[:, 0] if len(readable) else np.zeros(0)
     if not len(labels):
         raise DataError(f"{args.data}: no readable images to evaluate")
     metrics = binary_classification_metrics(labels, probabilities, threshold)
@@ -410,7 +403,7 @@ def predict(args):
 
 
 def export(args):
-    from models.export import export_saved_model, export_tflite
+    from models.export import export_saved_model, export_tflite, path_size
 
     model, config = load_model_dir(args.model_dir)
     class_names = config.get("class_names", CLASS_NAMES)
@@ -422,5 +415,5 @@ def export(args):
     else:
         output = Path(args.output or Path(args.model_dir) / "model.tflite")
         export_tflite(model, output)
-    size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
+    size = path_size(output)
     emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")

@@ -16,7 +16,13 @@ from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
 from models.data.readers import DataError, find_split_folders, read_image_folder, stratified_split
-from models.inference import as_class_probabilities, load_model_dir, predict_files
+from models.inference import (
+    as_class_probabilities,
+    dataset_outputs,
+    load_model_dir,
+    predict_files,
+    predict_labelled_files,
+)
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
 from models.training import fit_multi_worker
@@ -331,11 +337,14 @@ def train(args):
 
     # Evaluate: dev for selection, test once.
     metrics = {"classes": class_names, "unfrozen_from": unfrozen and {"index": unfrozen[0], "layer": unfrozen[1]}}
+    size = (config.image_size, config.image_size)
     for name in ("train", "dev", "test"):
         if name in datasets:
-            labels, probabilities = _labels_and_probabilities(
-                model, datasets[name] if name != "train" else None, splits[name], config
-            )
+            # The training split is measured without augmentation.
+            dataset = datasets[name] if name != "train" else finalize_dataset(
+                make_file_dataset(*splits["train"], size), config.batch_size, False
+            )  # fmt: skip
+            labels, probabilities = dataset_outputs(model, dataset)
             metrics[f"{name}_accuracy"] = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
             metrics[f"{name}_examples"] = int(len(labels))
     _save_atomically(model, output / "model.keras")
@@ -379,7 +388,7 @@ def tune(args):
             trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
             model = build_fine_tune_model(trial_config, len(class_names))
             fit_phases(model, datasets, trial_config, class_weight, 0)
-            labels, probabilities = _labels_and_probabilities(model, datasets["dev"], None, trial_config)
+            labels, probabilities = dataset_outputs(model, datasets["dev"])
             return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
 
     output = Path(args.output)
@@ -409,19 +418,6 @@ def tune(args):
         f"train with: dlapps finetune train {args.data} --output OUT --learning-rate {top['learning_rate']:.2e} "
         f"--dropout {top['dropout']:.1f} --fine-tune-fraction {top['fine_tune_fraction']:.1f}"
     )
-
-
-def _labels_and_probabilities(model, dataset, split, config):
-    """Labels and softmax outputs over a dataset (or, for dataset None, over a split's files without augmentation)."""
-    if dataset is None:  # Train split without augmentation.
-        dataset = finalize_dataset(
-            make_file_dataset(split[0], split[1], (config.image_size, config.image_size)), config.batch_size, False
-        )
-    labels, probabilities = [], []
-    for images, batch_labels in dataset:
-        probabilities.append(np.asarray(model(images, training=False)))
-        labels.append(np.asarray(batch_labels))
-    return np.concatenate(labels), np.concatenate(probabilities)
 
 
 # === Evaluate ===
@@ -461,15 +457,13 @@ def evaluate(args):
         warn(PROG, f"{folder} is the folder this model was trained on: these figures include its training images "
                    "(the held-out test accuracy is in metrics.json)")  # fmt: skip
     image_size = tuple(model.input_shape[1:3])
-    readable, probabilities, failed = [], [], []
-    predict_files(
-        model, files, 32,
-        on_result=lambda path, row: (readable.append(path), probabilities.append(row)),
+    failed = []
+    readable, labels, probabilities = predict_labelled_files(
+        model, files, labels, 32,
         on_error=lambda path, error: (failed.append(str(path)), warn(PROG, f"error: {error}")),
     )  # fmt: skip
-    label_of = dict(zip(files, labels, strict=True))
-    labels = np.array([label_of[path] for path in readable])
-    probabilities = np.stack(probabilities)
+    if not readable:
+        raise DataError(f"{folder}: no readable images to evaluate")
     metrics = multiclass_metrics(labels, probabilities, class_names)
     report_dir = Path(args.report_dir or args.model_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -543,7 +537,7 @@ def predict(args):
 
 def export(args):
     from models.data.pipelines import resize_images
-    from models.export import export_onnx, export_saved_model, export_tflite
+    from models.export import export_onnx, export_saved_model, export_tflite, path_size
 
     model, config = load_model_dir(args.model_dir)
     model_dir = Path(args.model_dir)
@@ -576,5 +570,5 @@ def export(args):
         output = export_tflite(model, Path(args.output or model_dir / "model_int8.tflite"), "int8", images)
     else:
         output = export_onnx(model, Path(args.output or model_dir / "model.onnx"))
-    size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file()) if output.is_dir() else output.stat().st_size
+    size = path_size(output)
     emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")

@@ -25,8 +25,7 @@ def _decode_file(path, image_size):
         ok = True
     except ImageReadError:
         image, ok = np.zeros((image_size[0], image_size[1], 3), np.uint8), False
-    resized = tf.image.resize(image.astype(np.float32), image_size, antialias=True).numpy()
-    return resized.astype(np.float32), ok
+    return resize_images(image, image_size).numpy(), ok
 
 
 def make_file_dataset(files, labels, image_size, skipped=None):
