@@ -35,21 +35,38 @@ def make_optimizer(name, learning_rate, momentum=0.9):
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: optimizer={name}")
 
 
-def make_callbacks(output_dir, patience, monitor="val_loss", backup=True):
-    """Early stopping on dev (restoring the best weights), best checkpoint, CSV history, and resumable backups."""
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(output_dir / "best.keras"), monitor=monitor, save_best_only=True),
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv"), append=True),
-    ]
-    if patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True))
+def make_callbacks(output_dir, patience, monitor="val_loss", backup=True, suffix="", tensorboard=False):
+    """Resumable backups, best checkpoint, CSV history, early stopping on dev (best weights restored), TensorBoard.
+
+    Args:
+        output_dir: the run's folder (a `pathlib.Path`).
+        patience: early-stopping patience in epochs; `None` turns early stopping off.
+        monitor: the dev metric to watch.
+        backup: back up every epoch for resuming an interrupted run.
+        suffix: added to every file name, e.g. "_phase1" gives backup_phase1/, best_phase1.keras,
+            history_phase1.csv and logs/phase1.
+        tensorboard: also write TensorBoard logs under `output_dir/logs`.
+    """
+    callbacks = []
     if backup:
-        # BackupAndRestore makes an interrupted run resume from its last finished epoch.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(output_dir / "backup"), delete_checkpoint=True))
+        # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup too,
+        # so a process killed while writing one resumes from the other.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(output_dir / f"backup{suffix}"), double_checkpoint=True))
+    callbacks += [
+        keras.callbacks.ModelCheckpoint(str(output_dir / f"best{suffix}.keras"), monitor=monitor, save_best_only=True),
+        keras.callbacks.CSVLogger(str(output_dir / f"history{suffix}.csv"), append=True),
+    ]
+    if patience is not None:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True))
+    if tensorboard:
+        logs = output_dir / "logs" / (suffix.lstrip("_") or "train")
+        callbacks.append(keras.callbacks.TensorBoard(str(logs), write_graph=False))
     return callbacks
 
 
-def fit_multi_worker(model, dataset, epochs, learning_rate, strategy, class_weight=None, on_epoch_end=None):
+def fit_multi_worker(
+    model, dataset, epochs, learning_rate, strategy, global_batch_size, class_weight=None, on_epoch_end=None
+):
     """Train a softmax classifier with MultiWorkerMirroredStrategy through `strategy.run`, one step per batch.
 
     Why not `fit()`: Keras 3's fit() fails under MultiWorkerMirroredStrategy (it reduces scalar logs along axis 0
@@ -59,10 +76,11 @@ def fit_multi_worker(model, dataset, epochs, learning_rate, strategy, class_weig
 
     Args:
         model: a Keras classifier built under `strategy.scope()`.
-        dataset: a batched `tf.data.Dataset` of (images, int labels); its batch size is the global batch.
+        dataset: a batched `tf.data.Dataset` of (images, int labels).
         epochs: number of passes over `dataset`.
         learning_rate: Adam learning rate.
         strategy: the `tf.distribute.MultiWorkerMirroredStrategy`.
+        global_batch_size: the batch size of `dataset`, which the workers share.
         class_weight: optional {class index: weight} applied to the per-example loss.
         on_epoch_end: called as on_epoch_end(epoch, mean_train_loss).
     """
@@ -77,14 +95,13 @@ def fit_multi_worker(model, dataset, epochs, learning_rate, strategy, class_weig
     weights = None
     if class_weight:
         weights = tf.constant([class_weight[i] for i in range(len(class_weight))], tf.float32)
-    global_batch = None
 
     def replica_step(images, labels):
         with tf.GradientTape() as tape:
             losses = per_example_loss(labels, model(images, training=True))
             if weights is not None:
                 losses = losses * tf.gather(weights, labels)
-            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch_size)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss
@@ -96,8 +113,6 @@ def fit_multi_worker(model, dataset, epochs, learning_rate, strategy, class_weig
     for epoch in range(epochs):
         total, steps = 0.0, 0
         for images, labels in distributed:
-            if global_batch is None:
-                global_batch = int(next(iter(dataset))[0].shape[0])
             total += float(train_step(images, labels))
             steps += 1
         if on_epoch_end:

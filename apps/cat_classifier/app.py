@@ -210,7 +210,7 @@ def train(args):
             train_data,
             validation_data=dev_data,
             epochs=config.epochs,
-            callbacks=make_callbacks(output, config.patience, backup=False),
+            callbacks=make_callbacks(output, config.patience or None, backup=False),
             verbose=keras_verbosity(args),
         )
         (output / "best.keras").unlink(missing_ok=True)

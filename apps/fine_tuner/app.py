@@ -25,7 +25,7 @@ from models.inference import (
 )
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
-from models.training import fit_multi_worker
+from models.training import fit_multi_worker, make_callbacks
 
 PROG = "dlapps finetune"
 BASE_LAYER = "base"
@@ -164,20 +164,6 @@ def _class_weights(labels, num_classes):
     return {index: float(weight) for index, weight in enumerate(weights)}
 
 
-def _callbacks(output, phase, patience):
-    return [
-        # First, so that an epoch is backed up before it is logged. Every epoch is saved; double_checkpoint keeps the
-        # previous backup too, so a process killed while writing one resumes from the other (--resume).
-        keras.callbacks.BackupAndRestore(str(output / f"backup_phase{phase}"), double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(
-            str(output / f"best_phase{phase}.keras"), monitor="val_loss", save_best_only=True
-        ),
-        keras.callbacks.CSVLogger(str(output / f"history_phase{phase}.csv"), append=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True),
-        keras.callbacks.TensorBoard(str(output / "logs" / f"phase{phase}"), write_graph=False),
-    ]
-
-
 def _save_atomically(model, path):
     """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
     temporary = path.with_name(f".{path.stem}.tmp.keras")
@@ -240,51 +226,37 @@ def fit_phases(
     import tensorflow as tf
 
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return _fit_phases_multi_worker(model, datasets, config, class_weight, strategy, phase_done, on_phase1)
-    callbacks_for = callbacks_for or (
-        lambda phase: [keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)]
-    )
+        # No early stopping across workers: every worker must run the same number of steps.
+        def run_phase(phase, learning_rate, epochs):
+            def report(epoch, loss):
+                warn(PROG, f"phase {phase} epoch {epoch + 1}: loss {loss:.4f}")
+
+            fit_multi_worker(
+                model, datasets["train"], epochs, learning_rate, strategy, config.batch_size, class_weight, report
+            )
+
+    else:
+        callbacks_for = callbacks_for or (
+            lambda phase: [
+                keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)
+            ]
+        )
+
+        def run_phase(phase, learning_rate, epochs):
+            _compile(model, learning_rate)
+            model.fit(
+                datasets["train"], validation_data=datasets["dev"], epochs=epochs,
+                class_weight=class_weight, callbacks=callbacks_for(phase), verbose=verbose,
+            )  # fmt: skip
+
     if phase_done < 1:
-        _compile(model, config.learning_rate)
-        model.fit(
-            datasets["train"], validation_data=datasets["dev"], epochs=config.head_epochs,
-            class_weight=class_weight, callbacks=callbacks_for(1), verbose=verbose,
-        )  # fmt: skip
+        run_phase(1, config.learning_rate, config.head_epochs)
         if on_phase1:
             on_phase1(model)
     if config.fine_tune_epochs <= 0 or from_scratch(config):
         return None
     unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
-    _compile(model, config.learning_rate / 10)
-    model.fit(
-        datasets["train"], validation_data=datasets["dev"], epochs=config.fine_tune_epochs,
-        class_weight=class_weight, callbacks=callbacks_for(2), verbose=verbose,
-    )  # fmt: skip
-    return unfrozen
-
-
-def _fit_phases_multi_worker(model, datasets, config, class_weight, strategy, phase_done, on_phase1):
-    """The same two phases across workers (no early stopping: every worker must run the same number of steps)."""
-
-    def report(phase):
-        def on_epoch_end(epoch, loss):
-            warn(PROG, f"phase {phase} epoch {epoch + 1}: loss {loss:.4f}")
-
-        return on_epoch_end
-
-    if phase_done < 1:
-        fit_multi_worker(
-            model, datasets["train"], config.head_epochs, config.learning_rate, strategy, class_weight, report(1)
-        )
-        if on_phase1:
-            on_phase1(model)
-    if config.fine_tune_epochs <= 0 or from_scratch(config):
-        return None
-    with strategy.scope():
-        unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
-    fit_multi_worker(
-        model, datasets["train"], config.fine_tune_epochs, config.learning_rate / 10, strategy, class_weight, report(2)
-    )
+    run_phase(2, config.learning_rate / 10, config.fine_tune_epochs)
     return unfrozen
 
 
@@ -325,11 +297,14 @@ def train(args):
         _save_atomically(trained, output / "phase1.keras")
         (output / "state.json").write_text(json.dumps({"phase_done": 1}))
 
+    def callbacks_for(phase):
+        return make_callbacks(output, config.patience, suffix=f"_phase{phase}", tensorboard=True)
+
     # Train: both phases, with checkpoints, CSV history, TensorBoard logs and per-epoch backups for --resume.
     with strategy.scope():
         unfrozen = fit_phases(
             model, datasets, config, class_weight, keras_verbosity(args),
-            callbacks_for=lambda phase: _callbacks(output, phase, config.patience),
+            callbacks_for=callbacks_for,
             phase_done=state["phase_done"], on_phase1=save_phase1, strategy=strategy,
         )  # fmt: skip
     for path in sorted(set(skipped)):
