@@ -351,49 +351,32 @@ def predict(args):
     progress = ProgressBar(len(files), "predicting")
     failures = [p for p, _ in problems]
 
-    def on_result(path, row):
-        probability = float(row[0])
-        index = int(probability >= threshold)
-        progress.update()
-        emit(
-            args,
-            {"path": str(path), "label": class_names[index], "probability": probability, "threshold": threshold},
-            f"{path}: {class_names[index]} (P(cat) = {probability:.3f})",
-        )
-
-    def on_error(path, error):
-        progress.update()
-        failures.append(path)
-        warn(PROG, f"error: {error}")
-
     imagenet_names = None
     if config.get("model") == "imagenet":
-        # Zero-shot: also show the ImageNet class the pretrained model sees, next to P(cat).
+        # Zero-shot: also show the ImageNet class the pretrained model sees, next to P(cat). The model then
+        # outputs [P(cat), 1000 ImageNet probabilities].
         from models.tasks.imagenet import imagenet_class_names
 
         imagenet_names = imagenet_class_names()
         probabilities = model.get_layer("cat_probability").input
         model = keras.Model(model.input, keras.layers.Concatenate()([model.output, probabilities]))
 
-        def on_result(path, row, plain=on_result):
+    def on_result(path, row):
+        probability = float(row[0])
+        index = int(probability >= threshold)
+        progress.update()
+        result = {"path": str(path), "label": class_names[index], "probability": probability, "threshold": threshold}
+        text = f"{path}: {class_names[index]} (P(cat) = {probability:.3f})"
+        if imagenet_names is not None:
             top = int(np.argmax(row[1:]))
-            if args.json:
-                progress.update()
-                probability = float(row[0])
-                emit(
-                    args,
-                    {
-                        "path": str(path),
-                        "label": class_names[int(probability >= threshold)],
-                        "probability": probability,
-                        "threshold": threshold,
-                        "imagenet_top": {"label": imagenet_names[top], "probability": float(row[1 + top])},
-                    },
-                    "",
-                )
-            else:
-                plain(path, row[:1])
-                print(f"    ImageNet top class: {imagenet_names[top]} ({row[1 + top]:.3f})")
+            result["imagenet_top"] = {"label": imagenet_names[top], "probability": float(row[1 + top])}
+            text += f"\n    ImageNet top class: {imagenet_names[top]} ({row[1 + top]:.3f})"
+        emit(args, result, text)
+
+    def on_error(path, error):
+        progress.update()
+        failures.append(path)
+        warn(PROG, f"error: {error}")
 
     predict_files(model, files, args.batch_size, on_result, on_error)
     return EXIT_BAD_INPUT if failures else None

@@ -62,9 +62,6 @@ def build_backbone(name, image_size, weights="imagenet"):
         raise ValueError(f"--weights: no such file {path} (use 'imagenet', 'none' or a weights file)")
     if name == "efficientnet_lite0":
         return build_efficientnet_lite0(input_shape, weights=None if weights == "none" else weights)
-    if name not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}. Received: backbone={name}")
-
     keras_weights = "imagenet" if weights == "imagenet" else None
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)
