@@ -9,13 +9,12 @@ agreement with the Keras model, and the median latency of one image (model time;
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 from apps.fine_tuner.app import _load_run_config, read_splits
 from models.data.images import read_image
@@ -29,16 +28,6 @@ from models.export import (
     path_size,
 )
 from models.inference import load_model_dir
-
-
-def _latency_ms(function, image, repeats):
-    function(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(image)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main():
@@ -85,7 +74,7 @@ def main():
             predictions = np.concatenate([run(dev_images[i : i + 1]) for i in range(len(dev_images))]).argmax(axis=1)
             results[name] = {
                 "bytes": path_size(path),
-                "one_image_ms": round(_latency_ms(run, dev_images[:1], args.repeats), 2),
+                "one_image_ms": round(median_ms(lambda run=run: run(dev_images[:1]), args.repeats), 2),
                 "dev_accuracy": float(np.mean(predictions == dev_labels)),
                 "agreement_with_keras": float(np.mean(predictions == keras_predictions)),
             }

@@ -8,26 +8,15 @@ of already-sized images). One-image latency is the median over repeats; throughp
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 from models.export import TFLiteClassifier, export_saved_model, export_tflite
 from models.inference import load_model_dir
-
-
-def _median_ms(function, repeats):
-    function()  # Warm up (graph tracing, allocations).
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main():
@@ -50,24 +39,24 @@ def main():
     }
 
     keras_call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    results["keras_one_image_ms"] = _median_ms(lambda: keras_call(one).numpy(), args.repeats)
-    results["keras_batch_images_per_s"] = args.batch_size / (_median_ms(lambda: keras_call(batch).numpy(), 10) / 1000)
+    results["keras_one_image_ms"] = median_ms(lambda: keras_call(one).numpy(), args.repeats)
+    results["keras_batch_images_per_s"] = args.batch_size / (median_ms(lambda: keras_call(batch).numpy(), 10) / 1000)
 
     with tempfile.TemporaryDirectory() as folder:
         export_saved_model(model, Path(folder) / "serving", config.get("class_names", ["0", "1"]))
         served = tf.saved_model.load(str(Path(folder) / "serving"))
         one_u8, batch_u8 = tf.constant(one.astype(np.uint8)), tf.constant(batch.astype(np.uint8))
-        results["saved_model_one_image_ms"] = _median_ms(
+        results["saved_model_one_image_ms"] = median_ms(
             lambda: served.serve(one_u8)["probabilities"].numpy(), args.repeats
         )
         results["saved_model_batch_images_per_s"] = args.batch_size / (
-            _median_ms(lambda: served.serve(batch_u8)["probabilities"].numpy(), 10) / 1000
+            median_ms(lambda: served.serve(batch_u8)["probabilities"].numpy(), 10) / 1000
         )
         export_tflite(model, Path(folder) / "model.tflite")
         results["tflite_bytes"] = (Path(folder) / "model.tflite").stat().st_size
         lite = TFLiteClassifier(Path(folder) / "model.tflite")
-        results["tflite_one_image_ms"] = _median_ms(lambda: lite(one), args.repeats)
-        results["tflite_batch_images_per_s"] = args.batch_size / (_median_ms(lambda: lite(batch), 3) / 1000)
+        results["tflite_one_image_ms"] = median_ms(lambda: lite(one), args.repeats)
+        results["tflite_batch_images_per_s"] = args.batch_size / (median_ms(lambda: lite(batch), 3) / 1000)
     results["keras_file_bytes"] = (Path(args.model_dir) / "model.keras").stat().st_size
     if args.json:
         print(json.dumps(results))

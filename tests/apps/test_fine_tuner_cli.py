@@ -8,7 +8,7 @@ import pytest
 
 import apps.fine_tuner.app as fine_tuner_app
 from apps.__main__ import main as dlapps
-from tests.helpers import EXAMPLES, write_bad_files, write_tiny_image_folder
+from tests.helpers import EXAMPLES, write_bad_files, write_lite0_weights, write_tiny_image_folder
 
 FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"]
 
@@ -16,11 +16,7 @@ FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A stand-in for pretrained weights (random, saved to a file) so that runs take the two-phase path offline."""
-    from models.backbones.efficientnet_lite import build_efficientnet_lite0
-
-    path = tmp_path_factory.mktemp("weights") / "lite0.weights.h5"
-    build_efficientnet_lite0((32, 32, 3)).save_weights(path)
-    return ["--weights", str(path)]
+    return ["--weights", str(write_lite0_weights(tmp_path_factory.mktemp("weights") / "lite0.weights.h5"))]
 
 
 def run(capsys, *argv):

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from tests.helpers import write_tiny_image_folder
+from tests.helpers import write_lite0_weights, write_tiny_image_folder
 
 
 def _free_ports(count):
@@ -29,10 +29,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path):
     """
     import keras
 
-    from models.backbones.efficientnet_lite import build_efficientnet_lite0
-
-    weights = tmp_path / "lite0.weights.h5"
-    build_efficientnet_lite0((32, 32, 3)).save_weights(weights)
+    weights = write_lite0_weights(tmp_path / "lite0.weights.h5")
     folder = write_tiny_image_folder(tmp_path / "pictures", {"a": 8, "b": 8})
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
