@@ -148,3 +148,32 @@ def keras_verbosity(args):
     if args.json:
         return 0
     return 1 if sys.stdout.isatty() else 2
+
+
+def predict_paths(prog, model, paths, batch_size, on_result):
+    """The `predict` verb's common part: image files and folders through a model, with a progress bar.
+
+    Missing paths, empty folders and unreadable images are reported one line each and skipped; the other files
+    are still predicted. `on_result(path, output_row)` prints each result. Returns the exit code.
+    """
+    from models.data.images import list_image_files
+    from models.inference import predict_files
+
+    files, problems = list_image_files(paths)
+    for _, message in problems:
+        warn(prog, f"error: {message}")
+    failures = len(problems)
+    progress = ProgressBar(len(files), "predicting")
+
+    def result(path, row):
+        progress.update()
+        on_result(path, row)
+
+    def error(path, exception):
+        nonlocal failures
+        progress.update()
+        failures += 1
+        warn(prog, f"error: {exception}")
+
+    predict_files(model, files, batch_size, result, error)
+    return EXIT_BAD_INPUT if failures else None

@@ -8,8 +8,8 @@ import keras
 import numpy as np
 
 from apps.cat_classifier.config import CatConfig
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
-from models.data.images import list_image_files, read_image
+from apps.cli import EXIT_BAD_INPUT, emit, keras_verbosity, predict_paths, warn
+from models.data.images import read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
 from models.data.readers import (
     DataError,
@@ -19,7 +19,7 @@ from models.data.readers import (
     read_image_folder,
     stratified_split,
 )
-from models.inference import dataset_outputs, load_model_dir, predict_files, predict_labelled_files
+from models.inference import dataset_outputs, load_model_dir, predict_labelled_files
 from models.metrics.classification import binary_classification_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
 from models.tasks.image_classifier import build_image_classifier
@@ -345,12 +345,6 @@ def predict(args):
     model, config = load_model_dir(args.model_dir)
     threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
     class_names = config.get("class_names", CLASS_NAMES)
-    files, problems = list_image_files(args.paths)
-    for _, message in problems:
-        warn(PROG, f"error: {message}")
-    progress = ProgressBar(len(files), "predicting")
-    failures = [p for p, _ in problems]
-
     imagenet_names = None
     if config.get("model") == "imagenet":
         # Zero-shot: also show the ImageNet class the pretrained model sees, next to P(cat). The model then
@@ -364,7 +358,6 @@ def predict(args):
     def on_result(path, row):
         probability = float(row[0])
         index = int(probability >= threshold)
-        progress.update()
         result = {"path": str(path), "label": class_names[index], "probability": probability, "threshold": threshold}
         text = f"{path}: {class_names[index]} (P(cat) = {probability:.3f})"
         if imagenet_names is not None:
@@ -373,13 +366,7 @@ def predict(args):
             text += f"\n    ImageNet top class: {imagenet_names[top]} ({row[1 + top]:.3f})"
         emit(args, result, text)
 
-    def on_error(path, error):
-        progress.update()
-        failures.append(path)
-        warn(PROG, f"error: {error}")
-
-    predict_files(model, files, args.batch_size, on_result, on_error)
-    return EXIT_BAD_INPUT if failures else None
+    return predict_paths(PROG, model, args.paths, args.batch_size, on_result)
 
 
 # === Export ===

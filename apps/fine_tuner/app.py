@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, warn
+from apps.cli import EXIT_BAD_INPUT, emit, keras_verbosity, predict_paths, warn
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
@@ -20,7 +20,6 @@ from models.inference import (
     as_class_probabilities,
     dataset_outputs,
     load_model_dir,
-    predict_files,
     predict_labelled_files,
 )
 from models.metrics.classification import multiclass_metrics
@@ -484,27 +483,15 @@ def evaluate(args):
 def predict(args):
     model, config = load_model_dir(args.model_dir)
     class_names = config["class_names"]
-    files, problems = list_image_files(args.paths)
-    for _, message in problems:
-        warn(PROG, f"error: {message}")
-    failures = [p for p, _ in problems]
-    progress = ProgressBar(len(files), "predicting")
     top_k = max(1, min(args.top_k, len(class_names)))
 
     def on_result(path, row):
-        progress.update()
         order = np.argsort(-row)[:top_k]
         top = [{"label": class_names[i], "probability": float(row[i])} for i in order]
         text = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in top)
         emit(args, {"path": str(path), "label": top[0]["label"], "top_k": top}, f"{path}: {text}")
 
-    def on_error(path, error):
-        progress.update()
-        failures.append(path)
-        warn(PROG, f"error: {error}")
-
-    predict_files(model, files, args.batch_size, on_result, on_error)
-    return EXIT_BAD_INPUT if failures else None
+    return predict_paths(PROG, model, args.paths, args.batch_size, on_result)
 
 
 # === Export ===
