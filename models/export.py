@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from models.data.images import decode_image_bytes
 from models.data.pipelines import resize_images
 
 
@@ -26,19 +27,6 @@ def _postprocess(outputs, class_names, threshold):
         probabilities = outputs
         class_index = tf.argmax(outputs, axis=-1, output_type=tf.int32)
     return {"probabilities": probabilities, "class_index": class_index, "label": tf.gather(names, class_index)}
-
-
-def decode_image_bytes(image_bytes):
-    """Decode JPEG/PNG/BMP/GIF bytes to RGB uint8 in the graph, matching Pillow's pixels.
-
-    JPEGs use the accurate integer DCT, as Pillow (libjpeg's default) does; TensorFlow's default fast DCT differs
-    by up to 11 levels and would make the served answers drift from `predict`'s.
-    """
-    return tf.cond(
-        tf.io.is_jpeg(image_bytes),
-        lambda: tf.io.decode_jpeg(image_bytes, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False),
-    )
 
 
 def _decode_and_resize(image_bytes, image_size):

@@ -39,3 +39,23 @@ def test_multiclass_serving_and_tflite(tmp_path):
     assert_serving_matches(model, tmp_path / "serving", images, expected)
     export_tflite(model, tmp_path / "model.tflite")
     np.testing.assert_allclose(TFLiteClassifier(tmp_path / "model.tflite")(images), expected, atol=1e-5)
+
+
+def test_serve_bytes_answers_as_predict_on_phone_photos_alpha_and_16_bit(tmp_path):
+    from models.data.images import read_image
+    from tests.models.test_images import _write_png16_rgb
+
+    model = build_image_classifier("cnn", image_size=(16, 16), num_classes=3, filters=(4,))
+    pixels = np.random.default_rng(1).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif)
+    rgba = np.dstack([pixels, np.where(np.arange(30) < 15, 0, 255).astype(np.uint8)[None].repeat(20, 0)])
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
+    _write_png16_rgb(tmp_path / "deep.png", pixels.astype(np.uint16) * 257 + 1)
+    files = [tmp_path / name for name in ("phone.jpg", "alpha.png", "deep.png")]
+    expected = np.concatenate([np.asarray(model(resize_images(read_image(f), (16, 16))[None])) for f in files])
+    export_saved_model(model, tmp_path / "serving", ["a", "b", "c"])
+    served = tf.saved_model.load(str(tmp_path / "serving"))
+    outputs = served.serve_bytes(tf.constant([f.read_bytes() for f in files]))
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), expected, atol=1e-6)

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from models.data.images import ImageReadError, list_image_files, read_image
+from models.data.images import ImageReadError, is_graph_decodable, list_image_files, read_image
 from tests.helpers import EXAMPLES, write_bad_files
 
 
@@ -48,6 +48,116 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6
     image.save(tmp_path / "phone.jpg", exif=exif)
     assert read_image(tmp_path / "phone.jpg").shape == (4, 2, 3)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(tmp_path, orientation):
+    pixels = np.random.default_rng(orientation).integers(0, 255, (6, 9, 3), dtype=np.uint8)
+    pixels[:3, :3] = 255  # A bright corner, so that a wrong turn cannot pass by symmetry.
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    for name, kwargs in (("big.jpg", {"quality": 100}), ("small.jpg", {"quality": 100, "subsampling": 0})):
+        Image.fromarray(pixels).save(tmp_path / name, exif=exif, **kwargs)
+        with Image.open(tmp_path / name) as image:
+            expected = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        np.testing.assert_array_equal(read_image(tmp_path / name), expected)
+
+
+def test_exif_in_a_big_endian_header_and_a_missing_tag(tmp_path):
+    image = Image.new("RGB", (4, 2), (10, 20, 30))
+    image.save(tmp_path / "plain.jpg")
+    assert read_image(tmp_path / "plain.jpg").shape == (2, 4, 3)
+    # A hand-made big-endian ("MM") APP1 segment with orientation 8.
+    tiff = b"MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big")
+    tiff += (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big") + (8).to_bytes(2, "big")
+    tiff += b"\x00\x00" + (0).to_bytes(4, "big")
+    payload = b"Exif\x00\x00" + tiff
+    data = (tmp_path / "plain.jpg").read_bytes()
+    segment = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    (tmp_path / "mm.jpg").write_bytes(data[:2] + segment + data[2:])
+    assert read_image(tmp_path / "mm.jpg").shape == (4, 2, 3)
+
+
+def test_alpha_is_composited_on_white_whatever_the_hidden_colour(tmp_path):
+    for name, hidden in (("blue.png", (0, 0, 255)), ("red.png", (255, 0, 0))):
+        rgba = np.zeros((4, 4, 4), np.uint8)
+        rgba[..., :3] = hidden
+        rgba[:, 2:, :3] = (0, 128, 0)
+        rgba[:, 2:, 3] = 255
+        rgba[0, 0] = (*hidden, 128)  # Half transparent.
+        Image.fromarray(rgba, mode="RGBA").save(tmp_path / name)
+    blue, red = read_image(tmp_path / "blue.png"), read_image(tmp_path / "red.png")
+    np.testing.assert_array_equal(blue[1:, :2], 255)
+    np.testing.assert_array_equal(blue[1:], red[1:])
+    assert blue[0, 0].tolist() == [127, 127, 255] and blue[0, 3].tolist() == [0, 128, 0]
+
+
+def test_sixteen_bit_png_is_divided_by_257(tmp_path):
+    for name, value in (("a.png", 255), ("b.png", 256)):
+        pixels = np.full((3, 3), value, np.uint16)
+        pixels[0, 0] = 65535
+        Image.fromarray(pixels).save(tmp_path / name)
+    a, b = read_image(tmp_path / "a.png"), read_image(tmp_path / "b.png")
+    assert a[1, 1].tolist() == b[1, 1].tolist() == [1, 1, 1]
+    assert a[0, 0].tolist() == [255, 255, 255]
+    rgb16 = tmp_path / "rgb16.png"
+    _write_png16_rgb(rgb16, np.array([[[65535, 257 * 100, 0]]], np.uint16))
+    assert read_image(rgb16).tolist() == [[[255, 100, 0]]]
+
+
+def _write_png16_rgb(path, pixels):
+    """A 16-bit RGB PNG (Pillow cannot write one)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    height, width, _ = pixels.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_big_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
+    import models.data.images as images
+
+    monkeypatch.setattr(images, "MAX_DECODED_SIDE", 16)
+    monkeypatch.setattr(images, "_decode_eagerly", None)  # The graph reads the limit when it is traced.
+    Image.new("RGB", (100, 40), (200, 10, 10)).save(tmp_path / "wide.jpg")
+    assert read_image(tmp_path / "wide.jpg").shape == (5, 13, 3)  # 1/8 scale, rounded up.
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 50)
+    with pytest.raises(ImageReadError, match="too large"):
+        read_image(tmp_path / "wide.jpg")
+
+
+def test_pillow_formats_follow_the_same_rules(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 255, (5, 7, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.ppm")
+    Image.fromarray(pixels).save(tmp_path / "a.tiff")
+    np.testing.assert_array_equal(read_image(tmp_path / "a.ppm"), pixels)
+    np.testing.assert_array_equal(read_image(tmp_path / "a.tiff"), pixels)
+    assert not is_graph_decodable(tmp_path / "a.tiff") and not is_graph_decodable(tmp_path / "a.ppm")
+
+
+def test_hidden_files_links_and_leftovers(tmp_path):
+    folder = tmp_path / "photos"
+    (folder / ".ipynb_checkpoints").mkdir(parents=True)
+    (folder / "album").mkdir()
+    Image.new("RGB", (4, 4)).save(folder / "a.jpg")
+    Image.new("RGB", (4, 4)).save(folder / ".ipynb_checkpoints" / "a-checkpoint.jpg")
+    Image.new("RGB", (4, 4)).save(folder / "album" / "b.png")
+    (folder / "._a.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".DS_Store").write_bytes(b"\x00")
+    (folder / "Thumbs.db").write_bytes(b"\x00")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Image.new("RGB", (4, 4)).save(elsewhere / "c.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    files, problems = list_image_files([folder])
+    assert [p.relative_to(folder).as_posix() for p in files] == ["a.jpg", "album/b.png", "linked/c.png"]
+    assert [p.name for p, _ in problems] == ["gone.jpg"] and "broken symbolic link" in problems[0][1]
 
 
 @pytest.mark.parametrize(
