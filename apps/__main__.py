@@ -9,7 +9,7 @@ APPS = {
 }
 ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune"}
 
-USAGE = "usage: dlapps [-h] APP VERB [options]\n\nApps:\n" + "\n".join(
+USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".join(
     f"  {name:<10} {description}" for name, (_, description) in APPS.items()
 )
 HELP = (
@@ -21,6 +21,14 @@ HELP = (
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--version":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"dlapps {version('dlapps')}")
+        except PackageNotFoundError:
+            print("dlapps (not installed; run from the source tree)")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(HELP)
         return 0 if argv else 2

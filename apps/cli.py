@@ -66,7 +66,11 @@ def run(prog, description, verbs, argv=None):
         code = handler(args)
         return EXIT_OK if code is None else code
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        hint = ""
+        if getattr(args, "resume", None) is not None and getattr(args, "output", None):
+            words = [word for word in sys.argv[1:] if word not in ("--resume", "--overwrite")]
+            hint = f"; continue with: dlapps {' '.join(words)} --resume"
+        print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
         # Our readers and builders raise ValueError for a user's mistake (bad file, bad layout, bad option).
@@ -112,9 +116,63 @@ def default_model_dir(app_folder):
     return PROJECT_ROOT / "saved_models" / app_folder
 
 
+def _finite(value):
+    """NaN and infinities become None (JSON has no NaN); containers are walked."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+def to_json(payload, **kwargs):
+    """Strict JSON of a result: NaN and infinities are written as null, never as the invalid `NaN`."""
+    return json.dumps(_finite(payload), allow_nan=False, **kwargs)
+
+
 def emit(args, payload, text):
     """Print a result: one JSON line with --json, else the human text."""
-    print(json.dumps(payload) if args.json else text, flush=True)
+    print(to_json(payload) if args.json else text, flush=True)
+
+
+def positive_float(text):
+    """argparse type: a finite number above zero (a learning rate, a size); refuses nan, inf, 0 and negatives."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+
+def fraction(text):
+    """argparse type: a finite number in [0, 1] (dropout, a split fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: a whole number of at least 1 (epochs, batch size)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    """argparse type: a whole number of at least 0 (epochs of an optional phase, patience)."""
+    return 0 if text.strip() == "0" else positive_int(text)
 
 
 def warn(prog, message):
@@ -150,7 +208,7 @@ def keras_verbosity(args):
     return 1 if sys.stdout.isatty() else 2
 
 
-def predict_paths(prog, model, paths, batch_size, on_result):
+def predict_paths(prog, model, paths, batch_size, on_result, debug=False):
     """The `predict` verb's common part: image files and folders through a model, with a progress bar.
 
     Missing paths, empty folders and unreadable images are reported one line each and skipped; the other files
@@ -174,6 +232,10 @@ def predict_paths(prog, model, paths, batch_size, on_result):
         progress.update()
         failures += 1
         warn(prog, f"error: {exception}")
+        if debug:
+            import traceback
+
+            traceback.print_exception(exception, file=sys.stderr)
 
     predict_files(model, files, batch_size, result, error)
     return EXIT_BAD_INPUT if failures else None

@@ -12,21 +12,44 @@ from models.data.pipelines import resize_images
 # Custom layers must be registered before a .keras file that uses them is loaded.
 from models.tasks import imagenet  # noqa: F401
 
+APP_NAMES = {"cat": "dlapps cat", "finetune": "dlapps finetune"}
 
-def load_model_dir(model_dir):
+
+def model_app(config):
+    """The app that made a model folder: its config's `app`, or (folders written before that key) its shape."""
+    if "app" in config:
+        return config["app"]
+    if "backbone" in config:
+        return "finetune"
+    return "cat" if "model" in config else None
+
+
+def load_model_dir(model_dir, app=None):
     """Load `model.keras` and `config.json` from a trained model folder.
 
+    Args:
+        model_dir: the folder (or its `model.keras` file).
+        app: the app asking ("cat", "finetune", ...); a folder made by another app is refused.
+
     Raises:
-        ValueError: the folder or its model file is missing.
+        ValueError: the folder is missing, is not a model folder, or was made by another app.
     """
     model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise ValueError(f"{model_dir}: no such model folder; train one (train --output DIR) or pass another")
+    if model_dir.is_file() and model_dir.suffix != ".keras":
+        raise ValueError(f"{model_dir}: expected a model folder (holding model.keras and config.json), not a file")
     model_file = model_dir / "model.keras" if model_dir.is_dir() else model_dir
     if not model_file.is_file():
-        raise ValueError(
-            f"{model_dir}: no trained model here (expected {model_file.name}); train one or pass --model-dir"
-        )
+        raise ValueError(f"{model_dir}: not a model folder (no model.keras in it); train one or pass another")
     config_file = model_file.parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    maker = model_app(config)
+    if app and maker and maker != app:
+        raise ValueError(
+            f"{model_dir}: this model was made by {APP_NAMES.get(maker, maker)}, not {APP_NAMES.get(app, app)}; "
+            f"use {APP_NAMES.get(maker, maker)} with it"
+        )
     model = keras.saving.load_model(model_file, compile=False)
     return model, config
 

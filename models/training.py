@@ -1,4 +1,4 @@
-"""Training helpers shared by the classifier apps: optimisers, learning-rate decay, callbacks."""
+"""Training shared by every app: optimisers, learning-rate decay, callbacks, and the resumable phase loop."""
 
 import keras
 
@@ -117,3 +117,154 @@ def fit_multi_worker(
             steps += 1
         if on_epoch_end:
             on_epoch_end(epoch, total / max(1, steps))
+
+
+# === Phases, resume, early stopping that survive an interruption ===
+
+
+def read_history(path):
+    """Rows of a CSVLogger file as a list of {column: float} (an empty list when the file is missing)."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open() as file:
+        return [
+            {key: float(value) for key, value in row.items() if value not in ("", None)} for row in csv.DictReader(file)
+        ]
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Early stopping whose best value and waiting count continue from the phase's history after `--resume`.
+
+    Keras' EarlyStopping starts counting afresh in every `fit()`; resumed from a backup, it would forget the best
+    epoch before the interruption, and the resumed run would stop at other epochs than an uninterrupted one.
+    """
+
+    def __init__(self, history_file, monitor="val_loss", mode="min", **kwargs):
+        super().__init__(monitor=monitor, mode=mode, **kwargs)
+        self.history_file, self.lower_is_better = history_file, mode == "min"
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        values = [row[self.monitor] for row in read_history(self.history_file) if self.monitor in row]
+        for epoch, value in enumerate(values):
+            # The same counting as EarlyStopping.on_epoch_end: wait grows every epoch and restarts on improvement.
+            self.wait += 1
+            improved = self.best is None or (value < self.best if self.lower_is_better else value > self.best)
+            if improved:
+                self.best, self.best_epoch, self.wait = value, epoch, 0
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stop training when the loss becomes NaN or infinite, remembering the epoch (Keras' TerminateOnNaN is silent)."""
+
+    def __init__(self):
+        super().__init__()
+        self.nan_epoch = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        import math
+
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.nan_epoch = self.epoch
+            self.model.stop_training = True
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and the checkpoint that was kept."""
+
+
+def save_atomically(model, path):
+    """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
+    temporary = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(temporary)
+    temporary.replace(path)
+
+
+def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbose=1, class_weight=None,
+               monitor="val_loss", start_phase=0, tensorboard=True, extra_callbacks=()):  # fmt: skip
+    """Train through phases (e.g. a head on a frozen base, then fine-tuning), resumable after any interruption.
+
+    Each phase `p` is a dict with `name`, `epochs` and `prepare(model)` (freezes or unfreezes layers and compiles).
+    Every epoch is backed up (`backup_<name>/`) and logged (`history_<name>.csv`); the best epoch on `monitor` is
+    saved to `best_<name>.keras`, also across an interruption, and is what the phase ends with; a finished phase is
+    saved to `<name>.keras` so that `--resume` starts the next phase from it, in full. A NaN loss stops training
+    and raises `TrainingDiverged`, keeping the best checkpoint.
+
+    Args:
+        model: the Keras model (rebuilt or reloaded by the caller when resuming).
+        phases: the list of phase dicts.
+        train_data, dev_data: datasets of (images, labels).
+        output_dir: the run folder (`pathlib.Path`).
+        patience: early-stopping patience in epochs (`None`: off).
+        start_phase: index of the first phase still to run (from `state.json` when resuming).
+
+    Returns:
+        {phase name: {"epochs": int, "best_epoch": int (1-based), "best": float}}.
+    """
+    import json
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for index, phase in enumerate(phases):
+        name = phase["name"]
+        history_file = output_dir / f"history_{name}.csv"
+        if index < start_phase:
+            summary[name] = _phase_summary(history_file, monitor)
+            continue
+        phase["prepare"](model)
+        previous = [row[monitor] for row in read_history(history_file) if monitor in row]
+        best_file = output_dir / f"best_{name}.keras"
+        stop_on_nan = StopOnNaN()
+        callbacks = [
+            # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup,
+            # so a process killed while writing one resumes from the other.
+            keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
+            stop_on_nan,
+            keras.callbacks.ModelCheckpoint(
+                str(best_file), monitor=monitor, save_best_only=True,
+                initial_value_threshold=min(previous) if previous else None,
+            ),
+            keras.callbacks.CSVLogger(str(history_file), append=True),
+            *extra_callbacks,
+        ]  # fmt: skip
+        if patience is not None:
+            callbacks.append(ResumableEarlyStopping(history_file, monitor=monitor, patience=patience))
+        if tensorboard:
+            callbacks.append(keras.callbacks.TensorBoard(str(output_dir / "logs" / name), write_graph=False))
+        # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
+        # phase's fit() would start part-way (or, past its epochs, be skipped). Each phase starts from its own backup.
+        model._initial_epoch = None
+        model.fit(
+            train_data, validation_data=dev_data, epochs=phase["epochs"], class_weight=class_weight,
+            callbacks=callbacks, verbose=verbose,
+        )  # fmt: skip
+        if best_file.exists():
+            # The best epoch of the whole phase, interruptions included.
+            model.set_weights(keras.saving.load_model(best_file, compile=False).get_weights())
+        if stop_on_nan.nan_epoch is not None:
+            kept = f"the best weights before it are in {best_file}" if best_file.exists() else "no epoch finished"
+            raise TrainingDiverged(
+                f"the loss became NaN in {name} epoch {stop_on_nan.nan_epoch + 1}; {kept}. "
+                "Lower --learning-rate and train again"
+            )
+        save_atomically(model, output_dir / f"{name}.keras")
+        (output_dir / "state.json").write_text(json.dumps({"phase_done": index + 1}))
+        summary[name] = _phase_summary(history_file, monitor)
+    return summary
+
+
+def _phase_summary(history_file, monitor):
+    values = [row.get(monitor, float("nan")) for row in read_history(history_file)]
+    if not values:
+        return {"epochs": 0, "best_epoch": None, "best": None}
+    best = min(range(len(values)), key=lambda i: values[i] if values[i] == values[i] else float("inf"))
+    return {"epochs": len(values), "best_epoch": best + 1, "best": values[best]}

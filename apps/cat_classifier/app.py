@@ -27,6 +27,7 @@ from models.training import make_callbacks, make_learning_rate, make_optimizer
 
 CLASS_NAMES = ["non-cat", "cat"]
 PROG = "dlapps cat"
+APP = "cat"
 
 
 # === Data ===
@@ -366,7 +367,7 @@ def predict(args):
             text += f"\n    ImageNet top class: {imagenet_names[top]} ({row[1 + top]:.3f})"
         emit(args, result, text)
 
-    return predict_paths(PROG, model, args.paths, args.batch_size, on_result)
+    return predict_paths(PROG, model, args.paths, args.batch_size, on_result, args.debug)
 
 
 # === Export ===

@@ -2,7 +2,7 @@
 
 import sys
 
-from apps.cli import Verb, run
+from apps.cli import Verb, fraction, non_negative_int, positive_float, positive_int, run
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones import BACKBONES
 
@@ -31,26 +31,38 @@ def add_train_arguments(parser):
         default=DEFAULTS.base,
         help="transfer from a trained Keras classifier (.keras or model folder) instead of --backbone",
     )
-    parser.add_argument("--image-size", type=int, default=DEFAULTS.image_size)
-    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    parser.add_argument("--head-epochs", type=int, default=DEFAULTS.head_epochs, help="phase 1: new head, frozen base")
-    parser.add_argument("--fine-tune-epochs", type=int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)")
     parser.add_argument(
-        "--learning-rate", type=float, default=DEFAULTS.learning_rate, help="phase 1; phase 2 uses a tenth"
+        "--image-size", type=positive_int, default=DEFAULTS.image_size, help="input size in pixels (square)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
+    parser.add_argument(
+        "--head-epochs", type=positive_int, default=DEFAULTS.head_epochs, help="phase 1: new head, frozen base"
+    )
+    parser.add_argument(
+        "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=DEFAULTS.learning_rate, help="phase 1; phase 2 uses a tenth"
     )
     parser.add_argument(
         "--fine-tune-from",
         default=DEFAULTS.fine_tune_from,
         help="first base layer to unfreeze (name or index; default: --fine-tune-fraction of the base)",
     )
-    parser.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
-    parser.add_argument("--no-class-weights", dest="class_weights", action="store_false")
-    parser.add_argument("--no-augment", dest="augment", action="store_false")
-    parser.add_argument("--patience", type=int, default=DEFAULTS.patience, help="early-stopping patience on dev")
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    parser.add_argument("--dropout", type=fraction, default=DEFAULTS.dropout, help="dropout rate before the new head")
+    parser.add_argument(
+        "--no-class-weights", dest="class_weights", action="store_false", help="do not weight classes by rarity"
+    )
+    parser.add_argument(
+        "--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom/colour augmentation"
+    )
+    parser.add_argument(
+        "--patience", type=positive_int, default=DEFAULTS.patience, help="early-stopping patience on dev"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split, augmentation and weights")
     parser.add_argument(
         "--fine-tune-fraction",
-        type=float,
+        type=fraction,
         default=DEFAULTS.fine_tune_fraction,
         help="top share of the base to unfreeze when --fine-tune-from is not given",
     )
@@ -67,7 +79,7 @@ def add_train_arguments(parser):
 
 def add_tune_arguments(parser):
     add_train_arguments(parser)
-    parser.add_argument("--trials", type=int, default=8, help="random-search trials")
+    parser.add_argument("--trials", type=positive_int, default=8, help="random-search trials")
 
 
 def add_evaluate_arguments(parser):
@@ -82,8 +94,8 @@ def add_evaluate_arguments(parser):
 def add_predict_arguments(parser):
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     parser.add_argument("--model-dir", required=True, help="trained model folder")
-    parser.add_argument("--top-k", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
 
 
 def add_export_arguments(parser):

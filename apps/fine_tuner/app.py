@@ -10,12 +10,19 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, emit, keras_verbosity, predict_paths, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, predict_paths, to_json, warn
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
-from models.data.readers import DataError, find_split_folders, read_image_folder, stratified_split
+from models.data.readers import (
+    DataError,
+    check_class_counts,
+    check_images,
+    find_split_folders,
+    read_image_folder,
+    stratified_split,
+)
 from models.inference import (
     as_class_probabilities,
     dataset_outputs,
@@ -24,18 +31,27 @@ from models.inference import (
 )
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history
-from models.training import fit_multi_worker, make_callbacks
+from models.training import fit_multi_worker, fit_phases, save_atomically
 
 PROG = "dlapps finetune"
+APP = "finetune"
 BASE_LAYER = "base"
 
 
 # === Data ===
 
 
-def read_splits(data, config):
-    """{split: (files, labels)} and the class names: given train/val/test folders, or a seeded stratified split."""
+def read_splits(data, config, check=True):
+    """{split: (files, labels)} and the class names: given train/val/test folders, or a seeded stratified split.
+
+    Every file is decoded once first (`check`), so that each unreadable one is named before training starts and a
+    class left with too few images is refused up front.
+    """
     data = Path(data)
+    if data.is_file():
+        raise DataError(
+            f"{data}: the fine-tuner wants a folder of class subfolders (or train/ val/ splits), not a file"
+        )
     folders = find_split_folders(data) if data.is_dir() else {}
     if folders:
         files, labels, class_names, skipped = read_image_folder(folders["train"])
@@ -52,10 +68,10 @@ def read_splits(data, config):
         warn(PROG, f"skipping non-image file {path}")
     if len(class_names) < 2:
         raise DataError(f"{data}: a classifier needs at least 2 class folders; found {class_names}")
-    counts = np.bincount(splits["train"][1], minlength=len(class_names))
-    for name, count in zip(class_names, counts, strict=True):
-        if count < 3:
-            warn(PROG, f"class '{name}' has only {count} training image(s): it cannot appear in dev/test; add more")
+    if check:
+        splits = {name: _readable(*split) for name, split in splits.items()}
+    # An automatic split needs 3 images of each class (one each for train, dev and test).
+    check_class_counts(splits["train"][1], class_names, 1 if "dev" in splits else 3, folders.get("train", data))
     if "dev" not in splits:
         files, labels = splits.pop("train")
         fractions = (config.dev_fraction, config.test_fraction) if "test" not in splits else (config.dev_fraction,)
@@ -64,6 +80,24 @@ def read_splits(data, config):
         for name, indices in zip(names, parts, strict=True):
             splits[name] = ([files[i] for i in indices], [labels[i] for i in indices])
     return splits, class_names
+
+
+def _readable(files, labels):
+    progress = ProgressBar(len(files), "checking images")
+    readable, problems = check_images(files, progress.update)
+    for _, message in problems:
+        warn(PROG, f"skipping unreadable image: {message}")
+    keep = set(readable)
+    return [f for f in files if f in keep], [label for f, label in zip(files, labels) if f in keep]
+
+
+def data_summary(splits, class_names):
+    """Counts per class and split, as a table and as a dict (for --json and metrics.json)."""
+    counts = {name: np.bincount(labels, minlength=len(class_names)).tolist() for name, (_, labels) in splits.items()}
+    lines = [f"{'class':20s} " + " ".join(f"{name:>6s}" for name in counts)]
+    for index, class_name in enumerate(class_names):
+        lines.append(f"{class_name[:20]:20s} " + " ".join(f"{counts[name][index]:6d}" for name in counts))
+    return counts, "\n".join(lines)
 
 
 def make_datasets(splits, config, skipped):
@@ -163,35 +197,29 @@ def _class_weights(labels, num_classes):
     return {index: float(weight) for index, weight in enumerate(weights)}
 
 
-def _save_atomically(model, path):
-    """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
-    temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
-    temporary.replace(path)
-
-
 # === Train ===
 
 
-def _prepare_output(args):
+def _check_output(args):
+    """Refuse an --output that holds a finished model or another interrupted run, before anything is written.
+
+    A folder left by a run that failed before training started (no config.json) blocks nothing.
+    """
     output = Path(args.output)
     state_file = output / "state.json"
-    if args.overwrite and output.exists():
-        shutil.rmtree(output)
     if args.resume:
-        if not state_file.exists():
+        if not state_file.exists() or not (output / "config.json").exists():
             raise ValueError(f"--resume: {output} holds no interrupted run to resume")
         return output, json.loads(state_file.read_text())
+    if args.overwrite and output.exists():
+        shutil.rmtree(output)
     if (output / "model.keras").exists():
         raise FileExistsError(
             f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
         )
-    if state_file.exists():
+    if state_file.exists() and (output / "config.json").exists():
         raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it or --overwrite")
-    output.mkdir(parents=True, exist_ok=True)
-    state = {"phase_done": 0}
-    state_file.write_text(json.dumps(state))  # Marks the run as in progress until model.keras is written.
-    return output, state
+    return output, {"phase_done": 0}
 
 
 def _config_from_args(args):
@@ -215,48 +243,37 @@ def make_strategy(name):
     raise ValueError(f"strategy must be default, mirrored or multi_worker. Received: strategy={name}")
 
 
-def fit_phases(
-    model, datasets, config, class_weight, verbose, callbacks_for=None, phase_done=0, on_phase1=None, strategy=None
-):
-    """Phase 1 (head on the frozen base), then phase 2 (top of the base unfrozen, a tenth of the learning rate).
+def make_phases(model, config):
+    """The fine-tuner's phases for `models.training.fit_phases`: a head on the frozen base, then the top of the base
+    unfrozen at a tenth of the learning rate (one phase, the whole network, when training from scratch)."""
+    unfrozen = {}
 
-    Returns (index, name) of the first unfrozen base layer, or None when phase 2 is skipped.
-    """
-    import tensorflow as tf
+    def compile_phase1(trained):
+        _compile(trained, config.learning_rate)
 
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        # No early stopping across workers: every worker must run the same number of steps.
-        def run_phase(phase, learning_rate, epochs):
-            def report(epoch, loss):
-                warn(PROG, f"phase {phase} epoch {epoch + 1}: loss {loss:.4f}")
+    def compile_phase2(trained):
+        unfrozen["index"], unfrozen["layer"] = unfreeze_top(trained, config.fine_tune_from, config.fine_tune_fraction)
+        _compile(trained, config.learning_rate / 10)
 
-            fit_multi_worker(
-                model, datasets["train"], epochs, learning_rate, strategy, config.batch_size, class_weight, report
-            )
+    phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1}]
+    if config.fine_tune_epochs > 0 and not from_scratch(config):
+        phases.append({"name": "phase2", "epochs": config.fine_tune_epochs, "prepare": compile_phase2})
+    return phases, unfrozen
 
-    else:
-        callbacks_for = callbacks_for or (
-            lambda phase: [
-                keras.callbacks.EarlyStopping("val_loss", patience=config.patience, restore_best_weights=True)
-            ]
+
+def _fit_multi_worker(model, phases, datasets, config, class_weight, strategy):
+    """The phases through `strategy.run` (Keras' fit() fails under MultiWorkerMirroredStrategy): no early stopping,
+    since every worker must run the same number of steps."""
+    for phase in phases:
+
+        def report(epoch, loss, name=phase["name"]):
+            warn(PROG, f"{name} epoch {epoch + 1}: loss {loss:.4f}")
+
+        phase["prepare"](model)
+        learning_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        fit_multi_worker(
+            model, datasets["train"], phase["epochs"], learning_rate, strategy, config.batch_size, class_weight, report
         )
-
-        def run_phase(phase, learning_rate, epochs):
-            _compile(model, learning_rate)
-            model.fit(
-                datasets["train"], validation_data=datasets["dev"], epochs=epochs,
-                class_weight=class_weight, callbacks=callbacks_for(phase), verbose=verbose,
-            )  # fmt: skip
-
-    if phase_done < 1:
-        run_phase(1, config.learning_rate, config.head_epochs)
-        if on_phase1:
-            on_phase1(model)
-    if config.fine_tune_epochs <= 0 or from_scratch(config):
-        return None
-    unfrozen = unfreeze_top(model, config.fine_tune_from, config.fine_tune_fraction)
-    run_phase(2, config.learning_rate / 10, config.fine_tune_epochs)
-    return unfrozen
 
 
 def _load_run_config(output):
@@ -265,52 +282,53 @@ def _load_run_config(output):
 
 
 def train(args):
-    output, state = _prepare_output(args)
-    if args.resume and not (output / "config.json").exists():
-        raise ValueError(f"--resume: {output} was interrupted before it started; rerun with --overwrite")
+    output, state = _check_output(args)
     config = _load_run_config(output) if args.resume else _config_from_args(args)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     strategy = make_strategy(config.strategy)
 
-    # Data. With --base, the input size is the base model's own.
+    # Data and model first: a bad folder or unavailable weights stop the run before anything is written.
     splits, class_names = read_splits(args.data, config)
     with strategy.scope():
-        if state["phase_done"] >= 1:
-            model = keras.saving.load_model(output / "phase1.keras")
-        else:
-            model = build_fine_tune_model(config, len(class_names))
+        done = state["phase_done"]
+        model = keras.saving.load_model(output / f"phase{done}.keras") if done else None
+        model = model or build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
+    counts, table = data_summary(splits, class_names)
+    if not args.json:
+        print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
     skipped = []
     datasets = make_datasets(splits, config, skipped)
+    output.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         data_path = str(Path(args.data).resolve())
         config_file = output / "config.json"
         config_file.write_text(
-            json.dumps({**config.to_dict(), "class_names": class_names, "data": data_path}, indent=2)
+            json.dumps({"app": APP, **config.to_dict(), "class_names": class_names, "data": data_path}, indent=2)
         )
+        (output / "state.json").write_text(json.dumps(state))  # The run is in progress until model.keras exists.
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
-    def save_phase1(trained):
-        _save_atomically(trained, output / "phase1.keras")
-        (output / "state.json").write_text(json.dumps({"phase_done": 1}))
+    # Train: the phases, with the best checkpoint, CSV history, TensorBoard logs and per-epoch backups for --resume.
+    phases, unfrozen = make_phases(model, config)
+    import tensorflow as tf
 
-    def callbacks_for(phase):
-        return make_callbacks(output, config.patience, suffix=f"_phase{phase}", tensorboard=True)
-
-    # Train: both phases, with checkpoints, CSV history, TensorBoard logs and per-epoch backups for --resume.
     with strategy.scope():
-        unfrozen = fit_phases(
-            model, datasets, config, class_weight, keras_verbosity(args),
-            callbacks_for=callbacks_for,
-            phase_done=state["phase_done"], on_phase1=save_phase1, strategy=strategy,
-        )  # fmt: skip
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            _fit_multi_worker(model, phases, datasets, config, class_weight, strategy)
+            phase_summary = {}
+        else:
+            phase_summary = fit_phases(
+                model, phases, datasets["train"], datasets["dev"], output, config.patience,
+                verbose=keras_verbosity(args), class_weight=class_weight, start_phase=state["phase_done"],
+            )  # fmt: skip
     for path in sorted(set(skipped)):
         warn(PROG, f"skipped unreadable image {path}")
 
     # Evaluate: dev for selection, test once.
-    metrics = {"classes": class_names, "unfrozen_from": unfrozen and {"index": unfrozen[0], "layer": unfrozen[1]}}
+    metrics = {"classes": class_names, "counts": counts, "phases": phase_summary, "unfrozen_from": unfrozen or None}
     size = (config.image_size, config.image_size)
     for name in ("train", "dev", "test"):
         if name in datasets:
@@ -321,18 +339,25 @@ def train(args):
             labels, probabilities = dataset_outputs(model, dataset)
             metrics[f"{name}_accuracy"] = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
             metrics[f"{name}_examples"] = int(len(labels))
-    _save_atomically(model, output / "model.keras")
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    histories = [output / f"history_phase{p}.csv" for p in (1, 2) if (output / f"history_phase{p}.csv").exists()]
+    save_atomically(model, output / "model.keras")
+    (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
+    histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
     plot_history(histories, output / "training_curves.png")
-    for leftover in ("phase1.keras", "state.json", "best_phase1.keras", "best_phase2.keras"):
-        (output / leftover).unlink(missing_ok=True)
+    for phase in phases:
+        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.keras"):
+            (output / leftover).unlink(missing_ok=True)
+    (output / "state.json").unlink(missing_ok=True)
+    files = sorted(p.name for p in output.iterdir())
+    metrics["output"] = str(output)
+    metrics["files"] = files
+    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in phase_summary.items())
     emit(
         args,
         metrics,
-        f"dev accuracy {metrics['dev_accuracy']:.3f}"
+        (f"{best}\n" if best else "")
+        + f"train accuracy {metrics['train_accuracy']:.3f}, dev accuracy {metrics['dev_accuracy']:.3f}"
         + (f", test accuracy {metrics['test_accuracy']:.3f}" if "test_accuracy" in metrics else "")
-        + f" -> {output}",
+        + f"\nwrote {output}/: {', '.join(files)}",
     )
 
 
@@ -361,7 +386,12 @@ def tune(args):
             trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
             trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
             model = build_fine_tune_model(trial_config, len(class_names))
-            fit_phases(model, datasets, trial_config, class_weight, 0)
+            phases, _ = make_phases(model, trial_config)
+            trial_dir = Path(self.get_trial_dir(trial.trial_id))
+            fit_phases(
+                model, phases, datasets["train"], datasets["dev"], trial_dir, trial_config.patience,
+                verbose=0, class_weight=class_weight, tensorboard=False,
+            )  # fmt: skip
             labels, probabilities = dataset_outputs(model, datasets["dev"])
             return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
 
@@ -419,7 +449,7 @@ def _exported_probabilities(path, files, image_size):
 
 
 def evaluate(args):
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_model_dir(args.model_dir, APP)
     class_names = config["class_names"]
     data = Path(args.data)
     folders = find_split_folders(data) if data.is_dir() else {}
@@ -481,7 +511,7 @@ def evaluate(args):
 
 
 def predict(args):
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_model_dir(args.model_dir, APP)
     class_names = config["class_names"]
     top_k = max(1, min(args.top_k, len(class_names)))
 
@@ -491,7 +521,7 @@ def predict(args):
         text = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in top)
         emit(args, {"path": str(path), "label": top[0]["label"], "top_k": top}, f"{path}: {text}")
 
-    return predict_paths(PROG, model, args.paths, args.batch_size, on_result)
+    return predict_paths(PROG, model, args.paths, args.batch_size, on_result, args.debug)
 
 
 # === Export ===
@@ -501,7 +531,7 @@ def export(args):
     from models.data.pipelines import resize_images
     from models.export import export_onnx, export_saved_model, export_tflite, path_size
 
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_model_dir(args.model_dir, APP)
     model_dir = Path(args.model_dir)
     if args.format == "saved_model":
         output = Path(args.output or model_dir / "serving")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.data.images import is_image_file
+from models.data.images import is_hidden, is_image_file, walk_files
 
 SPLIT_NAMES = {"train": ("train", "training"), "dev": ("val", "valid", "validation", "dev"), "test": ("test",)}
 
@@ -66,11 +66,23 @@ def find_catvnoncat_pair(folder):
 
 
 def _class_folders(folder):
-    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith("."))
+    """Subfolders (real or linked), hidden folders and OS leftovers excepted."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not is_hidden(p))
+
+
+def _split_name(name):
+    """'train', 'dev' or 'test' for a folder named like a split (any case), else None."""
+    for split, aliases in SPLIT_NAMES.items():
+        if name.lower() in aliases:
+            return split
+    return None
 
 
 def read_image_folder(folder, class_names=None):
-    """List an image folder with one subfolder per class (nested folders inside a class are included).
+    """List an image folder with one subfolder per class (folders nested inside a class are included).
+
+    Hidden files and folders (`.DS_Store`, `._photo.jpg`, `.ipynb_checkpoints/`) and OS leftovers (`Thumbs.db`) are
+    never read; symbolic links to folders and files count like real ones.
 
     Args:
         folder: the folder.
@@ -80,6 +92,10 @@ def read_image_folder(folder, class_names=None):
     Returns:
         (files, labels, class_names, skipped): lists of paths and int labels, the class names, and the
         non-image files that were skipped.
+
+    Raises:
+        DataError: no such folder; no class folders; a layout that would train the wrong classes (split folders
+            or a single wrapping folder taken as classes); a class folder with no image files; a broken link.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -88,36 +104,113 @@ def read_image_folder(folder, class_names=None):
     if not subfolders:
         raise DataError(f"{folder}: expected one subfolder per class (e.g. {folder}/cat, {folder}/non-cat); found none")
     names = [p.name for p in subfolders]
+    _check_layout(folder, subfolders)
     if class_names is None:
         class_names = names
     else:
         unknown = sorted(set(names) - set(class_names))
         if unknown:
             raise DataError(f"{folder}: class folders {unknown} are not classes of the model {list(class_names)}")
-    files, labels, skipped = [], [], []
+    files, labels, skipped, empty = [], [], [], []
     for subfolder in subfolders:
         label = list(class_names).index(subfolder.name)
-        entries = sorted(p for p in subfolder.rglob("*") if p.is_file())
+        entries, dangling = walk_files(subfolder)
+        if dangling:
+            raise DataError(f"{dangling[0]}: broken symbolic link (its target is missing); remove it or fix the link")
         images = [p for p in entries if is_image_file(p)]
         skipped.extend(p for p in entries if not is_image_file(p))
+        if not images:
+            empty.append(subfolder.name)
         files.extend(images)
         labels.extend([label] * len(images))
-    empty = [p.name for p in subfolders if not any(is_image_file(f) for f in p.rglob("*") if f.is_file())]
     if empty:
         raise DataError(f"{folder}: class folders with no images: {empty}")
     return files, labels, list(class_names), skipped
 
 
+def _check_layout(folder, subfolders):
+    """Refuse layouts that would silently train the wrong classes, saying what to pass instead."""
+    splits = [p.name for p in subfolders if _split_name(p.name)]
+    if splits:
+        raise DataError(
+            f"{folder}: folders {splits} look like data splits, not classes; pass the folder that holds train/ "
+            f"(and val/, test/), each with one subfolder per class"
+        )
+    if len(subfolders) == 1:
+        inner = _class_folders(subfolders[0])
+        if len(inner) >= 2 and not any(is_image_file(p) for p in subfolders[0].iterdir()):
+            raise DataError(
+                f"{folder}: holds one folder, {subfolders[0].name}/, which holds the class folders "
+                f"{[p.name for p in inner][:5]}; pass {subfolders[0]} instead"
+            )
+    for subfolder in subfolders:
+        inner_splits = [p.name for p in _class_folders(subfolder) if _split_name(p.name)]
+        if inner_splits:
+            raise DataError(
+                f"{subfolder}: class folder holds split folders {inner_splits}; expected train/<class>/..., "
+                f"val/<class>/... (splits outside, classes inside)"
+            )
+
+
 def find_split_folders(folder):
-    """If the folder holds `train/` and `val/` (and `test/`) splits, return {split: path}; else {}."""
+    """If the folder holds `train/` and `val/` (and `test/`) splits, in any case, return {split: path}; else {}."""
     folder = Path(folder)
     found = {}
-    for split, aliases in SPLIT_NAMES.items():
-        for alias in aliases:
-            if (folder / alias).is_dir():
-                found[split] = folder / alias
-                break
+    for path in _class_folders(folder) if folder.is_dir() else []:
+        split = _split_name(path.name)
+        if split and split not in found:
+            found[split] = path
     return found if "train" in found else {}
+
+
+def check_images(files, on_progress=None):
+    """Decode every file once, before any split is made, so that each unreadable one is named up front.
+
+    Args:
+        files: image paths.
+        on_progress: called with 1 after each file (e.g. a progress bar's update).
+
+    Returns:
+        (readable, problems): the files that decode, and `(path, message)` pairs for those that do not.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from models.data.images import ImageReadError, read_image
+
+    def check(path):
+        try:
+            read_image(path)
+            return None
+        except ImageReadError as error:
+            return str(error)
+        finally:
+            if on_progress:
+                on_progress(1)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        messages = list(pool.map(check, files))
+    readable = [path for path, message in zip(files, messages) if message is None]
+    problems = [(path, message) for path, message in zip(files, messages) if message is not None]
+    return readable, problems
+
+
+def check_class_counts(labels, class_names, minimum, source):
+    """Refuse a class with no readable image, or with fewer than `minimum` (too few for the dev/test split).
+
+    Raises:
+        DataError: naming each such class, its count and what to do.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(class_names))
+    missing = [name for name, count in zip(class_names, counts) if count == 0]
+    if missing:
+        raise DataError(f"{source}: no readable image in class folders {missing}; a model would never see them")
+    small = [f"{name} ({count})" for name, count in zip(class_names, counts) if count < minimum]
+    if small:
+        raise DataError(
+            f"{source}: classes with fewer than {minimum} readable images, too few to split into train/dev/test: "
+            f"{', '.join(small)}; add images, or give train/ and val/ folders yourself"
+        )
+    return counts
 
 
 def stratified_split(labels, fractions, seed):

@@ -20,7 +20,10 @@ def pretrained(tmp_path_factory):
 
 
 def run(capsys, *argv):
-    code = dlapps(["finetune", *map(str, argv)])
+    try:
+        code = dlapps(["finetune", *map(str, argv)])
+    except SystemExit as exit:  # argparse's refusal of a bad option value.
+        code = exit.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -135,13 +138,77 @@ def test_bad_folders(tmp_path, capsys):
     assert code == 2 and "at least 2 class" in err
 
 
-def test_mixed_in_junk_and_a_one_image_class(tmp_path, capsys):
+def test_mixed_in_junk_and_a_class_too_small_to_split(tmp_path, capsys):
     folder = write_tiny_image_folder(tmp_path / "z", {"a": 6, "b": 6, "c": 1})
     (folder / "a" / "readme.txt").write_text("not a picture")
     write_bad_files(folder / "b" / "deeper")
     code, out, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, "--json")
+    # Refused before training, naming the class and its count; nothing is written.
+    assert code == 2 and "c (1)" in err and not (tmp_path / "o").exists()
+    assert "readme.txt" in err and "truncated.jpg" in err
+    write_tiny_image_folder(folder, {"c": 3})
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, "--json")
     assert code == 0, err
-    assert "readme.txt" in err and "truncated.jpg" in err and "'c' has only 1" in err
+    result = json.loads(out)
+    assert result["output"] == str(tmp_path / "o") and "model.keras" in result["files"]
+    assert [sum(column) for column in zip(*result["counts"].values())] == [6, 6, 3]
+
+
+def test_a_class_whose_images_are_all_unreadable_is_refused(tmp_path, capsys):
+    folder = write_tiny_image_folder(tmp_path / "z", {"a": 4, "b": 4})
+    (folder / "c").mkdir()
+    write_bad_files(folder / "c")
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST)
+    assert code == 2 and "no readable image in class folders ['c']" in err
+
+
+def test_hidden_folders_and_leftovers_are_never_classes_or_samples(tmp_path, capsys):
+    folder = write_tiny_image_folder(tmp_path / "z", {"a": 4, "b": 4})
+    (folder / "a" / ".ipynb_checkpoints").mkdir()
+    (folder / "b" / "b_0.png").rename(folder / "a" / ".ipynb_checkpoints" / "b_0-checkpoint.png")
+    (folder / ".ipynb_checkpoints").mkdir()
+    (folder / "a" / "._a_0.png").write_bytes(b"\x00\x05\x16\x07")
+    (folder / "a" / ".DS_Store").write_bytes(b"\x00")
+    (folder / "Thumbs.db").write_bytes(b"\x00")
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["classes"] == ["a", "b"] and "checkpoint" not in err and "._a_0" not in err
+    assert [sum(column) for column in zip(*result["counts"].values())] == [4, 3]
+
+
+def test_layouts_that_would_train_the_wrong_classes_are_refused(tmp_path, capsys):
+    nested = write_tiny_image_folder(tmp_path / "nested" / "pictures", {"a": 3, "b": 3})
+    code, _, err = run(capsys, "train", tmp_path / "nested", "--output", tmp_path / "o", *FAST)
+    assert code == 2 and f"pass {nested}" in err
+    # Split folders in other cases are found; a "class/split" layout is refused.
+    write_tiny_image_folder(tmp_path / "cased" / "Train", {"a": 3, "b": 3})
+    write_tiny_image_folder(tmp_path / "cased" / "Validation", {"a": 2, "b": 2})
+    code, out, err = run(capsys, "train", tmp_path / "cased", "--output", tmp_path / "o2", *FAST, "--json")
+    assert code == 0, err and json.loads(out)["dev_examples"] == 4
+    write_tiny_image_folder(tmp_path / "inverted" / "a" / "train", {"x": 3})
+    write_tiny_image_folder(tmp_path / "inverted" / "b" / "train", {"x": 3})
+    code, _, err = run(capsys, "train", tmp_path / "inverted", "--output", tmp_path / "o3", *FAST)
+    assert code == 2 and "split folders" in err
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "a").symlink_to(tmp_path / "cased" / "Train" / "a", target_is_directory=True)
+    (linked / "b").symlink_to(tmp_path / "cased" / "Train" / "b", target_is_directory=True)
+    code, out, err = run(capsys, "train", linked, "--output", tmp_path / "o4", *FAST, "--json")
+    assert code == 0, err and json.loads(out)["classes"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "-1", "inf"])
+def test_bad_learning_rates_are_refused(tmp_path, folder, capsys, value):
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, "--learning-rate", value)
+    assert code == 2 and "--learning-rate" in err and not (tmp_path / "o").exists()
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, folder, capsys):
+    code, _, _ = run(capsys, "train", tmp_path / "no such folder", "--output", tmp_path / "o", *FAST)
+    assert code == 2
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST)
+    assert code == 0, err
 
 
 def test_offline_imagenet_weights_fail_fast_with_the_alternatives(tmp_path, folder, capsys, monkeypatch):
@@ -200,3 +267,88 @@ def test_killed_mid_training_resumes_from_the_last_epoch(tmp_path, folder, pretr
     epochs = [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:] if line[0].isdigit()]
     assert epochs[-1] == done_before + 1  # Continued where it stopped (0-based epochs), not from epoch 0.
     assert (output / "model.keras").is_file() and not (output / "state.json").exists()
+
+
+class _InterruptAt(__import__("keras").callbacks.Callback):
+    """Ctrl-C at the end of one epoch (after its backup is written), once armed by its phase's `prepare`."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch, self.armed = epoch, False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.armed and epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def _interrupting(monkeypatch, phase, epoch):
+    original = fine_tuner_app.fit_phases
+    interrupt = _InterruptAt(epoch)
+
+    def fit_phases(model, phases, *args, **kwargs):
+        prepare = phases[phase]["prepare"]
+
+        def arm(trained):
+            prepare(trained)
+            interrupt.armed = True
+
+        phases[phase]["prepare"] = arm
+        return original(model, phases, *args, extra_callbacks=[interrupt], **kwargs)
+
+    monkeypatch.setattr(fine_tuner_app, "fit_phases", fit_phases)
+
+
+@pytest.mark.parametrize("phase", [0, 1])
+def test_interrupted_in_either_phase_resumes_to_the_same_epochs(
+    tmp_path, folder, capsys, monkeypatch, pretrained, phase
+):
+    """Ctrl-C in phase 1 or 2, then --resume: both phases run in full, as in an uninterrupted run."""
+    options = [*FAST, *pretrained, "--head-epochs", "3", "--fine-tune-epochs", "3", "--patience", "10", "--json"]
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "whole", *options)
+    assert code == 0, err
+    whole = json.loads(out)["phases"]
+    with monkeypatch.context() as patch:
+        _interrupting(patch, phase, epoch=1)
+        code, _, err = run(capsys, "train", folder, "--output", tmp_path / "cut", *options)
+    assert code == 130 and "--resume" in err
+    code, out, err = run(capsys, "train", folder, "--output", tmp_path / "cut", "--resume", "--json")
+    assert code == 0, err
+    resumed = json.loads(out)["phases"]
+    assert [resumed[p]["epochs"] for p in ("phase1", "phase2")] == [whole[p]["epochs"] for p in ("phase1", "phase2")]
+    assert [resumed[p]["epochs"] for p in ("phase1", "phase2")] == [3, 3]
+
+
+def test_resume_in_phase_2_keeps_the_best_epoch_from_before_the_interruption(tmp_path, folder, capsys, monkeypatch,
+                                                                            pretrained):  # fmt: skip
+    import keras
+
+    output = tmp_path / "cut"
+    options = [*FAST, *pretrained, "--head-epochs", "2", "--fine-tune-epochs", "4", "--patience", "10"]
+    with monkeypatch.context() as patch:
+        _interrupting(patch, 1, epoch=1)
+        assert run(capsys, "train", folder, "--output", output, *options)[0] == 130
+    before = [row["val_loss"] for row in fine_tuner_app_history(output / "history_phase2.csv")]
+    # Make every epoch after the interruption worse: a learning rate far too large for phase 2.
+    config = json.loads((output / "config.json").read_text())
+    config["learning_rate"] = 30.0
+    (output / "config.json").write_text(json.dumps(config))
+    code, out, err = run(capsys, "train", folder, "--output", output, "--resume", "--json")
+    assert code in (0, 1), err
+    history = [row["val_loss"] for row in fine_tuner_app_history(output / "history_phase2.csv")]
+    assert len(before) == 2 and history[:2] == before
+    if code == 0:
+        # The final model is the best epoch of phase 2, from before the interruption when that was the best.
+        best = min(range(len(history)), key=history.__getitem__)
+        model = keras.saving.load_model(output / "model.keras")
+        splits, _ = fine_tuner_app.read_splits(folder, fine_tuner_app._load_run_config(output))
+        datasets = fine_tuner_app.make_datasets(splits, fine_tuner_app._load_run_config(output), [])
+        fine_tuner_app._compile(model, 1e-3)
+        assert model.evaluate(datasets["dev"], verbose=0)[0] == pytest.approx(history[best], rel=1e-4)
+    else:
+        assert "NaN" in err and (output / "best_phase2.keras").is_file()
+
+
+def fine_tuner_app_history(path):
+    from models.training import read_history
+
+    return read_history(path)
