@@ -132,6 +132,15 @@ def to_json(payload, **kwargs):
     return json.dumps(_finite(payload), allow_nan=False, **kwargs)
 
 
+def default_output(model_dir, name, app):
+    """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
+    saved_models/ or the source tree)."""
+    model_dir = Path(model_dir).resolve()
+    if str(model_dir) == str(Path("imagenet").resolve()) or model_dir.is_relative_to(PROJECT_ROOT / "saved_models"):
+        return Path("runs") / app / name
+    return (model_dir if model_dir.is_dir() else model_dir.parent) / name
+
+
 def emit(args, payload, text):
     """Print a result: one JSON line with --json, else the human text."""
     print(to_json(payload) if args.json else text, flush=True)

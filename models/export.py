@@ -159,6 +159,38 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: np.asarray(images, dtype=np.float32)})[0]
 
 
+def write_model_info(path, model, class_names, quantization="float"):
+    """Describe a TFLite or ONNX file beside it (`<file>.json`): the input it takes and its class names.
+
+    TFLite and ONNX files take already-resized float32 pixels, not raw images; this says so, for whoever deploys
+    them. ONNX files also carry the same facts in their metadata (`metadata_props`).
+    """
+    import json
+
+    height, width = (int(v) for v in model.input_shape[1:3])
+    info = {
+        "input": {
+            "name": "images",
+            "shape": [1 if Path(path).suffix == ".tflite" else None, height, width, 3],
+            "dtype": "float32",
+            "pixels": f"RGB, 0-255 (not rescaled), already resized to {height}x{width} (bilinear, antialiased)",
+        },
+        "output": "probability of class 1 (one sigmoid unit)" if model.output_shape[-1] == 1 else "class probabilities",
+        "class_names": list(class_names),
+        "quantization": quantization,
+    }
+    Path(f"{path}.json").write_text(json.dumps(info, indent=2) + "\n")
+    if Path(path).suffix == ".onnx":
+        import onnx
+
+        proto = onnx.load(str(path))
+        for key, value in (("class_names", json.dumps(list(class_names))), ("input", json.dumps(info["input"]))):
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(proto, str(path))
+    return info
+
+
 def path_size(path):
     """Bytes of an exported file, or of all files in an exported folder (a SavedModel)."""
     path = Path(path)

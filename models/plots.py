@@ -1,6 +1,7 @@
 """Pictures a person would rather look at than read: training curves, confusion matrices, error galleries."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 
@@ -14,22 +15,39 @@ def _pyplot():
     return plt
 
 
-def plot_history(history_csv, path):
-    """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order."""
+def plot_history(history_csv, path, monitor="val_loss"):
+    """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order.
+
+    Phase boundaries are dashed lines, the best epoch (lowest `monitor` of the last phase, the weights a run keeps)
+    is marked, and epochs are whole numbers counted from 1.
+    """
     files = history_csv if isinstance(history_csv, list | tuple) else [history_csv]
-    rows = []
+    rows, boundaries = [], []
     for name in files:
         with open(name) as file:
-            rows.extend(csv.DictReader(file))
+            phase_rows = list(csv.DictReader(file))
+        if rows and phase_rows:
+            boundaries.append(len(rows) + 0.5)
+        rows.extend(phase_rows)
     if not rows:
         return None
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = list(range(1, len(rows) + 1))
+    start = int(boundaries[-1] + 0.5) if boundaries else 1
+    last_phase = [float(r.get(monitor, "nan") or "nan") for r in rows[start - 1 :]]
+    best = start + int(np.nanargmin(last_phase)) if not np.all(np.isnan(last_phase)) else None
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, ("loss", "accuracy"), strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):
             if prefix + key in rows[0]:
                 axis.plot(epochs, [float(r[prefix + key]) for r in rows], marker=".", label=label)
+        for index, boundary in enumerate(boundaries):
+            axis.axvline(boundary, color="gray", linestyle="--", label="next phase" if index == 0 else None)
+        if best is not None:
+            axis.axvline(best, color="green", alpha=0.4, linewidth=4, label=f"best epoch ({best})")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(key)
         axis.legend()
@@ -38,6 +56,19 @@ def plot_history(history_csv, path):
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def short_name(name, width=22):
+    """A file name shortened for a caption by cutting the middle, never its extension: 'IMG_2023…0042.jpg'."""
+    name = str(name)
+    if len(name) <= width:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    if not dot:
+        stem, suffix = name, ""
+    keep = width - len(suffix) - 2
+    head = (keep + 1) // 2
+    return f"{stem[:head]}…{stem[len(stem) - (keep - head) :]}{dot}{suffix}"
 
 
 def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
@@ -63,7 +94,7 @@ def plot_confusion_matrix(matrix, class_names, path, title="Confusion matrix"):
 
 
 def plot_gallery(images, captions, path, title, columns=6):
-    """A grid of images with a caption under each (for error analysis)."""
+    """A grid of images with a caption under each (for error analysis); the folder is created if needed."""
     plt = _pyplot()
     count = max(1, len(images))
     rows = (count + columns - 1) // columns
@@ -77,6 +108,7 @@ def plot_gallery(images, captions, path, title, columns=6):
         axes.flat[0].text(0.5, 0.5, "no errors", ha="center", va="center")
     figure.suptitle(title)
     figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

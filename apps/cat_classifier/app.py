@@ -8,11 +8,13 @@ import keras
 import numpy as np
 
 from apps.cat_classifier.config import CatConfig
-from apps.cli import EXIT_BAD_INPUT, emit, keras_verbosity, predict_paths, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, default_output, emit, keras_verbosity, predict_paths, to_json, warn
 from models.data.images import read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
 from models.data.readers import (
     DataError,
+    check_class_counts,
+    check_images,
     find_catvnoncat_pair,
     find_split_folders,
     read_catvnoncat_h5,
@@ -21,7 +23,7 @@ from models.data.readers import (
 )
 from models.inference import dataset_outputs, load_model_dir, predict_labelled_files
 from models.metrics.classification import binary_classification_metrics
-from models.plots import plot_confusion_matrix, plot_gallery, plot_history
+from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.tasks.image_classifier import build_image_classifier
 from models.training import make_callbacks, make_learning_rate, make_optimizer
 
@@ -81,8 +83,8 @@ def read_cat_data(path, role):
             return read_cat_data(chosen, role)
         splits = find_split_folders(path)
         if splits:
-            return {name: _read_cat_folder(folder) for name, folder in splits.items()}
-        return {role: _read_cat_folder(path)}
+            return {name: _read_cat_folder(folder, role == "train") for name, folder in splits.items()}
+        return {role: _read_cat_folder(path, role == "train")}
     if path.suffix.lower() in (".h5", ".hdf5"):
         images, labels, class_names = read_catvnoncat_h5(path)
         if set(np.unique(labels)) - {0, 1}:
@@ -91,18 +93,29 @@ def read_cat_data(path, role):
     raise DataError(f"{path}: expected a .h5 file or a folder (catvnoncat, or cat/ and non-cat/ subfolders)")
 
 
-def _read_cat_folder(folder):
+def _read_cat_folder(folder, check=True):
+    """A cat/ and non-cat/ folder; with `check`, every file is decoded first and each unreadable one named."""
     files, labels, _, skipped = read_image_folder(folder, class_names=CLASS_NAMES)
     for path in skipped:
         warn(PROG, f"skipping non-image file {path}")
+    if check:
+        progress = ProgressBar(len(files), "checking images")
+        readable, problems = check_images(files, progress.update)
+        for _, message in problems:
+            warn(PROG, f"skipping unreadable image: {message}")
+        keep = set(readable)
+        labels = [label for path, label in zip(files, labels) if path in keep]
+        files = [path for path in files if path in keep]
     return Split(labels, files=files)
 
 
-def _check_two_classes(split, path):
+def _check_two_classes(split, path, minimum=2):
+    """Both classes, each with enough images for the train / train-dev split (refused up front, not after training)."""
     present = sorted(set(split.labels.tolist()))
     if present != [0, 1]:
         only = CLASS_NAMES[present[0]] if present else "nothing"
         raise DataError(f"{path}: training needs both cat and non-cat examples; found only {only}")
+    check_class_counts(split.labels, CLASS_NAMES, minimum, path)
 
 
 # === Model and training ===
@@ -128,6 +141,7 @@ def _config_from_args(args):
         seed=args.seed,
         weights=args.weights,
         backbone_image_size=args.backbone_image_size,
+        imagenet_veto=args.imagenet_veto,
     )
 
 
@@ -152,6 +166,7 @@ def build_cat_model(config):
         batch_norm=config.batch_norm,
         weights=_resolve_weights(config.weights) if config.model in ("transfer", "imagenet") else None,
         backbone_image_size=(config.backbone_image_size,) * 2,
+        imagenet_veto=config.imagenet_veto if config.model == "transfer" and config.imagenet_veto != "none" else None,
     )
     if config.model == "transfer":
         # Phase one of transfer learning: only the new head learns; the pretrained base stays frozen.
@@ -179,12 +194,19 @@ def train(args):
         )
     keras.utils.set_random_seed(config.seed)
 
-    # Data: a seeded, stratified train/dev split unless the folder already has one.
+    # Data: a seeded, stratified train / train-dev split unless the folder already has one.
     splits = read_cat_data(args.data, "train")
+    _check_two_classes(splits["train"], args.data, minimum=1 if "dev" in splits else 2)
     if "dev" not in splits:
         train_indices, dev_indices = stratified_split(splits["train"].labels, (config.dev_fraction,), config.seed)
         splits = {"train": splits["train"].subset(train_indices), "dev": splits["train"].subset(dev_indices)}
-    _check_two_classes(splits["train"], args.data)
+    real_dev = _read_cat_folder(args.dev) if args.dev else None
+    counts = {name: np.bincount(split.labels, minlength=2).tolist() for name, split in splits.items()}
+    if real_dev is not None:
+        counts["dev (--dev)"] = np.bincount(real_dev.labels, minlength=2).tolist()
+    if not args.json:
+        rows = [f"  {name:12s} non-cat {c[0]:5d}  cat {c[1]:5d}" for name, c in counts.items()]
+        print("images per split (the held-out 'dev' split is the course's train-dev set):\n" + "\n".join(rows))
     skipped = []
     augmentation = build_augmentation(config.image_size, seed=config.seed) if config.augment else None
     train_data = finalize_dataset(
@@ -195,7 +217,7 @@ def train(args):
 
     # Model.
     model = build_cat_model(config)
-    output.mkdir(parents=True, exist_ok=True)
+    output.mkdir(parents=True, exist_ok=True)  # Only now: a bad path or unavailable weights leave nothing behind.
     if config.model != "imagenet":
         steps = int(np.ceil(len(splits["train"]) / config.batch_size))
         learning_rate = make_learning_rate(config.learning_rate, config.lr_decay, steps, config.epochs)
@@ -225,58 +247,102 @@ def train(args):
     dev_metrics = binary_classification_metrics(dev_labels, dev_probabilities, config.threshold)
     metrics = {
         "model": config.model,
+        "counts": counts,
         "train_accuracy": train_accuracy,
         "train_examples": train_count,
-        "dev_accuracy": dev_metrics["accuracy"],
-        "dev_roc_auc": dev_metrics["roc_auc"],
-        "dev_examples": dev_metrics["num_examples"],
+        "train_dev_accuracy": dev_metrics["accuracy"],
+        "train_dev_roc_auc": dev_metrics["roc_auc"],
+        "train_dev_examples": dev_metrics["num_examples"],
         "parameters": int(model.count_params()),
     }
+    if real_dev is not None:
+        # The distribution users care about: measured, never trained on.
+        readable, labels, outputs = predict_labelled_files(
+            model, real_dev.files, real_dev.labels.tolist(), 64,
+            on_error=lambda path, error: warn(PROG, f"error: {error}"),
+        )  # fmt: skip
+        real = binary_classification_metrics(labels, outputs[:, 0], config.threshold)
+        metrics.update(
+            dev_data=str(Path(args.dev).resolve()),
+            dev_accuracy=real["accuracy"],
+            dev_balanced_accuracy=real["balanced_accuracy"],
+            dev_examples=real["num_examples"],
+        )
+    else:
+        metrics["dev_accuracy"] = dev_metrics["accuracy"]  # No separate dev set: train-dev is the dev set.
     model.save(output / "model.keras")
-    (output / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    (output / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict()}, indent=2) + "\n")
+    (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
+    metrics["output"] = str(output)
+    real_text = f", dev (--dev) balanced accuracy {metrics['dev_balanced_accuracy']:.3f}" if real_dev else ""
     emit(
         args,
         metrics,
-        f"{config.model}: train accuracy {train_accuracy:.3f}, dev accuracy {dev_metrics['accuracy']:.3f} "
-        f"({metrics['parameters']:,} parameters) -> {output}",
+        f"{config.model}: train accuracy {train_accuracy:.3f}, train-dev accuracy {dev_metrics['accuracy']:.3f}"
+        f"{real_text} ({metrics['parameters']:,} parameters)\nwrote {output}/: "
+        + ", ".join(sorted(p.name for p in output.iterdir())),
     )
 
 
 # === Evaluate ===
 
 
-def bias_variance_readout(train_error, dev_error, test_error=None, human_error=0.0):
-    """The course's diagnosis: avoidable bias vs variance, and what to do about the larger one."""
-    avoidable_bias = train_error - human_error
-    variance = dev_error - train_error
-    advice = []
-    if avoidable_bias >= 0.05 and avoidable_bias >= variance:
-        diagnosis = "high bias"
-        advice = ["a bigger model (more layers or units)", "train longer / a better optimiser", "another architecture"]
-    elif variance >= 0.05:
-        diagnosis = "high variance"
-        advice = ["more training data or augmentation", "regularisation (L2, dropout)", "a smaller model"]
-    else:
-        diagnosis = "low bias and variance"
+def bias_variance_readout(train_error, train_dev_error, dev_error=None, test_error=None, human_error=0.0):
+    """The course's diagnosis from train, train-dev, dev and test error: which gap is largest, and what to do.
+
+    avoidable bias = train - human error; variance = train-dev - train (same distribution, unseen images);
+    data mismatch = dev - train-dev (the distribution users care about vs the training one); overfitting to dev =
+    test - dev. Errors are fractions (0-1); a missing one (None) leaves its gap out.
+    """
+    gaps = {"avoidable bias": train_error - human_error, "variance": train_dev_error - train_error}
+    if dev_error is not None:
+        gaps["data mismatch"] = dev_error - train_dev_error
+    if test_error is not None and dev_error is not None:
+        gaps["overfitting to dev"] = test_error - dev_error
+    advice_for = {
+        "avoidable bias": ["a bigger model (more layers or units)", "train longer / a better optimiser"],
+        "variance": ["more training data or augmentation", "regularisation (L2, dropout)", "a smaller model"],
+        "data mismatch": [
+            "error analysis: look at the dev mistakes to see how the dev data differs from the training data",
+            "make training data more like dev (collect it, or synthesise it), or use what a pretrained model knows",
+        ],
+        "overfitting to dev": ["a bigger dev set"],
+    }
+    largest = max(gaps, key=gaps.get)
+    diagnosis = f"high {largest}" if gaps[largest] >= 0.05 else "no large gap"
     readout = {
         "human_error": human_error,
         "train_error": train_error,
+        "train_dev_error": train_dev_error,
         "dev_error": dev_error,
-        "avoidable_bias": avoidable_bias,
-        "variance": variance,
+        "test_error": test_error,
+        **{name.replace(" ", "_"): value for name, value in gaps.items()},
         "diagnosis": diagnosis,
-        "advice": advice,
+        "advice": advice_for[largest] if gaps[largest] >= 0.05 else [],
     }
-    if test_error is not None:
-        readout["test_error"] = test_error
-        if test_error - dev_error >= 0.05:
-            readout["advice"] = advice + ["test error well above dev: the dev set may not match the test data"]
     return readout
 
 
+def _readout_lines(readout):
+    names = [("train", "train_error"), ("train-dev", "train_dev_error"), ("dev", "dev_error"), ("test", "test_error")]
+    errors = "  ".join(f"{name} {readout[key]:.3f}" for name, key in names if readout.get(key) is not None)
+    gaps = [("avoidable bias", "avoidable_bias"), ("variance", "variance"), ("data mismatch", "data_mismatch"),
+            ("overfitting to dev", "overfitting_to_dev")]  # fmt: skip
+    gap_text = "  ".join(f"{name} {readout[key]:+.3f}" for name, key in gaps if key in readout)
+    lines = [f"error: {errors}", f"gaps: {gap_text} -> {readout['diagnosis']}"]
+    return lines + [f"  try: {item}" for item in readout["advice"]]
+
+
+def load_cat_model(model_dir):
+    """A trained model folder, or "imagenet": the zero-shot baseline built in memory (no training, no folder)."""
+    if str(model_dir) == "imagenet":
+        config = CatConfig(model="imagenet", image_size=(224, 224), backbone_image_size=224)
+        return build_cat_model(config), {"app": APP, **config.to_dict()}
+    return load_model_dir(model_dir, APP)
+
+
 def evaluate(args):
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_cat_model(args.model_dir)
     threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
     splits = read_cat_data(args.data, "test")
     split = splits.get("test") or splits.get("dev") or splits["train"]
@@ -300,17 +366,24 @@ def evaluate(args):
     readout = None
     if trained.is_file():
         history = json.loads(trained.read_text())
+        train_dev = history.get("train_dev_accuracy", history.get("dev_accuracy"))
+        real_dev = history.get("dev_accuracy") if "dev_data" in history else None
+        same_as_dev = real_dev is not None and Path(args.data).resolve() == Path(history["dev_data"])
         readout = bias_variance_readout(
-            1 - history["train_accuracy"], 1 - history["dev_accuracy"], 1 - metrics["accuracy"]
-        )
+            1 - history["train_accuracy"], 1 - train_dev, None if real_dev is None else 1 - real_dev,
+            None if same_as_dev else 1 - metrics["accuracy"],
+        )  # fmt: skip
 
     # Error analysis: a gallery of the misclassified images with their P(cat).
-    report_dir = Path(args.report_dir or args.model_dir)
+    report_dir = Path(args.output)
     report_dir.mkdir(parents=True, exist_ok=True)
     wrong = np.flatnonzero((probabilities >= threshold).astype(int) != labels)
     gallery = plot_gallery(
         [split.image(i) for i in wrong[:36]],
-        [f"{split.name(i)} {CLASS_NAMES[labels[i]]}\nP(cat)={probabilities[i]:.2f}" for i in wrong[:36]],
+        [
+            f"{short_name(split.name(i))}\ntruth: {CLASS_NAMES[labels[i]]}  P(cat)={probabilities[i]:.2f}"
+            for i in wrong[:36]
+        ],
         report_dir / "errors.png",
         f"Misclassified: {len(wrong)} of {len(labels)}",
     )
@@ -323,17 +396,13 @@ def evaluate(args):
     lines = [
         f"examples {metrics['num_examples']}  threshold {threshold:.2f}",
         f"accuracy {metrics['accuracy']:.3f}  precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}"
-        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}",
+        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}  balanced accuracy {metrics['balanced_accuracy']:.3f}",
         "confusion matrix (rows true, columns predicted: non-cat, cat)",
         f"  non-cat {matrix[0][0]:4d} {matrix[0][1]:4d}",
         f"  cat     {matrix[1][0]:4d} {matrix[1][1]:4d}",
     ]
     if readout:
-        lines += [
-            f"bias/variance: train error {readout['train_error']:.3f}, dev error {readout['dev_error']:.3f}, "
-            f"test error {readout['test_error']:.3f} -> {readout['diagnosis']}",
-        ]
-        lines += [f"  try: {item}" for item in readout["advice"]]
+        lines += _readout_lines(readout)
     lines.append(f"error gallery: {gallery}")
     print("\n".join(lines))
     return EXIT_BAD_INPUT if skipped else None
@@ -343,7 +412,7 @@ def evaluate(args):
 
 
 def predict(args):
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_cat_model(args.model_dir)
     threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
     class_names = config.get("class_names", CLASS_NAMES)
     imagenet_names = None
@@ -374,17 +443,23 @@ def predict(args):
 
 
 def export(args):
-    from models.export import export_saved_model, export_tflite, path_size
+    from models.export import export_saved_model, export_tflite, path_size, write_model_info
 
-    model, config = load_model_dir(args.model_dir)
+    model, config = load_cat_model(args.model_dir)
     class_names = config.get("class_names", CLASS_NAMES)
     if args.format == "saved_model":
-        output = Path(args.output or Path(args.model_dir) / "serving")
+        output = Path(args.output or default_output(args.model_dir, "serving", APP))
         if output.exists():
             shutil.rmtree(output)
         export_saved_model(model, output, class_names, config.get("threshold", 0.5))
     else:
-        output = Path(args.output or Path(args.model_dir) / "model.tflite")
+        output = Path(args.output or default_output(args.model_dir, "model.tflite", APP))
+        output.parent.mkdir(parents=True, exist_ok=True)
         export_tflite(model, output)
-    size = path_size(output)
-    emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
+        info = write_model_info(output, model, class_names)
+    result = {"format": args.format, "path": str(output), "bytes": path_size(output)}
+    text = f"wrote {output} ({result['bytes'] / 1e6:.1f} MB)"
+    if args.format == "tflite":
+        result["input"] = info["input"]
+        text += f"; input: {info['input']['shape']} {info['input']['dtype']}, {info['input']['pixels']}"
+    emit(args, result, text)

@@ -28,6 +28,8 @@ class CatConfig:
     seed: int = 1
     weights: str = "imagenet"
     backbone_image_size: int = 160
+    # Transfer models: scale P(cat) by 1 - P(dog) under the backbone's own ImageNet head ("none": off).
+    imagenet_veto: str = "dog"
     threshold: float = 0.5
     class_names: list = field(default_factory=lambda: ["non-cat", "cat"])
 

@@ -88,7 +88,9 @@ def add_evaluate_arguments(parser):
     parser.add_argument(
         "--exported", nargs="*", default=[], help="exported SavedModel folders or .tflite files to compare"
     )
-    parser.add_argument("--report-dir", default=None, help="where to write plots (default: the model folder)")
+    parser.add_argument(
+        "--output", "--report-dir", dest="output", default="runs/finetune/evaluate", help="where to write the plots"
+    )
 
 
 def add_predict_arguments(parser):

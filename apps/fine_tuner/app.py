@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, keras_verbosity, predict_paths, to_json, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, default_output, emit, keras_verbosity, predict_paths, to_json, warn
 from apps.fine_tuner.config import FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
@@ -30,7 +30,7 @@ from models.inference import (
     predict_labelled_files,
 )
 from models.metrics.classification import multiclass_metrics
-from models.plots import plot_confusion_matrix, plot_gallery, plot_history
+from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import fit_multi_worker, fit_phases, save_atomically
 
 PROG = "dlapps finetune"
@@ -428,23 +428,36 @@ def tune(args):
 
 
 def _exported_probabilities(path, files, image_size):
-    """Probabilities of an exported model on files: SavedModel through serve_bytes, TFLite on resized pixels."""
+    """Probabilities of an exported model on files: SavedModel through serve_bytes, TFLite on resized pixels.
+
+    Returns (probabilities, used): a SavedModel decodes in its graph, so files in formats the graph cannot decode
+    (TIFF, PPM) are named and left out; `used` is a boolean mask over `files`.
+    """
     import tensorflow as tf
 
+    from models.data.images import is_graph_decodable
     from models.data.pipelines import resize_images
     from models.export import OnnxClassifier, TFLiteClassifier
 
     path = Path(path)
     if (path / "saved_model.pb").exists():
         served = tf.saved_model.load(str(path))
-        return np.concatenate(
-            [served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy() for f in files]
-        )
+        used = np.array([is_graph_decodable(f) for f in files], dtype=bool)
+        for f in np.asarray(files, dtype=object)[~used]:
+            warn(
+                PROG,
+                f"{path}: skipping {f}: its format cannot be decoded inside an exported graph (JPEG, PNG, GIF, BMP)",
+            )
+        probabilities = [
+            served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy()
+            for f, ok in zip(files, used)
+            if ok
+        ]
+        return (np.concatenate(probabilities) if probabilities else np.zeros((0, 0))), used
     if path.suffix in (".tflite", ".onnx"):
         runner = TFLiteClassifier(path) if path.suffix == ".tflite" else OnnxClassifier(path)
-        return as_class_probabilities(
-            np.concatenate([runner(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files])
-        )
+        probabilities = [runner(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files]
+        return as_class_probabilities(np.concatenate(probabilities)), np.ones(len(files), dtype=bool)
     raise ValueError(f"--exported: expected a SavedModel folder, a .tflite or an .onnx file. Received: {path}")
 
 
@@ -469,7 +482,7 @@ def evaluate(args):
     if not readable:
         raise DataError(f"{folder}: no readable images to evaluate")
     metrics = multiclass_metrics(labels, probabilities, class_names)
-    report_dir = Path(args.report_dir or args.model_dir)
+    report_dir = Path(args.output)
     report_dir.mkdir(parents=True, exist_ok=True)
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names, report_dir / "confusion_matrix.png")
     # The worst mistakes: wrong predictions made with the highest confidence.
@@ -478,18 +491,23 @@ def evaluate(args):
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
     plot_gallery(
         [read_image(readable[i]) for i in wrong],
-        [f"{Path(readable[i]).name[:18]}\n{class_names[labels[i]]} -> {class_names[predicted[i]]} "
+        [f"{short_name(Path(readable[i]).name)}\ntruth {class_names[labels[i]]}, said {class_names[predicted[i]]} "
          f"{probabilities[i, predicted[i]]:.2f}" for i in wrong],
         report_dir / "worst_mistakes.png",
         f"Worst mistakes: {len(np.flatnonzero(predicted != labels))} of {len(labels)} wrong",
     )  # fmt: skip
     result = {"data": str(folder), **metrics, "exported": {}, "skipped": failed}
     for path in args.exported:
-        exported = _exported_probabilities(path, readable, image_size)
+        exported, used = _exported_probabilities(path, readable, image_size)
+        if not used.any():
+            result["exported"][str(path)] = {"examples": 0, "skipped": len(used)}
+            continue
         result["exported"][str(path)] = {
-            "accuracy": float(np.mean(exported.argmax(axis=1) == labels)),
-            "agreement_with_keras": float(np.mean(exported.argmax(axis=1) == predicted)),
-            "max_probability_difference": float(np.max(np.abs(exported - probabilities))),
+            "examples": int(used.sum()),
+            "skipped": int((~used).sum()),
+            "accuracy": float(np.mean(exported.argmax(axis=1) == labels[used])),
+            "agreement_with_keras": float(np.mean(exported.argmax(axis=1) == predicted[used])),
+            "max_probability_difference": float(np.max(np.abs(exported - probabilities[used]))),
         }
     if args.json:
         emit(args, result, "")
@@ -500,8 +518,11 @@ def evaluate(args):
             lines.append(f"  {name:20s} precision {values['precision']:.3f} recall {values['recall']:.3f} "
                          f"F1 {values['f1']:.3f} ({values['support']} images)")  # fmt: skip
         for path, values in result["exported"].items():
-            lines.append(f"  exported {path}: accuracy {values['accuracy']:.3f}, agrees with Keras on "
-                         f"{values['agreement_with_keras']:.1%}")  # fmt: skip
+            if not values["examples"]:
+                lines.append(f"  exported {path}: no image in a format it decodes")
+                continue
+            lines.append(f"  exported {path}: accuracy {values['accuracy']:.3f} on {values['examples']} images, "
+                         f"agrees with Keras on {values['agreement_with_keras']:.1%}")  # fmt: skip
         lines.append(f"plots: {report_dir / 'confusion_matrix.png'}, {report_dir / 'worst_mistakes.png'}")
         print("\n".join(lines))
     return EXIT_BAD_INPUT if failed else None
@@ -529,17 +550,24 @@ def predict(args):
 
 def export(args):
     from models.data.pipelines import resize_images
-    from models.export import export_onnx, export_saved_model, export_tflite, path_size
+    from models.export import export_onnx, export_saved_model, export_tflite, path_size, write_model_info
 
     model, config = load_model_dir(args.model_dir, APP)
     model_dir = Path(args.model_dir)
+    names = {
+        "saved_model": "serving",
+        "tflite": "model.tflite",
+        "tflite_int8": "model_int8.tflite",
+        "onnx": "model.onnx",
+    }
+    output = Path(args.output or default_output(model_dir, names[args.format], APP))
+    output.parent.mkdir(parents=True, exist_ok=True)
     if args.format == "saved_model":
-        output = Path(args.output or model_dir / "serving")
         if output.exists():
             shutil.rmtree(output)
         export_saved_model(model, output, config["class_names"])
     elif args.format == "tflite":
-        output = export_tflite(model, Path(args.output or model_dir / "model.tflite"))
+        export_tflite(model, output)
     elif args.format == "tflite_int8":
         if args.data:
             files, _ = list_image_files([args.data])
@@ -559,8 +587,15 @@ def export(args):
                 images.append(np.asarray(resize_images(read_image(files[index]), size)))
             except ImageReadError as error:
                 warn(PROG, f"calibration: skipping {error}")
-        output = export_tflite(model, Path(args.output or model_dir / "model_int8.tflite"), "int8", images)
+        export_tflite(model, output, "int8", images)
     else:
-        output = export_onnx(model, Path(args.output or model_dir / "model.onnx"))
-    size = path_size(output)
-    emit(args, {"format": args.format, "path": str(output), "bytes": size}, f"wrote {output} ({size / 1e6:.1f} MB)")
+        export_onnx(model, output)
+    result = {"format": args.format, "path": str(output), "bytes": path_size(output)}
+    text = f"wrote {output} ({result['bytes'] / 1e6:.1f} MB)"
+    if args.format != "saved_model":
+        info = write_model_info(output, model, config["class_names"], "int8" if "int8" in args.format else "float")
+        result["input"] = info["input"]
+        text += (
+            f"; input: {info['input']['shape']} {info['input']['dtype']}, {info['input']['pixels']}; see {output}.json"
+        )
+    emit(args, result, text)

@@ -49,7 +49,8 @@ def per_class_metrics(matrix, class_names):
 
 
 def binary_classification_metrics(labels, probabilities, threshold=0.5):
-    """Accuracy, precision, recall, F1 (of the positive class 1), ROC AUC and the confusion matrix."""
+    """Accuracy, balanced accuracy (mean of the two recalls), precision, recall, F1 (of the positive class 1), ROC AUC
+    and the confusion matrix."""
     labels = np.asarray(labels).astype(np.int64)
     probabilities = np.asarray(probabilities, dtype=np.float64)
     predictions = (probabilities >= threshold).astype(np.int64)
@@ -57,6 +58,9 @@ def binary_classification_metrics(labels, probabilities, threshold=0.5):
     positive = per_class_metrics(matrix, ["negative", "positive"])["positive"]
     return {
         "accuracy": float(np.mean(predictions == labels)) if len(labels) else float("nan"),
+        "balanced_accuracy": float(np.mean([matrix[c, c] / matrix[c].sum() for c in (0, 1) if matrix[c].sum()]))
+        if len(labels)
+        else float("nan"),
         "precision": positive["precision"],
         "recall": positive["recall"],
         "f1": positive["f1"],

@@ -74,6 +74,7 @@ def build_image_classifier(
     batch_norm=True,
     weights=None,
     backbone_image_size=None,
+    imagenet_veto=None,
     name=None,
 ):
     """Build a classifier from the course's ladder (or a pretrained transfer model).
@@ -93,6 +94,8 @@ def build_image_classifier(
         weights: pretrained weights of the base for `transfer`/`imagenet`: `"imagenet"`, `None` or a path.
         backbone_image_size: the size the base sees for `transfer`/`imagenet` (images are upsampled in the graph);
             defaults to `image_size`.
+        imagenet_veto: for a two-class `transfer` model, a group of ImageNet classes ("dog") whose probability
+            under the backbone's own ImageNet head scales P(class 1) down (`ImageNetVeto`); None: no veto.
         name: model name (defaults to the architecture).
 
     Example:
@@ -108,7 +111,9 @@ def build_image_classifier(
     inputs = keras.Input(shape=(height, width, 3), name="image")
 
     if architecture in ("transfer", "imagenet"):
-        return _build_pretrained(inputs, architecture, num_classes, dropout, l2, weights, backbone_image_size, name)
+        return _build_pretrained(
+            inputs, architecture, num_classes, dropout, l2, weights, backbone_image_size, imagenet_veto, name
+        )
 
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
     if architecture == "logreg":
@@ -146,9 +151,9 @@ def build_image_classifier(
     return keras.Model(inputs, outputs, name=name or architecture)
 
 
-def _build_pretrained(inputs, architecture, num_classes, dropout, l2, weights, backbone_image_size, name):
+def _build_pretrained(inputs, architecture, num_classes, dropout, l2, weights, backbone_image_size, veto, name):
     from models.backbones.efficientnet_lite import build_efficientnet_lite0
-    from models.tasks.imagenet import CatProbability
+    from models.tasks.imagenet import CatProbability, ImageNetVeto
 
     size = tuple(backbone_image_size or inputs.shape[1:3])
     x = inputs
@@ -158,6 +163,15 @@ def _build_pretrained(inputs, architecture, num_classes, dropout, l2, weights, b
         base = build_efficientnet_lite0((*size, 3), include_top=True, weights=weights)
         outputs = CatProbability(name="cat_probability")(base(x))
         return keras.Model(inputs, outputs, name=name or "imagenet_zero_shot")
+    if veto:
+        if num_classes != 2:
+            raise ValueError(f"imagenet_veto needs a two-class model. Received: num_classes={num_classes}")
+        # One backbone, two outputs: pooled features for the new head, and its own ImageNet probabilities.
+        full = build_efficientnet_lite0((*size, 3), include_top=True, weights=weights)
+        base = keras.Model(full.input, [full.get_layer("avg_pool").output, full.output], name=full.name)
+        features, imagenet = base(x, training=False)
+        outputs = ImageNetVeto(veto, name="imagenet_veto")([_head(features, 2, dropout, l2), imagenet])
+        return keras.Model(inputs, outputs, name=name or "transfer")
     base = build_efficientnet_lite0((*size, 3), include_top=False, pooling="avg", weights=weights)
     # Batch norm of the base must keep ImageNet's statistics. training=False alone does not ensure it in Keras 3.15
     # (an outer fit() still updates them); freezing the base (trainable=False, set by the caller) does.

@@ -33,8 +33,9 @@ def test_train_writes_model_config_and_metrics(trained):
     for name in ("model.keras", "config.json", "metrics.json", "history.csv", "training_curves.png"):
         assert (trained / name).is_file(), name
     metrics = json.loads((trained / "metrics.json").read_text())
-    assert metrics["train_examples"] + metrics["dev_examples"] == 24
-    assert json.loads((trained / "config.json").read_text())["model"] == "cnn"
+    assert metrics["train_examples"] + metrics["train_dev_examples"] == 24
+    config = json.loads((trained / "config.json").read_text())
+    assert config["model"] == "cnn" and config["app"] == "cat"
 
 
 def test_train_refuses_to_overwrite(trained, tiny_h5, capsys):
@@ -42,13 +43,70 @@ def test_train_refuses_to_overwrite(trained, tiny_h5, capsys):
     assert code == 2 and "--overwrite" in err
 
 
-def test_evaluate_json_and_report(trained, tiny_h5, capsys):
-    code, out, _ = run(capsys, "cat", "evaluate", "--data", tiny_h5, "--model-dir", trained, "--json")
+def test_evaluate_json_and_report(trained, tiny_h5, capsys, tmp_path):
+    report = tmp_path / "report"
+    code, out, _ = run(
+        capsys, "cat", "evaluate", "--data", tiny_h5, "--model-dir", trained, "--json", "--output", report
+    )
     assert code == 0
     result = json.loads(out)
-    assert result["num_examples"] == 10 and 0 <= result["accuracy"] <= 1
-    assert set(result["bias_variance"]) >= {"train_error", "dev_error", "test_error", "diagnosis"}
-    assert (trained / "errors.png").is_file() and (trained / "confusion_matrix.png").is_file()
+    assert result["num_examples"] == 10 and 0 <= result["accuracy"] <= 1 and 0 <= result["balanced_accuracy"] <= 1
+    assert set(result["bias_variance"]) >= {"train_error", "train_dev_error", "test_error", "diagnosis"}
+    assert (report / "errors.png").is_file() and (report / "confusion_matrix.png").is_file()
+
+
+def test_train_with_a_real_dev_set_gives_the_four_error_readout(tmp_path, tiny_h5, tiny_folder, capsys):
+    output = tmp_path / "model"
+    code, out, err = run(
+        capsys, "cat", "train", "--data", tiny_h5, "--dev", tiny_folder, "--model", "logreg", "--epochs", "1",
+        "--image-size", "16", "--output", output, "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads(out)
+    assert metrics["dev_examples"] == 12 and 0 <= metrics["dev_balanced_accuracy"] <= 1
+    code, out, err = run(
+        capsys, "cat", "evaluate", "--data", tiny_h5, "--model", output, "--output", tmp_path / "r", "--json"
+    )
+    readout = json.loads(out)["bias_variance"]
+    assert None not in [readout[k] for k in ("train_error", "train_dev_error", "dev_error", "test_error")]
+    assert "data_mismatch" in readout
+
+
+def test_shipped_model_is_never_written_to(tmp_path, capsys, monkeypatch):
+    from apps.cli import PROJECT_ROOT
+
+    shipped = PROJECT_ROOT / "saved_models" / "cat_classifier"
+    before = sorted(p.name for p in shipped.iterdir())
+    monkeypatch.chdir(tmp_path)
+    folder = write_tiny_image_folder(tmp_path / "eval", {"cat": 2, "non-cat": 2})
+    assert run(capsys, "cat", "evaluate", "--data", folder)[0] == 0
+    assert run(capsys, "cat", "export", "--format", "tflite")[0] == 0
+    assert sorted(p.name for p in shipped.iterdir()) == before
+    assert (tmp_path / "runs" / "cat" / "evaluate" / "errors.png").is_file()
+    assert (tmp_path / "runs" / "cat" / "model.tflite").is_file()
+
+
+def test_zero_shot_imagenet_needs_no_training(capsys, keras_home):
+    code, out, err = run(capsys, "cat", "predict", EXAMPLES / "chelsea.png", "--model", "imagenet", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["label"] == "cat" and "cat" in result["imagenet_top"]["label"].lower()
+
+
+def test_another_apps_model_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / "model.keras").write_bytes(b"")
+    (tmp_path / "tuned" / "config.json").write_text(json.dumps({"app": "finetune", "backbone": "efficientnet_lite0"}))
+    code, _, err = run(capsys, "cat", "predict", EXAMPLES / "chelsea.png", "--model-dir", tmp_path / "tuned")
+    assert code == 2 and "made by dlapps finetune" in err
+    shipped = EXAMPLES.parent / "saved_models" / "cat_classifier"
+    code, _, err = run(capsys, "finetune", "predict", EXAMPLES / "chelsea.png", "--model-dir", shipped)
+    assert code == 2 and "made by dlapps cat" in err
+    code, _, err = run(capsys, "cat", "predict", EXAMPLES / "chelsea.png", "--model-dir", tmp_path / "nowhere")
+    assert code == 2 and "no such model folder" in err
+    (tmp_path / "weights.h5").write_bytes(b"")
+    code, _, err = run(capsys, "finetune", "predict", EXAMPLES / "chelsea.png", "--model-dir", tmp_path / "weights.h5")
+    assert code == 2 and "expected a model folder" in err
 
 
 def test_predict_skips_bad_files_and_reports_them(trained, tmp_path, capsys):
@@ -124,7 +182,7 @@ def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
         "--image-size", "16", "--output", tmp_path / "m", "--json",
     )  # fmt: skip
     assert code == 0, err
-    assert json.loads(out)["train_examples"] + json.loads(out)["dev_examples"] == 12
+    assert json.loads(out)["train_examples"] + json.loads(out)["train_dev_examples"] == 12
 
 
 def test_help_is_fast_because_it_does_not_import_tensorflow():
@@ -141,7 +199,9 @@ def test_help_is_fast_because_it_does_not_import_tensorflow():
 def test_evaluate_image_folder_reports_bad_files_and_keeps_the_rest(trained, tmp_path, capsys):
     folder = write_tiny_image_folder(tmp_path / "eval", {"cat": 3, "non-cat": 3})
     write_bad_files(folder / "cat" / "bad")
-    code, out, err = run(capsys, "cat", "evaluate", "--data", folder, "--model-dir", trained, "--json")
+    code, out, err = run(
+        capsys, "cat", "evaluate", "--data", folder, "--model-dir", trained, "--json", "--output", tmp_path / "r"
+    )
     assert code == 2 and "truncated.jpg" in err
     result = json.loads(out)
     assert result["num_examples"] == 6 and len(result["skipped"]) == 4

@@ -60,3 +60,26 @@ def test_frozen_base_keeps_its_batch_norm_statistics():
     images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
     model.fit(images, np.arange(8) % 2, epochs=1, verbose=0)
     np.testing.assert_array_equal(base.get_layer("stem_bn").moving_mean.numpy(), before)
+
+
+def test_imagenet_veto_scales_the_probability_by_the_vetoed_mass():
+    from models.tasks.imagenet import IMAGENET_DOG_CLASSES, ImageNetVeto
+
+    imagenet = np.zeros((3, 1000), np.float32)
+    imagenet[0, 281] = 1.0  # A tabby: nothing vetoed.
+    imagenet[1, IMAGENET_DOG_CLASSES[0]] = 0.5  # Half a Chihuahua, half a dalmatian.
+    imagenet[1, IMAGENET_DOG_CLASSES[-1]] = 0.5
+    imagenet[2, IMAGENET_DOG_CLASSES[10]] = 0.25
+    imagenet[2, 500] = 0.75
+    probability = np.array([[0.9], [0.9], [0.8]], np.float32)
+    vetoed = np.asarray(ImageNetVeto("dog")([probability, imagenet]))
+    np.testing.assert_allclose(vetoed, [[0.9], [0.0], [0.6]], atol=1e-6)
+    with pytest.raises(ValueError, match="group must be one of"):
+        ImageNetVeto("alpaca")
+
+
+def test_transfer_with_veto_round_trips(tmp_path):
+    model = build_image_classifier("transfer", image_size=(32, 32), imagenet_veto="dog", weights=None)
+    assert model.output_shape == (None, 1) and model.get_layer("imagenet_veto").group == "dog"
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    assert_keras_round_trip(model, images, tmp_path)
