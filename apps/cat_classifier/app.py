@@ -396,7 +396,8 @@ def evaluate(args):
     lines = [
         f"examples {metrics['num_examples']}  threshold {threshold:.2f}",
         f"accuracy {metrics['accuracy']:.3f}  precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}"
-        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}  balanced accuracy {metrics['balanced_accuracy']:.3f}",
+        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}",
+        f"balanced accuracy {metrics['balanced_accuracy']:.3f} (the mean of the cat and non-cat recalls)",
         "confusion matrix (rows true, columns predicted: non-cat, cat)",
         f"  non-cat {matrix[0][0]:4d} {matrix[0][1]:4d}",
         f"  cat     {matrix[1][0]:4d} {matrix[1][1]:4d}",
