@@ -30,13 +30,25 @@ class Verb:
     handler: str
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help, unless the help names its default itself or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        flag = action.nargs == 0  # --resume, --no-augment: on or off, nothing to show.
+        unset = action.default is None or action.default == "" or action.default is argparse.SUPPRESS
+        if "default" in text or flag or unset or not action.option_strings:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser(prog, description, verbs):
     """An argparse parser with one subcommand per verb, each with the common flags."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in verbs:
         sub = subparsers.add_parser(
-            verb.name, help=verb.help, description=verb.help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+            verb.name, help=verb.help, description=verb.help, formatter_class=HelpFormatter
         )
         verb.add_arguments(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per result")

@@ -3,7 +3,7 @@
 import sys
 
 from apps.cli import Verb, fraction, non_negative_int, positive_float, positive_int, run
-from apps.fine_tuner.config import FineTuneConfig
+from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig
 from models.backbones import BACKBONES
 
 DESCRIPTION = (
@@ -19,9 +19,10 @@ def add_train_arguments(parser):
     parser.add_argument("--output", required=True, help="folder for the model, config, metrics, logs and plots")
     parser.add_argument(
         "--backbone",
-        default=DEFAULTS.backbone,
+        default=None,
         choices=BACKBONES,
-        help="pretrained base (efficientnet_lite0's ImageNet weights work offline)",
+        help=f"pretrained base (default {DEFAULTS.backbone}, whose ImageNet weights work offline; with --weights none: "
+        f"{SCRATCH_RECIPE['backbone']}, a compact ResNet that trains from scratch)",
     )
     parser.add_argument(
         "--weights", default=DEFAULTS.weights, help="'imagenet', 'none' (from scratch) or a weights PATH"
@@ -32,11 +33,14 @@ def add_train_arguments(parser):
         help="transfer from a trained Keras classifier (.keras or model folder) instead of --backbone",
     )
     parser.add_argument(
-        "--image-size", type=positive_int, default=DEFAULTS.image_size, help="input size in pixels (square)"
+        "--image-size", type=positive_int, default=None,
+        help=f"input size in pixels, square (default {DEFAULTS.image_size}; {SCRATCH_RECIPE['image_size']} from scratch)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
     parser.add_argument(
-        "--head-epochs", type=positive_int, default=DEFAULTS.head_epochs, help="phase 1: new head, frozen base"
+        "--head-epochs", type=positive_int, default=None,
+        help=f"phase 1: new head, frozen base (default {DEFAULTS.head_epochs}; from scratch: the one phase, "
+        f"{SCRATCH_RECIPE['head_epochs']})",
     )
     parser.add_argument(
         "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)"
@@ -57,7 +61,8 @@ def add_train_arguments(parser):
         "--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom/colour augmentation"
     )
     parser.add_argument(
-        "--patience", type=positive_int, default=DEFAULTS.patience, help="early-stopping patience on dev"
+        "--patience", type=positive_int, default=None,
+        help=f"early-stopping patience on dev, in epochs (default {DEFAULTS.patience}; {SCRATCH_RECIPE['patience']} from scratch)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split, augmentation and weights")
     parser.add_argument(
@@ -102,8 +107,13 @@ def add_predict_arguments(parser):
 
 def add_export_arguments(parser):
     parser.add_argument("--model-dir", required=True, help="trained model folder")
-    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "tflite_int8", "onnx"])
-    parser.add_argument("--output", default=None, help="output path (default: inside the model folder)")
+    parser.add_argument(
+        "--format", default="saved_model", choices=["saved_model", "tflite", "tflite_int8", "onnx"],
+        help="SavedModel (raw images in), TFLite float or int8, or ONNX (resized float pixels in)",
+    )
+    parser.add_argument(
+        "--output", default=None, help="output path (default: inside the model folder; runs/finetune/ for a shipped one)"
+    )
     parser.add_argument(
         "--data", default=None, help="for tflite_int8: training images to calibrate with (default: the run's data)"
     )

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from apps.cli import EXIT_BAD_INPUT, ProgressBar, default_output, emit, keras_verbosity, predict_paths, to_json, warn
-from apps.fine_tuner.config import FineTuneConfig
+from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
@@ -137,7 +137,10 @@ def build_fine_tune_model(config, num_classes):
     # The Keras guide passes training=False here to keep batch norm in inference mode; in Keras 3.15 a functional
     # model does not honour it once the outer model trains (measured: moving means still move). What keeps them
     # frozen is trainable=False on the batch-norm layers: the whole base in phase 1, and unfreeze_top leaves them so.
-    x = base(inputs, training=False)
+    # From random weights, batch norm must normalise by batch statistics while training: run in inference mode, its
+    # moving statistics (mean 0, variance 1 at initialisation) normalise nothing, activations saturate and the
+    # network cannot fit its own training set (what made --weights none learn nothing).
+    x = base(inputs) if from_scratch(config) else base(inputs, training=False)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     # float32 output, so that softmax stays stable under --mixed-precision.
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
@@ -223,10 +226,16 @@ def _check_output(args):
 
 
 def _config_from_args(args):
+    """The run's config: the command line, then (for options left unset) the from-scratch recipe when training
+    without pretrained weights, then the defaults."""
     config = FineTuneConfig()
+    scratch = getattr(args, "weights", None) in ("none", "None") and not getattr(args, "base", "")
     for key in config.to_dict():
-        if hasattr(args, key):
-            setattr(config, key, getattr(args, key))
+        value = getattr(args, key, None)
+        if value is None and scratch and key in SCRATCH_RECIPE:
+            value = SCRATCH_RECIPE[key]
+        if value is not None:
+            setattr(config, key, value)
     return config
 
 
@@ -396,6 +405,11 @@ def tune(args):
             return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
 
     output = Path(args.output)
+    if (output / "oracle.json").exists() and not (args.overwrite or args.resume):
+        raise FileExistsError(
+            f"{output} holds an earlier search ({len(list(output.glob('trial_*')))} trials); pass --resume to "
+            "continue it, --overwrite to start afresh, or pick another --output"
+        )
     tuner = TwoPhaseTuner(
         objective=keras_tuner.Objective("dev_accuracy", direction="max"),
         max_trials=args.trials,
@@ -408,14 +422,15 @@ def tune(args):
     with contextlib.redirect_stdout(sys.stderr):
         tuner.search()
     trials = tuner.oracle.get_best_trials(num_trials=args.trials)
-    best = [{"trial": t.trial_id, "dev_accuracy": t.score, **t.hyperparameters.values} for t in trials]
+    # Numbered from 1, as keras-tuner's progress lines ("Running Trial #1") number them.
+    best = [{"trial": int(t.trial_id) + 1, "dev_accuracy": t.score, **t.hyperparameters.values} for t in trials]
     (output / "best_trials.json").write_text(json.dumps(best, indent=2) + "\n")
     if args.json:
         emit(args, {"best_trials": best}, "")
         return None
-    print(f"{'trial':>6} {'dev acc':>8} {'learning rate':>14} {'dropout':>8} {'fine-tune fraction':>19}")
+    print(f"{'trial #':>7} {'dev acc':>8} {'learning rate':>14} {'dropout':>8} {'fine-tune fraction':>19}")
     for row in best:
-        print(f"{row['trial']:>6} {row['dev_accuracy']:8.3f} {row['learning_rate']:14.2e} {row['dropout']:8.1f} "
+        print(f"{row['trial']:>7} {row['dev_accuracy']:8.3f} {row['learning_rate']:14.2e} {row['dropout']:8.1f} "
               f"{row['fine_tune_fraction']:19.1f}")  # fmt: skip
     top = best[0]
     print(

@@ -10,4 +10,7 @@ BACKBONES = (
     "mobilenet_v3_large",
     "efficientnet_v2_b0",
     "resnet50",
+    "small_resnet",
 )
+# Backbones that exist only from random weights (the from-scratch recipe).
+SCRATCH_BACKBONES = ("small_resnet",)

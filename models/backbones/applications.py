@@ -62,6 +62,15 @@ def build_backbone(name, image_size, weights="imagenet"):
         raise ValueError(f"--weights: no such file {path} (use 'imagenet', 'none' or a weights file)")
     if name == "efficientnet_lite0":
         return build_efficientnet_lite0(input_shape, weights=None if weights == "none" else weights)
+    if name == "small_resnet":
+        if weights == "imagenet":
+            raise ValueError("small_resnet has no ImageNet weights: it is the from-scratch recipe (--weights none)")
+        from models.backbones.small_resnet import build_small_resnet
+
+        base = build_small_resnet(input_shape)
+        if path is not None:
+            base.load_weights(path)
+        return base
     keras_weights = "imagenet" if weights == "imagenet" else None
     previous_timeout = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_SECONDS)

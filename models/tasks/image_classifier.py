@@ -8,6 +8,8 @@ course's cat classifier does; more classes end in a softmax.
 import keras
 from keras import layers, regularizers
 
+from models.backbones.small_resnet import conv_bn_relu, residual_block
+
 ARCHITECTURES = ("logreg", "mlp", "cnn", "resnet", "transfer", "imagenet")
 
 
@@ -20,47 +22,6 @@ def _head(x, num_classes, dropout, l2, name="predictions"):
         x = layers.Dropout(dropout, name="head_dropout")(x)
     units, activation = (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
     return layers.Dense(units, activation=activation, kernel_regularizer=_regularizer(l2), name=name)(x)
-
-
-def _conv_bn_relu(x, filters, kernel_size, strides, l2, batch_norm, name):
-    x = layers.Conv2D(
-        filters,
-        kernel_size,
-        strides=strides,
-        padding="same",
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        kernel_regularizer=_regularizer(l2),
-        name=f"{name}_conv",
-    )(x)
-    if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
-
-
-def _residual_block(x, filters, strides, l2, batch_norm, name):
-    """Two 3x3 conv-BN-ReLU layers with an identity (or 1x1 projection) shortcut, as in ResNet-18."""
-    shortcut = x
-    y = _conv_bn_relu(x, filters, 3, strides, l2, batch_norm, f"{name}_a")
-    y = layers.Conv2D(
-        filters,
-        3,
-        padding="same",
-        use_bias=not batch_norm,
-        kernel_initializer="he_normal",
-        kernel_regularizer=_regularizer(l2),
-        name=f"{name}_b_conv",
-    )(y)
-    if batch_norm:
-        y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
-    if strides != 1 or shortcut.shape[-1] != filters:
-        shortcut = layers.Conv2D(
-            filters, 1, strides=strides, use_bias=False, kernel_regularizer=_regularizer(l2), name=f"{name}_proj"
-        )(shortcut)
-        if batch_norm:
-            shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    y = layers.Add(name=f"{name}_add")([y, shortcut])
-    return layers.ReLU(name=f"{name}_out")(y)
 
 
 def build_image_classifier(
@@ -137,15 +98,15 @@ def build_image_classifier(
         outputs = _head(x, num_classes, 0.0, l2)
     elif architecture == "cnn":
         for index, block_filters in enumerate(filters):
-            x = _conv_bn_relu(x, block_filters, 3, 1, l2, batch_norm, f"block{index + 1}")
+            x = conv_bn_relu(x, block_filters, 3, 1, l2, batch_norm, f"block{index + 1}")
             x = layers.MaxPooling2D(2, name=f"block{index + 1}_pool")(x)
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         outputs = _head(x, num_classes, dropout, l2)
     else:  # resnet
-        x = _conv_bn_relu(x, filters[0], 3, 1, l2, batch_norm, "stem")
+        x = conv_bn_relu(x, filters[0], 3, 1, l2, batch_norm, "stem")
         for index, stage_filters in enumerate(filters):
-            x = _residual_block(x, stage_filters, 1 if index == 0 else 2, l2, batch_norm, f"stage{index + 1}_block1")
-            x = _residual_block(x, stage_filters, 1, l2, batch_norm, f"stage{index + 1}_block2")
+            x = residual_block(x, stage_filters, 1 if index == 0 else 2, l2, batch_norm, f"stage{index + 1}_block1")
+            x = residual_block(x, stage_filters, 1, l2, batch_norm, f"stage{index + 1}_block2")
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         outputs = _head(x, num_classes, dropout, l2)
     return keras.Model(inputs, outputs, name=name or architecture)

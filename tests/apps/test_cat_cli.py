@@ -185,6 +185,21 @@ def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
     assert json.loads(out)["train_examples"] + json.loads(out)["train_dev_examples"] == 12
 
 
+def test_every_option_has_one_line_of_help_and_version(capsys):
+    from apps.cat_classifier.__main__ import DESCRIPTION as CAT, VERBS as CAT_VERBS
+    from apps.cli import build_parser
+    from apps.fine_tuner.__main__ import DESCRIPTION as TUNE, VERBS as TUNE_VERBS
+
+    for description, verbs in ((CAT, CAT_VERBS), (TUNE, TUNE_VERBS)):
+        parser = build_parser("dlapps", description, verbs)
+        for sub in parser._subparsers._group_actions[0].choices.values():
+            for action in sub._actions:
+                assert action.help, (sub.prog, action.dest)
+                help_text = sub.formatter_class("x")._get_help_string(action)
+                assert help_text.replace("%(default)s", "").count("default") <= 1, (sub.prog, help_text)
+    assert dlapps(["--version"]) == 0 and capsys.readouterr().out.startswith("dlapps")
+
+
 def test_help_is_fast_because_it_does_not_import_tensorflow():
     code = (
         "import sys, apps.__main__, apps.cat_classifier.__main__, apps.fine_tuner.__main__;"

@@ -254,6 +254,9 @@ def test_tune_random_search_prints_best_trials(tmp_path, folder, capsys):
     trials = json.loads(out)["best_trials"]
     assert len(trials) == 2 and trials[0]["dev_accuracy"] >= trials[1]["dev_accuracy"]
     assert 1e-4 <= trials[0]["learning_rate"] <= 1e-2 and set(trials[0]) >= {"dropout", "fine_tune_fraction"}
+    assert sorted(t["trial"] for t in trials) == [1, 2]  # As keras-tuner's "Running Trial #1" numbers them.
+    code, _, err = run(capsys, "tune", folder, "--output", tmp_path / "tuning", *FAST, "--trials", "2")
+    assert code == 2 and "earlier search" in err and "--resume" in err
 
 
 def test_killed_mid_training_resumes_from_the_last_epoch(tmp_path, folder, pretrained):
