@@ -4,7 +4,6 @@ Nothing here imports TensorFlow, so `--help` answers at once; a verb's handler i
 """
 
 import argparse
-import contextlib
 import importlib
 import json
 import os
@@ -13,6 +12,8 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+from models.quiet import quiet_native_stderr
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -47,9 +48,7 @@ def build_parser(prog, description, verbs):
     parser = argparse.ArgumentParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in verbs:
-        sub = subparsers.add_parser(
-            verb.name, help=verb.help, description=verb.help, formatter_class=HelpFormatter
-        )
+        sub = subparsers.add_parser(verb.name, help=verb.help, description=verb.help, formatter_class=HelpFormatter)
         verb.add_arguments(sub)
         sub.add_argument("--json", action="store_true", help="machine-readable output: one JSON object per result")
         sub.add_argument("--debug", action="store_true", help="show the full traceback on errors")
@@ -65,9 +64,11 @@ def run(prog, description, verbs, argv=None):
     warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
     # Dropping unreadable files makes a dataset's length unknown; Keras then warns at each epoch's end.
     warnings.filterwarnings("ignore", message=".*ran out of data.*", category=UserWarning)
+    # TensorFlow's notice that tf.lite.Interpreter moves to another package: third-party chatter, not the user's news.
+    warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated.*")
     module_name, function_name = args.handler.split(":")
     try:
-        with _quiet_native_stderr(enabled=not args.debug):
+        with quiet_native_stderr(enabled=not args.debug):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf
 
@@ -104,23 +105,6 @@ def _one_line(error):
     if not lines:
         return type(error).__name__
     return lines[0] + (" [...]" if len(lines) > 1 else "")
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr(enabled=True):
-    """Silence TensorFlow's native start-up lines (oneDNN, CUDA probing), which ignore TF_CPP_MIN_LOG_LEVEL."""
-    if not enabled:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 def default_model_dir(app_folder):

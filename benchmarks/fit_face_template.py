@@ -34,7 +34,6 @@ from models.data.faces import (
     YUNET_TEMPLATE_150,
     align_face,
     detect_faces,
-    face_template,
     similarity_transform,
 )
 from models.data.images import read_image
@@ -142,12 +141,14 @@ def main():
 
     print(f"1. dlib's chip transform rebuilt from landmarks.tsv ({len(faces)} photos)")
     matrices, differences = [], []
-    for name, photo, landmarks, chip in faces:
+    for _, photo, landmarks, chip in faces:
         matrix = dlib_chip_matrix(landmarks)
         matrices.append(matrix)
         differences.append(np.abs(rebuild_dlib_chip(photo, matrix).astype(float) - chip).mean())
-    print(f"   mean absolute difference from dlib's chips: {np.mean(differences):.3f} grey levels "
-          f"(per photo {min(differences):.3f} to {max(differences):.3f})")
+    print(
+        f"   mean absolute difference from dlib's chips: {np.mean(differences):.3f} grey levels "
+        f"(per photo {min(differences):.3f} to {max(differences):.3f})"
+    )
 
     print("2. YuNet on the photos, landmarks mapped into the chip (mean and standard deviation, chip pixels):")
     mapped = []
@@ -192,7 +193,7 @@ def main():
             names.append(name)
         chips, references = np.array(chips), np.array(references)
         pixel = np.abs(chips.astype(float) - references).mean(axis=(1, 2, 3))
-        line = f"   {label:22s} pixels: mean abs difference {pixel.mean():.1f} (per chip {pixel.min():.1f}-{pixel.max():.1f})"
+        line = f"   {label:22s} mean abs pixel difference {pixel.mean():.1f} ({pixel.min():.1f}-{pixel.max():.1f})"
         if model is not None:
             ours = model.predict(chips.astype(np.float32), verbose=0)
             distances = np.linalg.norm(ours - np.array([descriptors[name] for name in names]), axis=1)
@@ -203,8 +204,10 @@ def main():
         distances = np.linalg.norm(
             model.predict(rebuilt.astype(np.float32), verbose=0) - np.array([descriptors[f[0]] for f in faces]), axis=1
         )
-        print(f"   baseline, dlib's own landmarks and transform rebuilt here: descriptor distance mean "
-              f"{distances.mean():.3f}, max {distances.max():.3f}")
+        print(
+            f"   baseline, dlib's own landmarks and transform rebuilt here: descriptor distance mean "
+            f"{distances.mean():.3f}, max {distances.max():.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import tensorflow as tf
 
 from models.data.images import decode_image_bytes
 from models.data.pipelines import resize_images
+from models.quiet import quiet_native_stderr
 
 
 def _postprocess(outputs, class_names, threshold):
@@ -104,7 +105,8 @@ def export_tflite(model, path, quantization="float", representative_images=None)
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.representative_dataset = representative_dataset
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        content = converter.convert()
+        with quiet_native_stderr():
+            content = converter.convert()
     Path(path).write_bytes(content)
     return Path(path)
 
@@ -113,17 +115,19 @@ class TFLiteClassifier:
     """Run a TFLite classifier file on batches of resized 0-255 images, one image per invoke."""
 
     def __init__(self, path, num_threads=None):
-        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
-        self.interpreter.allocate_tensors()
+        with quiet_native_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate" comes from C++.
+            self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 
     def __call__(self, images):
         outputs = []
-        for image in np.asarray(images, dtype=np.float32):
-            self.interpreter.set_tensor(self.input["index"], image[None])
-            self.interpreter.invoke()
-            outputs.append(self.interpreter.get_tensor(self.output["index"])[0])
+        with quiet_native_stderr():
+            for image in np.asarray(images, dtype=np.float32):
+                self.interpreter.set_tensor(self.input["index"], image[None])
+                self.interpreter.invoke()
+                outputs.append(self.interpreter.get_tensor(self.output["index"])[0])
         return np.stack(outputs)
 
 

@@ -33,12 +33,17 @@ def add_train_arguments(parser):
         help="transfer from a trained Keras classifier (.keras or model folder) instead of --backbone",
     )
     parser.add_argument(
-        "--image-size", type=positive_int, default=None,
-        help=f"input size in pixels, square (default {DEFAULTS.image_size}; {SCRATCH_RECIPE['image_size']} from scratch)",
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help=f"input size in pixels, square (default {DEFAULTS.image_size}; "
+        f"{SCRATCH_RECIPE['image_size']} from scratch)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
     parser.add_argument(
-        "--head-epochs", type=positive_int, default=None,
+        "--head-epochs",
+        type=positive_int,
+        default=None,
         help=f"phase 1: new head, frozen base (default {DEFAULTS.head_epochs}; from scratch: the one phase, "
         f"{SCRATCH_RECIPE['head_epochs']})",
     )
@@ -61,8 +66,11 @@ def add_train_arguments(parser):
         "--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom/colour augmentation"
     )
     parser.add_argument(
-        "--patience", type=positive_int, default=None,
-        help=f"early-stopping patience on dev, in epochs (default {DEFAULTS.patience}; {SCRATCH_RECIPE['patience']} from scratch)",
+        "--patience",
+        type=positive_int,
+        default=None,
+        help=f"early-stopping patience on dev, in epochs (default {DEFAULTS.patience}; "
+        f"{SCRATCH_RECIPE['patience']} from scratch)",
     )
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split, augmentation and weights")
     parser.add_argument(
@@ -108,11 +116,15 @@ def add_predict_arguments(parser):
 def add_export_arguments(parser):
     parser.add_argument("--model-dir", required=True, help="trained model folder")
     parser.add_argument(
-        "--format", default="saved_model", choices=["saved_model", "tflite", "tflite_int8", "onnx"],
+        "--format",
+        default="saved_model",
+        choices=["saved_model", "tflite", "tflite_int8", "onnx"],
         help="SavedModel (raw images in), TFLite float or int8, or ONNX (resized float pixels in)",
     )
     parser.add_argument(
-        "--output", default=None, help="output path (default: inside the model folder; runs/finetune/ for a shipped one)"
+        "--output",
+        default=None,
+        help="output path (default: inside the model folder; runs/finetune/ for a shipped one)",
     )
     parser.add_argument(
         "--data", default=None, help="for tflite_int8: training images to calibrate with (default: the run's data)"

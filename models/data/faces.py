@@ -1,7 +1,7 @@
 """Face detection with YuNet and alignment into the 150x150 chips that dlib's face-recognition ResNet expects.
 
 - Detection: YuNet (Wu, Peng and Yu, "YuNet: A Tiny Millisecond-level Face Detector", Machine Intelligence Research
-  20, 2023), the OpenCV model zoo's `face_detection_yunet_2026may.onnx`, shipped beside this module (MIT, see
+  20(5):656-665, 2023), the OpenCV model zoo's `face_detection_yunet_2026may.onnx`, shipped beside this module (MIT, see
   `face_detection_yunet.LICENSE.md`) and run by OpenCV's `cv2.FaceDetectorYN`, so it works offline. It gives a box,
   five landmarks (right eye, left eye, nose tip, right and left mouth corners; "right" is the person's right, on
   the left of the image) and a score per face.
@@ -248,6 +248,8 @@ def alignment_matrix(landmarks, size=CHIP_SIZE):
         raise ValueError(
             f"Expected YuNet's 5 landmarks as a finite (5, 2) array of (x, y) pixels. Received: {landmarks.tolist()}"
         )
+    if not landmarks.var(axis=0).sum() > 1e-12:
+        raise ValueError(f"The landmarks all coincide; no face can be aligned. Received: {landmarks.tolist()}")
     return cv2.invertAffineTransform(similarity_transform(face_template(size), landmarks))
 
 

@@ -22,3 +22,19 @@ def test_data_mismatch_is_named_when_dev_differs_from_train_dev():
     assert readout["diagnosis"] == "high data mismatch" and readout["data_mismatch"] == pytest.approx(0.293)
     assert any("error analysis" in advice for advice in readout["advice"])
     assert bias_variance_readout(0.0, 0.02, 0.03, 0.12)["diagnosis"] == "high overfitting to dev"
+
+
+def test_deployed_veto_model_keeps_the_trained_head_and_base():
+    from apps.cat_classifier.app import build_cat_model, with_imagenet_veto
+    from apps.cat_classifier.config import CatConfig
+    from models.tasks.imagenet import IMAGENET_DOG_CLASSES
+
+    config = CatConfig(model="transfer", image_size=(16, 16), backbone_image_size=32, weights="none")
+    trained = build_cat_model(config)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    deployed = with_imagenet_veto(trained, config)
+    assert config.image_size == (32, 32) and deployed.input_shape == (None, 32, 32, 3)
+    features, imagenet = deployed.get_layer("efficientnet_lite0")(images)
+    head = np.asarray(trained.get_layer("predictions")(trained.get_layer("efficientnet_lite0")(images)))
+    dog = np.asarray(imagenet)[:, list(IMAGENET_DOG_CLASSES)].sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(np.asarray(deployed(images)), head * (1 - dog), rtol=1e-5, atol=1e-6)

@@ -186,9 +186,11 @@ def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
 
 
 def test_every_option_has_one_line_of_help_and_version(capsys):
-    from apps.cat_classifier.__main__ import DESCRIPTION as CAT, VERBS as CAT_VERBS
+    from apps.cat_classifier.__main__ import DESCRIPTION as CAT
+    from apps.cat_classifier.__main__ import VERBS as CAT_VERBS
     from apps.cli import build_parser
-    from apps.fine_tuner.__main__ import DESCRIPTION as TUNE, VERBS as TUNE_VERBS
+    from apps.fine_tuner.__main__ import DESCRIPTION as TUNE
+    from apps.fine_tuner.__main__ import VERBS as TUNE_VERBS
 
     for description, verbs in ((CAT, CAT_VERBS), (TUNE, TUNE_VERBS)):
         parser = build_parser("dlapps", description, verbs)
