@@ -1,0 +1,137 @@
+"""The face gallery: enrolled people and their embeddings in SQLite, tied to the model that made them.
+
+SQLite (the standard library) gives what a gallery needs on one machine: transactions, so that an interrupted or
+concurrent `enroll` loses nothing and leaves nothing half-written, and one file to copy. Embeddings are float32 blobs.
+The gallery records the identity of the embedding model; opening it with another model is refused, since distances
+between two models' embeddings mean nothing. `Gallery` is the whole interface the apps use, so a server database
+(PostgreSQL with pgvector) can stand behind the same methods when many machines share one gallery.
+"""
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS embeddings (
+    id INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    UNIQUE (person_id, source)
+);
+"""
+
+
+class GalleryError(ValueError):
+    """The gallery file cannot be used: another model's gallery, another dimension, or not a gallery."""
+
+
+class Gallery:
+    """People and their face embeddings in one SQLite file.
+
+    Args:
+        path: the database file (created if missing).
+        model_id: the identity of the embedding model (e.g. "dlib_resnet_v1:55533b28"); a gallery made with
+            another model is refused.
+        dimension: the embedding size (128).
+
+    Raises:
+        GalleryError: the file was made with another model or dimension, or is not a gallery.
+    """
+
+    def __init__(self, path, model_id, dimension):
+        self.path, self.model_id, self.dimension = Path(path), str(model_id), int(dimension)
+        try:
+            self.connection = sqlite3.connect(self.path, timeout=30.0)
+            self.connection.execute("PRAGMA foreign_keys = ON")
+            with self.connection:
+                self.connection.executescript(SCHEMA)
+                stored = dict(self.connection.execute("SELECT key, value FROM settings"))
+                if not stored:
+                    self.connection.executemany(
+                        "INSERT INTO settings VALUES (?, ?)",
+                        [("model_id", self.model_id), ("dimension", str(self.dimension))],
+                    )
+        except sqlite3.DatabaseError as error:
+            raise GalleryError(f"{self.path}: not a face gallery ({error})") from None
+        if stored and (stored.get("model_id") != self.model_id or int(stored.get("dimension", 0)) != self.dimension):
+            raise GalleryError(
+                f"{self.path}: this gallery was made with the model {stored.get('model_id')} "
+                f"({stored.get('dimension')}-D); the current model is {self.model_id}. Enroll again into a new --db"
+            )
+
+    def enroll(self, name, embeddings, sources):
+        """Add one person's embeddings (float (n, dim)) with their source files, in one transaction.
+
+        An image already enrolled for that person (same source) is replaced. Returns the person's embedding count.
+        """
+        vectors = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dimension)
+        with self.connection:
+            self.connection.execute("INSERT OR IGNORE INTO people (name) VALUES (?)", (name,))
+            (person_id,) = self.connection.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+            self.connection.executemany(
+                "INSERT OR REPLACE INTO embeddings (person_id, source, vector) VALUES (?, ?, ?)",
+                [(person_id, str(source), vector.tobytes()) for vector, source in zip(vectors, sources, strict=True)],
+            )
+        return self.count(name)
+
+    def count(self, name):
+        row = self.connection.execute(
+            "SELECT COUNT(*) FROM embeddings JOIN people ON people.id = person_id WHERE name = ?", (name,)
+        ).fetchone()
+        return int(row[0])
+
+    def people(self):
+        """[(name, number of embeddings)] sorted by name."""
+        rows = self.connection.execute(
+            "SELECT name, COUNT(embeddings.id) FROM people LEFT JOIN embeddings ON people.id = person_id "
+            "GROUP BY people.id ORDER BY name"
+        )
+        return [(name, int(count)) for name, count in rows]
+
+    def remove(self, name):
+        """Remove a person and their embeddings. Returns False if there was no such person."""
+        with self.connection:
+            cursor = self.connection.execute("DELETE FROM people WHERE name = ?", (name,))
+        return cursor.rowcount > 0
+
+    def embeddings(self):
+        """(names, vectors): one name per stored embedding and the (n, dim) float32 matrix."""
+        rows = self.connection.execute(
+            "SELECT name, vector FROM embeddings JOIN people ON people.id = person_id ORDER BY name, embeddings.id"
+        ).fetchall()
+        names = [name for name, _ in rows]
+        vectors = np.frombuffer(b"".join(blob for _, blob in rows), dtype=np.float32).reshape(-1, self.dimension)
+        return names, vectors
+
+    def close(self):
+        self.connection.close()
+
+
+def rank_people(query, names, vectors, mode="nearest"):
+    """Each enrolled person's distance to a query embedding, nearest first.
+
+    Args:
+        query: float (dim,) embedding.
+        names, vectors: from `Gallery.embeddings()`.
+        mode: "nearest" (the distance to the person's closest image) or "mean" (to the L2-normalised mean of the
+            person's embeddings).
+
+    Returns:
+        [(name, Euclidean distance)] sorted by distance.
+    """
+    if not len(names):
+        return []
+    query = np.asarray(query, np.float32)
+    names = np.asarray(names)
+    results = []
+    for name in dict.fromkeys(names.tolist()):
+        own = vectors[names == name]
+        if mode == "mean":
+            mean = own.mean(axis=0)
+            own = (mean / max(np.linalg.norm(mean), 1e-12))[None]
+        results.append((name, float(np.min(np.linalg.norm(own - query, axis=1)))))
+    return sorted(results, key=lambda item: item[1])

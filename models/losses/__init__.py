@@ -1,0 +1,1 @@
+"""Losses the apps train with: triplet losses for face embeddings (detection and style losses to come)."""
