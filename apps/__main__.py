@@ -6,8 +6,9 @@ import sys
 APPS = {
     "cat": ("apps.cat_classifier.__main__", "cat / non-cat classifier (the course's first task)"),
     "finetune": ("apps.fine_tuner.__main__", "fine-tune a pretrained backbone on your own folder of pictures"),
+    "faces": ("apps.face_verification.__main__", "face verification and recognition (verify, enroll, identify)"),
 }
-ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune"}
+ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune", "face_verification": "faces"}
 
 USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".join(
     f"  {name:<10} {description}" for name, (_, description) in APPS.items()

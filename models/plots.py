@@ -112,3 +112,26 @@ def plot_gallery(images, captions, path, title, columns=6):
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_roc(far, tar, path, title="ROC", marks=()):
+    """A verification ROC curve (TAR against FAR, FAR on a log scale), with labelled points `marks`:
+    [(far, tar, label)]."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    far = np.asarray(far, np.float64)
+    axis.plot(np.maximum(far, 1e-4), tar, label="ROC")
+    for point_far, point_tar, label in marks:
+        axis.scatter([max(point_far, 1e-4)], [point_tar], zorder=3)
+        axis.annotate(label, (max(point_far, 1e-4), point_tar), textcoords="offset points", xytext=(6, -12))
+    axis.set_xscale("log")
+    axis.set_xlim(1e-4, 1.0)
+    axis.set_xlabel("false accept rate (different people accepted)")
+    axis.set_ylabel("true accept rate (same person accepted)")
+    axis.set_title(title)
+    axis.grid(alpha=0.3, which="both")
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

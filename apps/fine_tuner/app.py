@@ -31,7 +31,7 @@ from models.inference import (
 )
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
-from models.training import fit_multi_worker, fit_phases, save_atomically
+from models.training import fit_multi_worker, fit_phases, make_learning_rate, save_atomically
 
 PROG = "dlapps finetune"
 APP = "finetune"
@@ -252,13 +252,17 @@ def make_strategy(name):
     raise ValueError(f"strategy must be default, mirrored or multi_worker. Received: strategy={name}")
 
 
-def make_phases(model, config):
+def make_phases(model, config, steps_per_epoch=1):
     """The fine-tuner's phases for `models.training.fit_phases`: a head on the frozen base, then the top of the base
     unfrozen at a tenth of the learning rate (one phase, the whole network, when training from scratch)."""
     unfrozen = {}
 
     def compile_phase1(trained):
-        _compile(trained, config.learning_rate)
+        learning_rate = config.learning_rate
+        if from_scratch(config):
+            # From random weights, a long schedule annealed to zero: dev loss settles instead of jumping between epochs.
+            learning_rate = make_learning_rate(learning_rate, "cosine", steps_per_epoch, config.head_epochs)
+        _compile(trained, learning_rate)
 
     def compile_phase2(trained):
         unfrozen["index"], unfrozen["layer"] = unfreeze_top(trained, config.fine_tune_from, config.fine_tune_fraction)
@@ -321,7 +325,7 @@ def train(args):
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
     # Train: the phases, with the best checkpoint, CSV history, TensorBoard logs and per-epoch backups for --resume.
-    phases, unfrozen = make_phases(model, config)
+    phases, unfrozen = make_phases(model, config, int(np.ceil(len(splits["train"][0]) / config.batch_size)))
     import tensorflow as tf
 
     with strategy.scope():
@@ -395,7 +399,7 @@ def tune(args):
             trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
             trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
             model = build_fine_tune_model(trial_config, len(class_names))
-            phases, _ = make_phases(model, trial_config)
+            phases, _ = make_phases(model, trial_config, int(np.ceil(len(splits["train"][0]) / config.batch_size)))
             trial_dir = Path(self.get_trial_dir(trial.trial_id))
             fit_phases(
                 model, phases, datasets["train"], datasets["dev"], trial_dir, trial_config.patience,

@@ -162,7 +162,7 @@ def test_align_face_of_a_big_face_matches_the_small_one(astronaut, astronaut_fac
     big = cv2.resize(astronaut, (1024, 1024), interpolation=cv2.INTER_CUBIC)
     chip = align_face(astronaut, astronaut_face.landmarks)
     big_chip = align_face(big, (astronaut_face.landmarks + 0.5) * 4 - 0.5)
-    assert np.abs(chip.astype(float) - big_chip).mean() < 4.0
+    assert np.abs(chip.astype(float) - big_chip).mean() < 1.5
 
 
 def test_read_face_chips_and_the_chip_is_a_face(tmp_path):

@@ -1,0 +1,101 @@
+"""Command line of face verification: `dlapps faces verify|enroll|identify|gallery|evaluate|calibrate|export`."""
+
+import sys
+
+from apps.cli import Verb, default_model_dir, positive_int, run
+
+DESCRIPTION = (
+    "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
+    "it to a 128-D unit embedding, and two faces are the same person when their distance is below the model's "
+    "calibrated threshold. Verify two photos, enroll people into a SQLite gallery and identify faces against it, "
+    "measure on pairs (the LFW protocol), calibrate the threshold on your own pairs, export the embedding model."
+)
+MODEL_DIR = default_model_dir("face_verification")
+
+
+def _add_model(parser):
+    parser.add_argument(
+        "--model", default=str(MODEL_DIR), help="face model folder (default: the shipped one, dlib's ResNet)"
+    )
+
+
+def add_verify_arguments(parser):
+    parser.add_argument("image_a", help="an image with a face (the largest face is used)")
+    parser.add_argument("image_b", help="another image with a face")
+    _add_model(parser)
+
+
+def add_enroll_arguments(parser):
+    parser.add_argument("folder", help="one subfolder per person, each with one or more photos")
+    parser.add_argument("--db", required=True, help="the gallery file (SQLite; created if missing)")
+    _add_model(parser)
+
+
+def add_identify_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files and/or folders")
+    parser.add_argument("--db", required=True, help="the gallery file made by enroll")
+    parser.add_argument("--top-k", type=positive_int, default=3, help="how many people to list per face")
+    parser.add_argument(
+        "--match", default="nearest", choices=["nearest", "mean"],
+        help="a person's distance: to their nearest enrolled image, or to the mean of their embeddings",
+    )  # fmt: skip
+    parser.add_argument("--all-faces", action="store_true", help="identify every face, not only the largest")
+    _add_model(parser)
+
+
+def add_gallery_arguments(parser):
+    parser.add_argument("--db", required=True, help="the gallery file")
+    parser.add_argument("--remove", nargs="*", default=[], help="names of people to remove")
+    _add_model(parser)
+
+
+def add_pairs_arguments(parser, output_help, output_default):
+    parser.add_argument(
+        "pairs", help="a pairs file (path_a<TAB>path_b<TAB>1|0, paths relative to it) or a folder of identities"
+    )
+    parser.add_argument("--output", default=output_default, help=output_help)
+    parser.add_argument(
+        "--pairs-per-person", type=positive_int, default=10, help="same-person pairs per identity (folders)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs built from a folder")
+    _add_model(parser)
+
+
+def add_evaluate_arguments(parser):
+    add_pairs_arguments(parser, "where the ROC and worst-pairs pictures go", "runs/faces/evaluate")
+
+
+def add_calibrate_arguments(parser):
+    add_pairs_arguments(parser, "the new, calibrated model folder", "runs/faces/calibrated")
+
+
+def add_export_arguments(parser):
+    _add_model(parser)
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"], help="export format")
+    parser.add_argument("--output", default="runs/faces/serving", help="the SavedModel folder or .tflite file")
+
+
+VERBS = [
+    Verb("verify", "are two photos the same person? distance, decision, confidence", add_verify_arguments,
+         "apps.face_verification.app:verify"),
+    Verb("enroll", "add people (one folder each) to a gallery", add_enroll_arguments,
+         "apps.face_verification.app:enroll"),
+    Verb("identify", "who is in these photos? (or 'unknown')", add_identify_arguments,
+         "apps.face_verification.app:identify"),
+    Verb("gallery", "list the people of a gallery, or remove some", add_gallery_arguments,
+         "apps.face_verification.app:gallery"),
+    Verb("evaluate", "accuracy, 10-fold accuracy, ROC AUC, EER, TAR@FAR on pairs", add_evaluate_arguments,
+         "apps.face_verification.app:evaluate"),
+    Verb("calibrate", "choose the threshold on your own pairs", add_calibrate_arguments,
+         "apps.face_verification.app:calibrate"),
+    Verb("export", "SavedModel or TFLite: aligned chips in, embeddings out", add_export_arguments,
+         "apps.face_verification.app:export"),
+]  # fmt: skip
+
+
+def main(argv=None, prog="dlapps faces"):
+    return run(prog, DESCRIPTION, VERBS, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(prog="python -m apps.face_verification"))

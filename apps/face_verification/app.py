@@ -1,0 +1,358 @@
+"""Face verification and recognition, in the course's order: detect and align, embed, compare (verify), look up a
+gallery (enroll, identify), measure (evaluate, calibrate), deploy (export).
+
+A face becomes a 150x150 chip (YuNet's five landmarks mapped onto dlib's template), the chip an L2-normalised
+128-D embedding f(x); two faces are the same person when ||f(a) - f(b)|| is at most the model's threshold.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, to_json, warn
+from apps.face_verification.config import FaceConfig
+from models.data.faces import NoFaceError, read_face_chips
+from models.data.images import ImageReadError, list_image_files
+from models.data.readers import DataError, read_image_folder
+from models.gallery import Gallery, rank_people
+from models.metrics.verification import best_threshold, roc_curve, verification_report
+from models.plots import plot_gallery, plot_roc, short_name
+from models.tasks.face_embedder import build_face_embedder, model_identity
+
+PROG = "dlapps faces"
+APP = "faces"
+
+
+# === Model ===
+
+
+class FaceModel:
+    """An embedding model folder: config.json (backbone, weights, threshold), and model.keras once trained."""
+
+    def __init__(self, model_dir):
+        import keras
+
+        folder = Path(model_dir)
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise ValueError(f"{folder}: not a face model folder (no config.json); train one or pass another --model")
+        saved = json.loads(config_file.read_text())
+        if saved.get("app") != APP:
+            raise ValueError(f"{folder}: this model was made by dlapps {saved.get('app', 'another app')}, not {PROG}")
+        self.folder = folder
+        self.config = FaceConfig(**{k: v for k, v in saved.items() if k in FaceConfig().to_dict()})
+        if (folder / "model.keras").is_file():
+            import models.backbones.dlib_resnet  # noqa: F401  (registers dlib's layers before loading)
+
+            self.model = keras.saving.load_model(folder / "model.keras", compile=False)
+        else:
+            self.model = build_face_embedder(self.config.backbone, self.config.weights)
+        self.identity = model_identity(self.model)
+
+    def embed(self, chips):
+        """(n, 150, 150, 3) uint8 chips to (n, d) float32 unit embeddings."""
+        chips = np.asarray(chips, np.float32)
+        outputs = [np.asarray(self.model(chips[i : i + 32], training=False)) for i in range(0, len(chips), 32)]
+        return np.concatenate(outputs) if outputs else np.zeros((0, 128), np.float32)
+
+    def confidence(self, distance):
+        """P(same person | distance), from the logistic fitted on the calibration pairs."""
+        z = self.config.confidence_bias + self.config.confidence_slope * distance
+        return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def embed_files(face_model, files, all_faces=False, on_error=None):
+    """[(path, face, embedding)] for the largest face of each file (every face with `all_faces`).
+
+    Files that cannot be read or show no face go to `on_error(path, error)`; the others are embedded.
+    """
+    found = []
+    progress = ProgressBar(len(files), "finding faces")
+    for path in files:
+        progress.update()
+        try:
+            found.extend((path, face, chip) for face, chip in read_face_chips(path, all_faces=all_faces))
+        except (ImageReadError, NoFaceError) as error:
+            if on_error:
+                on_error(path, error)
+    embeddings = face_model.embed([chip for _, _, chip in found]) if found else np.zeros((0, 128))
+    return [(path, face, embedding) for (path, face, _), embedding in zip(found, embeddings, strict=True)]
+
+
+def _report_error(path, error):
+    warn(PROG, f"error: {error}")
+
+
+# === Verify ===
+
+
+def verify(args):
+    face_model = FaceModel(args.model)
+    (_, face_a, a), (_, face_b, b) = [_one_face(face_model, path) for path in (args.image_a, args.image_b)]
+    distance = float(np.linalg.norm(a - b))
+    threshold = face_model.config.threshold
+    same = distance <= threshold
+    probability = face_model.confidence(distance)
+    result = {
+        "image_a": str(args.image_a),
+        "image_b": str(args.image_b),
+        "distance": distance,
+        "threshold": threshold,
+        "same_person": bool(same),
+        "confidence": probability if same else 1.0 - probability,
+        "box_a": [round(v, 1) for v in face_a.box],
+        "box_b": [round(v, 1) for v in face_b.box],
+    }
+    verdict = "same person" if same else "different people"
+    emit(args, result, f"{verdict}: distance {distance:.3f} (threshold {threshold:.3f}), "
+                       f"confidence {result['confidence']:.2f}")  # fmt: skip
+
+
+def _one_face(face_model, path):
+    found = embed_files(face_model, [Path(path)])
+    if not found:
+        read_face_chips(path)  # Raises the reason: unreadable, or no face.
+    return found[0]
+
+
+# === Gallery: enroll, identify, list and remove ===
+
+
+def enroll(args):
+    face_model = FaceModel(args.model)
+    files, labels, names, skipped = read_image_folder(args.folder)
+    for path in skipped:
+        warn(PROG, f"skipping non-image file {path}")
+    gallery = Gallery(args.db, face_model.identity, 128)
+    failures = []
+    summary = {}
+    for index, name in enumerate(names):
+        person_files = [f for f, label in zip(files, labels, strict=True) if label == index]
+        found = embed_files(
+            face_model, person_files, on_error=lambda p, e: (failures.append(str(p)), _report_error(p, e))
+        )
+        if not found:
+            warn(PROG, f"{name}: no usable face; not enrolled")
+            continue
+        # One transaction per person: an interruption keeps every person enrolled before it.
+        summary[name] = gallery.enroll(name, [e for _, _, e in found], [str(Path(p).resolve()) for p, _, _ in found])
+    result = {"db": str(args.db), "enrolled": summary, "skipped": failures, "people": len(gallery.people())}
+    lines = [f"  {name}: {count} image(s)" for name, count in summary.items()]
+    lines.append(f"enrolled {len(summary)} people into {args.db} ({result['people']} in all)")
+    emit(args, result, "\n".join(lines))
+    gallery.close()
+    return EXIT_BAD_INPUT if failures else None
+
+
+def identify(args):
+    face_model = FaceModel(args.model)
+    if not Path(args.db).is_file():
+        raise ValueError(f"{args.db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {args.db})")
+    gallery = Gallery(args.db, face_model.identity, 128)
+    names, vectors = gallery.embeddings()
+    if not names:
+        raise ValueError(f"{args.db}: the gallery is empty; enroll people first")
+    files, problems = list_image_files(args.paths)
+    failures = len(problems)
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+
+    def on_error(path, error):
+        nonlocal failures
+        failures += 1
+        _report_error(path, error)
+
+    threshold = face_model.config.threshold
+    for path, face, embedding in embed_files(face_model, files, args.all_faces, on_error):
+        ranked = rank_people(embedding, names, vectors, args.match)[: args.top_k]
+        best, distance = ranked[0]
+        name = best if distance <= threshold else "unknown"
+        result = {
+            "path": str(path),
+            "name": name,
+            "distance": distance,
+            "threshold": threshold,
+            "box": [round(v, 1) for v in face.box],
+            "top_k": [{"name": n, "distance": d} for n, d in ranked],
+        }
+        others = ", ".join(f"{n} {d:.3f}" for n, d in ranked[1:])
+        emit(
+            args,
+            result,
+            f"{path}: {name} (nearest {best}, distance {distance:.3f})" + (f"; then {others}" if others else ""),
+        )
+    gallery.close()
+    return EXIT_BAD_INPUT if failures else None
+
+
+def gallery(args):
+    face_model = FaceModel(args.model)
+    if not Path(args.db).is_file():
+        raise ValueError(f"{args.db}: no such gallery")
+    store = Gallery(args.db, face_model.identity, 128)
+    for name in args.remove:
+        if not store.remove(name):
+            raise ValueError(f"{args.db}: no person named {name!r}")
+    people = store.people()
+    emit(args, {"db": str(args.db), "people": dict(people), "removed": args.remove},
+         "\n".join(f"{name}: {count} image(s)" for name, count in people) or f"{args.db}: empty")  # fmt: skip
+
+
+# === Evaluate and calibrate ===
+
+
+def read_pairs(path, pairs_per_person=10, seed=0):
+    """Pairs as [(path_a, path_b, same)]: from a pairs file (`a<TAB>b<TAB>1|0`, paths relative to the file's
+    folder) or built from a folder of identities (seeded: same pairs within each person, as many different pairs)."""
+    path = Path(path)
+    if path.is_file():
+        pairs = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.split("\t")
+            if len(fields) != 3 or fields[2].strip() not in ("0", "1"):
+                raise DataError(f"{path}:{number}: expected 'path_a<TAB>path_b<TAB>1|0'. Received: {line!r}")
+            pairs.append((path.parent / fields[0], path.parent / fields[1], int(fields[2])))
+        return pairs
+    files, labels, names, _ = read_image_folder(path)
+    rng = np.random.default_rng(seed)
+    by_person = [[f for f, label in zip(files, labels, strict=True) if label == i] for i in range(len(names))]
+    same = []
+    for person in by_person:
+        candidates = [(a, b) for i, a in enumerate(person) for b in person[i + 1 :]]
+        for index in rng.permutation(len(candidates))[:pairs_per_person]:
+            same.append((*candidates[index], 1))
+    if not same:
+        raise DataError(f"{path}: no person has two images; same-person pairs cannot be made")
+    different = []
+    while len(different) < len(same):
+        first, second = rng.choice(len(by_person), 2, replace=False)
+        different.append((rng.choice(by_person[first]), rng.choice(by_person[second]), 0))
+    return same + different
+
+
+def pair_distances(face_model, pairs):
+    """Distances of the pairs whose both images show a face; the others are named and left out."""
+    files = sorted({str(p) for a, b, _ in pairs for p in (a, b)})
+    failed = []
+    found = embed_files(
+        face_model, [Path(f) for f in files], on_error=lambda p, e: (failed.append(str(p)), _report_error(p, e))
+    )
+    embedding = {str(path): e for path, _, e in found}
+    kept = [(a, b, s) for a, b, s in pairs if str(a) in embedding and str(b) in embedding]
+    distances = np.array([np.linalg.norm(embedding[str(a)] - embedding[str(b)]) for a, b, _ in kept])
+    return kept, distances, np.array([s for _, _, s in kept]), failed
+
+
+def _fit_confidence(distances, same):
+    """Logistic regression of same on distance (Newton's method): P(same | d) = sigmoid(bias + slope d)."""
+    features = np.stack([np.ones_like(distances), distances], axis=1)
+    weights = np.zeros(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-features @ weights))
+        gradient = features.T @ (p - same)
+        hessian = features.T @ (features * (p * (1 - p) + 1e-6)[:, None]) + 1e-3 * np.eye(2)
+        weights -= np.linalg.solve(hessian, gradient)
+    return float(weights[0]), float(weights[1])
+
+
+def evaluate(args):
+    face_model = FaceModel(args.model)
+    pairs = read_pairs(args.pairs, args.pairs_per_person, args.seed)
+    kept, distances, same, failed = pair_distances(face_model, pairs)
+    if len(set(same.tolist())) < 2:
+        raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
+    report = verification_report(distances, same, face_model.config.threshold)
+    output = Path(args.output)
+    far, tar, _ = roc_curve(distances, same)
+    marks = [(report["eer"], 1 - report["eer"], f"EER {report['eer']:.3f}")]
+    plot_roc(far, tar, output / "roc.png", f"ROC: AUC {report['roc_auc']:.4f}, {len(kept)} pairs", marks)
+    # The worst pairs: same people farthest apart, different people closest.
+    wrong_same = [i for i in np.argsort(-distances) if same[i]][:8]
+    wrong_different = [i for i in np.argsort(distances) if not same[i]][:8]
+    images, captions = [], []
+    for i in wrong_same + wrong_different:
+        a, b, s = kept[i]
+        chips = [read_face_chips(p)[0][1] for p in (a, b)]
+        images.append(np.concatenate(chips, axis=1))
+        truth = "same person" if s else "different"
+        captions.append(f"{short_name(Path(a).name, 16)} | {short_name(Path(b).name, 16)}\n"
+                        f"truth: {truth}, distance {distances[i]:.3f}")  # fmt: skip
+    title = f"Worst pairs (threshold {face_model.config.threshold:.3f}): same people far apart, then different close"
+    plot_gallery(images, captions, output / "worst_pairs.png", title, columns=4)
+    result = {
+        **report,
+        "skipped_files": failed,
+        "roc": str(output / "roc.png"),
+        "worst_pairs": str(output / "worst_pairs.png"),
+    }
+    text = [
+        f"{report['pairs']} pairs ({report['same_pairs']} same person), {len(failed)} file(s) without a usable face",
+        f"accuracy at the model's threshold {report['threshold']:.3f}: {report['accuracy_at_threshold']:.4f}",
+        f"accuracy, 10-fold threshold (LFW protocol): {report['accuracy_10_fold']:.4f} "
+        f"+/- {report['accuracy_10_fold_std']:.4f}",
+        f"ROC AUC {report['roc_auc']:.4f}  EER {report['eer']:.4f}  TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}",
+        f"pictures: {output / 'roc.png'}, {output / 'worst_pairs.png'}",
+    ]
+    emit(args, result, "\n".join(text))
+    return EXIT_BAD_INPUT if failed else None
+
+
+def calibrate(args):
+    """Choose the threshold (and the confidence curve) on the user's pairs; write a new model folder."""
+    face_model = FaceModel(args.model)
+    pairs = read_pairs(args.pairs, args.pairs_per_person, args.seed)
+    kept, distances, same, failed = pair_distances(face_model, pairs)
+    if len(set(same.tolist())) < 2:
+        raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
+    output = Path(args.output)
+    if output.resolve() == face_model.folder.resolve():
+        raise ValueError("--output must be a new folder: the calibrated model is written beside, never over, a model")
+    output.mkdir(parents=True, exist_ok=True)
+    config = face_model.config
+    config.threshold = best_threshold(distances, same)
+    config.confidence_bias, config.confidence_slope = _fit_confidence(distances, same)
+    if (face_model.folder / "model.keras").is_file():
+        shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
+    calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
+    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "calibration": calibration}, indent=2))
+    report = verification_report(distances, same, config.threshold)
+    emit(args, {**report, "output": str(output)},
+         f"threshold {config.threshold:.3f}: accuracy {report['accuracy_at_threshold']:.4f} on {len(kept)} pairs "
+         f"(10-fold {report['accuracy_10_fold']:.4f}) -> {output}")  # fmt: skip
+
+
+# === Export ===
+
+
+def export(args):
+    import keras
+    import tensorflow as tf
+
+    from models.export import export_tflite, path_size
+
+    face_model = FaceModel(args.model)
+    model = face_model.model
+    output = Path(args.output)
+    if args.format == "saved_model":
+        if output.exists():
+            shutil.rmtree(output)
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            "serve",
+            lambda chips: {"embeddings": model(tf.cast(chips, tf.float32), training=False)},
+            input_signature=[tf.TensorSpec([None, 150, 150, 3], tf.uint8, name="chips")],
+        )
+        archive.write_out(str(output), verbose=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        export_tflite(model, output)
+    info = {"input": "aligned 150x150 RGB face chips, uint8 (SavedModel) or float32 0-255 (TFLite)",
+            "output": "L2-normalised embeddings (N, 128)", "threshold": face_model.config.threshold}  # fmt: skip
+    Path(f"{output}.json" if output.suffix else output / "face_model.json").write_text(json.dumps(info, indent=2))
+    result = {"format": args.format, "path": str(output), "bytes": path_size(output), **info}
+    emit(args, result, f"wrote {output} ({result['bytes'] / 1e6:.1f} MB): {info['input']} -> {info['output']}")

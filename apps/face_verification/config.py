@@ -1,0 +1,29 @@
+"""Defaults of the face-verification app, next to the app that uses them."""
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class FaceConfig:
+    """A face model: backbone, weights, and the decision rule calibrated on dev pairs; written to config.json."""
+
+    backbone: str = "dlib"
+    weights: str = "dlib"
+    # Same person when the distance between unit embeddings is at most this (calibrated: see the model card).
+    threshold: float = 0.6
+    # P(same | distance) = sigmoid(confidence_bias + confidence_slope * distance), fitted on the same pairs.
+    confidence_bias: float = 6.0
+    confidence_slope: float = -10.0
+    # Training (dlapps faces train).
+    margin: float = 0.2
+    mining: str = "semi_hard"
+    people_per_batch: int = 8
+    images_per_person: int = 4
+    epochs: int = 10
+    steps_per_epoch: int = 50
+    learning_rate: float = 1e-4
+    dev_fraction: float = 0.15
+    seed: int = 7
+
+    def to_dict(self):
+        return asdict(self)

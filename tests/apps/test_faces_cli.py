@@ -1,0 +1,118 @@
+"""Face verification through its command line: the shipped model (dlib's ResNet, offline), public-domain faces."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.__main__ import main as dlapps
+from tests.helpers import EXAMPLES
+
+FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+
+
+def run(capsys, *argv):
+    try:
+        code = dlapps(["faces", *map(str, argv)])
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def people(tmp_path_factory):
+    """Two 'people': the astronaut (three photos: as is, mirrored, smaller) and the camera man (two photos)."""
+    root = tmp_path_factory.mktemp("people")
+    astronaut = Image.open(FACES / "astronaut_face.jpg").convert("RGB")
+    camera = Image.open(EXAMPLES / "camera.png").convert("RGB")
+    (root / "gallery" / "eileen").mkdir(parents=True)
+    (root / "gallery" / "lav").mkdir(parents=True)
+    astronaut.save(root / "gallery" / "eileen" / "a.jpg")
+    astronaut.transpose(Image.FLIP_LEFT_RIGHT).save(root / "gallery" / "eileen" / "b.png")
+    camera.save(root / "gallery" / "lav" / "a.png")
+    camera.crop((100, 0, 512, 412)).save(root / "gallery" / "lav" / "b.png")
+    astronaut.resize((astronaut.width * 2 // 3, astronaut.height * 2 // 3)).save(root / "probe.jpg")
+    Image.open(EXAMPLES / "coffee.png").save(root / "cup.png")
+    return root
+
+
+def test_verify_same_and_different_people(people, capsys, keras_home):
+    code, out, err = run(capsys, "verify", people / "gallery" / "eileen" / "a.jpg", people / "probe.jpg", "--json")
+    assert code == 0, err
+    same = json.loads(out)
+    assert same["same_person"] and same["distance"] < 0.3 and 0.5 < same["confidence"] <= 1
+    code, out, err = run(capsys, "verify", people / "probe.jpg", people / "gallery" / "lav" / "a.png", "--json")
+    assert code == 0, err
+    different = json.loads(out)
+    assert not different["same_person"] and different["distance"] > same["distance"] + 0.3
+
+
+def test_no_face_is_named(people, capsys, keras_home):
+    code, _, err = run(capsys, "verify", people / "cup.png", people / "probe.jpg")
+    assert code == 2 and "no face found in" in err and "cup.png" in err
+
+
+def test_enroll_identify_list_and_remove(people, capsys, keras_home, tmp_path):
+    db = tmp_path / "faces.db"
+    code, out, err = run(capsys, "enroll", people / "gallery", "--db", db, "--json")
+    assert code == 0, err
+    assert json.loads(out)["enrolled"] == {"eileen": 2, "lav": 2}
+    code, out, err = run(capsys, "identify", people / "probe.jpg", people / "cup.png", "--db", db, "--json")
+    assert code == 2 and "cup.png" in err  # The cup is named; the probe is still identified.
+    result = json.loads(out.splitlines()[0])
+    assert result["name"] == "eileen" and [p["name"] for p in result["top_k"]] == ["eileen", "lav"]
+    code, out, _ = run(capsys, "gallery", "--db", db, "--remove", "eileen", "--json")
+    assert code == 0 and json.loads(out)["people"] == {"lav": 2}
+    code, out, _ = run(capsys, "identify", people / "probe.jpg", "--db", db, "--json")
+    assert json.loads(out)["name"] == "unknown"
+
+
+def test_evaluate_and_calibrate_on_a_pairs_file(people, capsys, keras_home, tmp_path):
+    pairs = people / "pairs.txt"
+    pairs.write_text(
+        "gallery/eileen/a.jpg\tgallery/eileen/b.png\t1\ngallery/lav/a.png\tgallery/lav/b.png\t1\n"
+        "gallery/eileen/a.jpg\tgallery/lav/a.png\t0\nprobe.jpg\tgallery/lav/b.png\t0\n"
+    )
+    code, out, err = run(capsys, "evaluate", pairs, "--output", tmp_path / "report", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["pairs"] == 4 and report["roc_auc"] == 1.0
+    assert (tmp_path / "report" / "roc.png").is_file() and (tmp_path / "report" / "worst_pairs.png").is_file()
+    code, out, err = run(capsys, "calibrate", pairs, "--output", tmp_path / "calibrated", "--json")
+    assert code == 0, err
+    config = json.loads((tmp_path / "calibrated" / "config.json").read_text())
+    assert config["app"] == "faces" and config["threshold"] == pytest.approx(json.loads(out)["best_threshold"])
+    (people / "bad_pairs.txt").write_text("only one column\n")
+    code, _, err = run(capsys, "evaluate", people / "bad_pairs.txt")
+    assert code == 2 and "bad_pairs.txt:1" in err
+
+
+def test_export_serves_the_same_embeddings(people, capsys, keras_home, tmp_path):
+    import tensorflow as tf
+
+    from apps.face_verification.app import FaceModel
+    from models.data.faces import read_face_chips
+
+    code, out, err = run(capsys, "export", "--output", tmp_path / "serving", "--json")
+    assert code == 0, err
+    probes = (people / "probe.jpg", people / "gallery" / "lav" / "a.png")
+    chips = np.stack([read_face_chips(path)[0][1] for path in probes])
+    expected = FaceModel(EXAMPLES.parent / "saved_models" / "face_verification").embed(chips)
+    served = tf.saved_model.load(str(tmp_path / "serving"))
+    for batch in (chips[:1], chips):
+        embeddings = served.serve(tf.constant(batch))["embeddings"].numpy()
+        np.testing.assert_allclose(embeddings, expected[: len(batch)], atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_another_apps_folder_and_another_models_gallery_are_refused(people, capsys, keras_home, tmp_path):
+    code, _, err = run(capsys, "verify", people / "probe.jpg", people / "probe.jpg", "--model",
+                       EXAMPLES.parent / "saved_models" / "cat_classifier")  # fmt: skip
+    assert code == 2 and "made by dlapps cat" in err
+    from models.gallery import Gallery
+
+    Gallery(tmp_path / "other.db", "sha256:000000000000", 128).close()
+    code, _, err = run(capsys, "identify", people / "probe.jpg", "--db", tmp_path / "other.db")
+    assert code == 2 and "made with the model sha256:000000000000" in err
