@@ -16,10 +16,10 @@ class FineTuneConfig:
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
     base: str = ""
-    image_size: int = 160
+    image_size: int = 224
     batch_size: int = 32
-    head_epochs: int = 5
-    fine_tune_epochs: int = 4
+    head_epochs: int = 8
+    fine_tune_epochs: int = 6
     learning_rate: float = 1.9e-3
     fine_tune_from: str = ""
     fine_tune_fraction: float = 0.2

@@ -76,7 +76,7 @@ def ten_fold_accuracy(distances, same, folds=10, seed=0):
     distances, same = np.asarray(distances, np.float64), np.asarray(same).astype(bool)
     order = np.random.default_rng(seed).permutation(len(distances))
     scores = []
-    for fold in np.array_split(order, folds):
+    for fold in np.array_split(order, min(folds, len(order))):
         rest = np.setdiff1d(order, fold)
         threshold = best_threshold(distances[rest], same[rest])
         scores.append(accuracy_at(distances[fold], same[fold], threshold))
