@@ -2,7 +2,7 @@
 
 import sys
 
-from apps.cli import Verb, default_model_dir, positive_int, run
+from apps.cli import Verb, default_model_dir, positive_float, positive_int, run
 
 DESCRIPTION = (
     "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
@@ -69,6 +69,29 @@ def add_calibrate_arguments(parser):
     add_pairs_arguments(parser, "the new, calibrated model folder", "runs/faces/calibrated")
 
 
+def add_train_arguments(parser):
+    from apps.face_verification.config import FaceConfig
+
+    defaults = FaceConfig()
+    parser.add_argument("folder", help="one subfolder per person (2 or more photos each)")
+    parser.add_argument("--output", required=True, help="the new model folder")
+    parser.add_argument(
+        "--backbone", default=defaults.backbone, choices=["dlib", "efficientnet_lite0", "small_resnet"],
+        help="dlib's face ResNet (pretrained), EfficientNet-Lite0 (ImageNet) or a compact ResNet from scratch",
+    )  # fmt: skip
+    parser.add_argument("--weights", default=defaults.weights, help="'dlib', 'imagenet', 'none' or a weights PATH")
+    parser.add_argument("--margin", type=positive_float, default=defaults.margin, help="triplet margin alpha")
+    parser.add_argument("--mining", default=defaults.mining, choices=["semi_hard", "batch_hard"], help="triplets")
+    parser.add_argument("--people-per-batch", type=positive_int, default=defaults.people_per_batch, help="P")
+    parser.add_argument("--images-per-person", type=positive_int, default=defaults.images_per_person, help="K")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="most epochs")
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="batches")
+    parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
+    parser.add_argument("--patience", type=positive_int, default=3, help="epochs without a better dev accuracy")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the dev people, batches, weights")
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+
+
 def add_export_arguments(parser):
     _add_model(parser)
     parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"], help="export format")
@@ -88,6 +111,8 @@ VERBS = [
          "apps.face_verification.app:evaluate"),
     Verb("calibrate", "choose the threshold on your own pairs", add_calibrate_arguments,
          "apps.face_verification.app:calibrate"),
+    Verb("train", "triplet-loss training on a folder of identities", add_train_arguments,
+         "apps.face_verification.app:train"),
     Verb("export", "SavedModel or TFLite: aligned chips in, embeddings out", add_export_arguments,
          "apps.face_verification.app:export"),
 ]  # fmt: skip

@@ -356,3 +356,143 @@ def export(args):
     Path(f"{output}.json" if output.suffix else output / "face_model.json").write_text(json.dumps(info, indent=2))
     result = {"format": args.format, "path": str(output), "bytes": path_size(output), **info}
     emit(args, result, f"wrote {output} ({result['bytes'] / 1e6:.1f} MB): {info['input']} -> {info['output']}")
+
+
+# === Train ===
+
+
+def _chips_by_person(folder, seed):
+    """Every readable face chip of a folder of identities, grouped by person, in memory (uint8)."""
+    files, labels, names, skipped = read_image_folder(folder)
+    for path in skipped:
+        warn(PROG, f"skipping non-image file {path}")
+    chips = {}
+    progress = ProgressBar(len(files), "finding faces")
+    for path, label in zip(files, labels, strict=True):
+        progress.update()
+        try:
+            chips.setdefault(names[label], []).append(read_face_chips(path)[0][1])
+        except (ImageReadError, NoFaceError) as error:
+            _report_error(path, error)
+    people = sorted(name for name, own in chips.items() if len(own) >= 2)
+    if len(people) < 4:
+        raise DataError(f"{folder}: triplet training needs at least 4 people with 2 or more faces; found {len(people)}")
+    return {name: np.stack(chips[name]) for name in people}
+
+
+def _dev_pairs(chips, seed, pairs_per_person=5):
+    """(index pairs, same) over the dev people's chips: same-person pairs and as many different-people pairs."""
+    rng = np.random.default_rng(seed)
+    owners = np.concatenate([[i] * len(own) for i, own in enumerate(chips)])
+    first = np.cumsum([0] + [len(own) for own in chips])
+    same = []
+    for person, own in enumerate(chips):
+        candidates = [(first[person] + a, first[person] + b) for a in range(len(own)) for b in range(a + 1, len(own))]
+        same += [candidates[i] for i in rng.permutation(len(candidates))[:pairs_per_person]]
+    different = []
+    while len(different) < len(same):
+        a, b = rng.integers(0, len(owners), 2)
+        if owners[a] != owners[b]:
+            different.append((a, b))
+    pairs = np.array(same + different)
+    return pairs, np.array([1] * len(same) + [0] * len(different))
+
+
+def _pk_batches(chips, people_per_batch, images_per_person, seed):
+    """An endless tf.data stream of P x K batches (P people, K chips each, with replacement when a person has fewer),
+    flipped and brightness-jittered: the batches online triplet mining needs."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    people = list(chips)
+
+    def batches():
+        while True:
+            chosen = rng.choice(len(people), min(people_per_batch, len(people)), replace=False)
+            images, labels = [], []
+            for label in chosen:
+                own = chips[people[label]]
+                picks = rng.choice(len(own), images_per_person, replace=len(own) < images_per_person)
+                images.append(own[picks])
+                labels += [label] * images_per_person
+            yield np.concatenate(images).astype(np.float32), np.array(labels, np.int32)
+
+    signature = (tf.TensorSpec((None, 150, 150, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+
+    def augment(images, labels):
+        images = tf.image.random_flip_left_right(images, seed=seed)
+        images = tf.clip_by_value(images + tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -20.0, 20.0), 0, 255)
+        return images, labels
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def train(args):
+    import keras
+
+    from models.losses.triplet import TripletLoss
+
+    output = Path(args.output)
+    if (output / "model.keras").exists() and not args.overwrite:
+        raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
+    config = FaceConfig(
+        backbone=args.backbone, weights=args.weights, margin=args.margin, mining=args.mining, epochs=args.epochs,
+        steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
+        people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
+    )  # fmt: skip
+    keras.utils.set_random_seed(config.seed)
+    chips = _chips_by_person(args.folder, config.seed)
+    # Identities held out of training: the dev pairs that choose the epoch and the threshold.
+    people = list(chips)
+    order = np.random.default_rng(config.seed).permutation(len(people))
+    dev_count = max(2, int(round(config.dev_fraction * len(people))))
+    dev_people = [people[i] for i in sorted(order[:dev_count])]
+    train_chips = {name: chips[name] for name in people if name not in dev_people}
+    dev_images = [chips[name] for name in dev_people]
+    pairs, same = _dev_pairs(dev_images, config.seed)
+    dev_stack = np.concatenate(dev_images).astype(np.float32)
+    if not args.json:
+        print(f"{len(train_chips)} training people ({sum(len(c) for c in train_chips.values())} faces), "
+              f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs)")  # fmt: skip
+
+    model = build_face_embedder(config.backbone, config.weights)
+
+    def dev_accuracy():
+        embeddings = np.concatenate([np.asarray(model(dev_stack[i : i + 32])) for i in range(0, len(dev_stack), 32)])
+        distances = np.linalg.norm(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]], axis=1)
+        threshold = best_threshold(distances, same)
+        return verification_report(distances, same, threshold), distances
+
+    before, _ = dev_accuracy()
+    history = [{"epoch": 0, "dev_accuracy": before["accuracy_10_fold"], "loss": None}]
+    best = {"accuracy": before["accuracy_10_fold"], "weights": model.get_weights(), "epoch": 0}
+
+    class DevPairs(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            report, _ = dev_accuracy()
+            accuracy = report["accuracy_10_fold"]
+            history.append({"epoch": epoch + 1, "dev_accuracy": accuracy, "loss": float(logs["loss"])})
+            warn(PROG, f"epoch {epoch + 1}: triplet loss {logs['loss']:.4f}, dev 10-fold accuracy {accuracy:.4f}")
+            if accuracy > best["accuracy"]:
+                best.update(accuracy=accuracy, weights=self.model.get_weights(), epoch=epoch + 1)
+            elif epoch + 1 - best["epoch"] >= args.patience:
+                self.model.stop_training = True
+
+    model.compile(keras.optimizers.Adam(config.learning_rate), loss=TripletLoss(config.margin, config.mining))
+    batches = _pk_batches(train_chips, config.people_per_batch, config.images_per_person, config.seed)
+    model.fit(batches, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, callbacks=[DevPairs()], verbose=0)
+    model.set_weights(best["weights"])
+
+    # The threshold and the confidence curve, chosen on the dev pairs, are stored with the model.
+    report, distances = dev_accuracy()
+    config.threshold = report["best_threshold"]
+    config.confidence_bias, config.confidence_slope = _fit_confidence(distances, same)
+    output.mkdir(parents=True, exist_ok=True)
+    model.save(output / "model.keras")
+    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
+    metrics = {"dev_before_training": before, "dev": report, "best_epoch": best["epoch"], "history": history}
+    (output / "metrics.json").write_text(to_json(metrics, indent=2))
+    emit(args, {**metrics, "output": str(output)},
+         f"dev 10-fold accuracy {before['accuracy_10_fold']:.4f} before training, {report['accuracy_10_fold']:.4f} "
+         f"after (best epoch {best['epoch']}); threshold {config.threshold:.3f} -> {output}")  # fmt: skip

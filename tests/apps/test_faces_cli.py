@@ -116,3 +116,30 @@ def test_another_apps_folder_and_another_models_gallery_are_refused(people, caps
     Gallery(tmp_path / "other.db", "sha256:000000000000", 128).close()
     code, _, err = run(capsys, "identify", people / "probe.jpg", "--db", tmp_path / "other.db")
     assert code == 2 and "made with the model sha256:000000000000" in err
+
+
+def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsys, keras_home):
+    astronaut = Image.open(FACES / "astronaut_face.jpg").convert("RGB")
+    camera = Image.open(EXAMPLES / "camera.png").convert("RGB").crop((100, 0, 512, 412))
+    for person, source in enumerate((astronaut, camera, astronaut.rotate(8), camera.rotate(-8))):
+        folder = tmp_path / "people" / f"p{person}"
+        folder.mkdir(parents=True)
+        source.save(folder / "a.png")
+        source.transpose(Image.FLIP_LEFT_RIGHT).save(folder / "b.png")
+    output = tmp_path / "model"
+    code, out, err = run(
+        capsys, "train", tmp_path / "people", "--output", output, "--backbone", "small_resnet", "--weights", "none",
+        "--epochs", "2", "--steps-per-epoch", "2", "--people-per-batch", "2", "--images-per-person", "2", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    accuracies = [row["dev_accuracy"] for row in result["history"]]
+    assert len(accuracies) == 3 and result["best_epoch"] == int(np.argmax(accuracies))
+    config = json.loads((output / "config.json").read_text())
+    assert config["backbone"] == "small_resnet" and config["threshold"] == pytest.approx(
+        result["dev"]["best_threshold"]
+    )
+    code, out, err = run(
+        capsys, "verify", FACES / "astronaut_face.jpg", FACES / "astronaut_face.jpg", "--model", output
+    )
+    assert code == 0, err and "same person" in out
