@@ -58,7 +58,16 @@ def add_train_arguments(parser):
         default=DEFAULTS.fine_tune_from,
         help="first base layer to unfreeze (name or index; default: --fine-tune-fraction of the base)",
     )
-    parser.add_argument("--dropout", type=fraction, default=DEFAULTS.dropout, help="dropout rate before the new head")
+    parser.add_argument(
+        "--dropout", type=fraction, default=None,
+        help=f"dropout rate before the new head (default {DEFAULTS.dropout}; "
+        f"{SCRATCH_RECIPE['dropout']} from scratch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--augment-strength", type=positive_float, default=None,
+        help=f"scales flip/rotation/zoom/colour augmentation (default {DEFAULTS.augment_strength}; "
+        f"{SCRATCH_RECIPE['augment_strength']} from scratch)",
+    )  # fmt: skip
     parser.add_argument(
         "--no-class-weights", dest="class_weights", action="store_false", help="do not weight classes by rarity"
     )
@@ -97,7 +106,7 @@ def add_tune_arguments(parser):
 
 def add_evaluate_arguments(parser):
     parser.add_argument("data", help="folder of class subfolders (or with a test/ split)")
-    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="trained model folder")
     parser.add_argument(
         "--exported", nargs="*", default=[], help="exported SavedModel folders or .tflite files to compare"
     )
@@ -108,13 +117,13 @@ def add_evaluate_arguments(parser):
 
 def add_predict_arguments(parser):
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
-    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="trained model folder")
     parser.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
 
 
 def add_export_arguments(parser):
-    parser.add_argument("--model-dir", required=True, help="trained model folder")
+    parser.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="trained model folder")
     parser.add_argument(
         "--format",
         default="saved_model",

@@ -102,7 +102,13 @@ def data_summary(splits, class_names):
 
 def make_datasets(splits, config, skipped):
     size = (config.image_size, config.image_size)
-    augmentation = build_augmentation(size, seed=config.seed) if config.augment else None
+    strength = config.augment_strength
+    augmentation = None
+    if config.augment:
+        augmentation = build_augmentation(
+            size, rotation=0.05 * strength, zoom=0.1 * strength, brightness=0.1 * strength,
+            contrast=0.1 * strength, seed=config.seed,
+        )  # fmt: skip
     datasets = {}
     for name, (files, labels) in splits.items():
         dataset = make_file_dataset(files, labels, size, skipped)
