@@ -142,26 +142,24 @@ def emit(args, payload, text):
     print(to_json(payload) if args.json else text, flush=True)
 
 
-def positive_float(text):
-    """argparse type: a finite number above zero (a learning rate, a size); refuses nan, inf, 0 and negatives."""
+def _number(text, accept, expected):
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    if not accept(value):  # NaN fails every comparison, so it is refused here too.
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_float(text):
+    """argparse type: a finite number above zero (a learning rate, a size); refuses nan, inf, 0 and negatives."""
+    return _number(text, lambda value: 0 < value < float("inf"), "a finite number above 0")
 
 
 def fraction(text):
     """argparse type: a finite number in [0, 1] (dropout, a split fraction)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
+    return _number(text, lambda value: 0 <= value <= 1, "a number from 0 to 1")
 
 
 def positive_int(text):

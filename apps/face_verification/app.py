@@ -146,11 +146,16 @@ def enroll(args):
     return EXIT_BAD_INPUT if failures else None
 
 
+def _open_gallery(db, face_model):
+    """An existing gallery made with this model (a missing file is an error, not a new empty gallery)."""
+    if not Path(db).is_file():
+        raise ValueError(f"{db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {db})")
+    return Gallery(db, face_model.identity, 128)
+
+
 def identify(args):
     face_model = FaceModel(args.model)
-    if not Path(args.db).is_file():
-        raise ValueError(f"{args.db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {args.db})")
-    gallery = Gallery(args.db, face_model.identity, 128)
+    gallery = _open_gallery(args.db, face_model)
     names, vectors = gallery.embeddings()
     if not names:
         raise ValueError(f"{args.db}: the gallery is empty; enroll people first")
@@ -188,10 +193,7 @@ def identify(args):
 
 
 def gallery(args):
-    face_model = FaceModel(args.model)
-    if not Path(args.db).is_file():
-        raise ValueError(f"{args.db}: no such gallery")
-    store = Gallery(args.db, face_model.identity, 128)
+    store = _open_gallery(args.db, FaceModel(args.model))
     for name in args.remove:
         if not store.remove(name):
             raise ValueError(f"{args.db}: no person named {name!r}")
