@@ -15,7 +15,7 @@ USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".jo
 )
 HELP = (
     USAGE
-    + "\n\nVerbs: train, evaluate, predict, export (each app's --help lists its own).\n"
+    + "\n\nEvery app has train, evaluate and export; `dlapps APP --help` lists all of its verbs.\n"
     + "Example: dlapps cat predict examples/\n"
 )
 

@@ -43,9 +43,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with usage errors on one line (the full usage stays in --help)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(prog, description, verbs):
     """An argparse parser with one subcommand per verb, each with the common flags."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     subparsers = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb in verbs:
         sub = subparsers.add_parser(verb.name, help=verb.help, description=verb.help, formatter_class=HelpFormatter)
@@ -81,10 +88,16 @@ def run(prog, description, verbs, argv=None):
     except KeyboardInterrupt:
         hint = ""
         if getattr(args, "resume", None) is not None and getattr(args, "output", None):
+            import shlex
+
             words = [word for word in sys.argv[1:] if word not in ("--resume", "--overwrite")]
-            hint = f"; continue with: dlapps {' '.join(words)} --resume"
+            hint = f"; continue with: dlapps {shlex.join(words)} --resume"
         print(f"{prog}: interrupted{hint}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`dlapps ... | head`): not an error of ours. Stop writing to the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (ValueError, FileNotFoundError, NotADirectoryError, FileExistsError) as error:
         # Our readers and builders raise ValueError for a user's mistake (bad file, bad layout, bad option).
         if args.debug:
@@ -126,6 +139,20 @@ def _finite(value):
 def to_json(payload, **kwargs):
     """Strict JSON of a result: NaN and infinities are written as null, never as the invalid `NaN`."""
     return json.dumps(_finite(payload), allow_nan=False, **kwargs)
+
+
+def check_output_folder(output):
+    """Refuse to write a run into saved_models/ (the shipped models, described by their model cards).
+
+    Raises:
+        ValueError: the folder is inside saved_models/.
+    """
+    if Path(output).resolve().is_relative_to(PROJECT_ROOT / "saved_models"):
+        raise ValueError(
+            f"{output}: saved_models/ holds the shipped models and is never written by a command; "
+            "train into another folder (e.g. runs/NAME), then copy it there by hand with its model card"
+        )
+    return Path(output)
 
 
 def default_output(model_dir, name, app):

@@ -101,7 +101,9 @@ def add_evaluate_arguments(parser):
 def add_predict_arguments(parser):
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     _add_model_dir(parser)
-    parser.add_argument("--threshold", type=fraction, default=None, help="P(cat) above which an image is a cat")
+    parser.add_argument(
+        "--threshold", type=fraction, default=None, help="P(cat) above which an image is a cat (default: the model's)"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
 
 
@@ -109,7 +111,9 @@ def add_export_arguments(parser):
     _add_model_dir(parser)
     parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"], help="export format")
     parser.add_argument(
-        "--output", default=None, help="output path (default: runs/cat/export/serving or runs/cat/export/model.tflite)"
+        "--output",
+        default=None,
+        help="output path (default: beside a model you trained; under runs/cat/ for the shipped one)",
     )
 
 

@@ -8,7 +8,17 @@ import keras
 import numpy as np
 
 from apps.cat_classifier.config import CatConfig
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, default_output, emit, keras_verbosity, predict_paths, to_json, warn
+from apps.cli import (
+    EXIT_BAD_INPUT,
+    ProgressBar,
+    check_output_folder,
+    default_output,
+    emit,
+    keras_verbosity,
+    predict_paths,
+    to_json,
+    warn,
+)
 from models.data.images import read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
 from models.data.readers import (
@@ -209,7 +219,7 @@ def _accuracy(model, dataset):
 
 def train(args):
     config = _config_from_args(args)
-    output = Path(args.output)
+    output = check_output_folder(args.output)
     if (output / "model.keras").exists() and not args.overwrite:
         raise FileExistsError(
             f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
@@ -297,7 +307,8 @@ def train(args):
     else:
         metrics["dev_accuracy"] = dev_metrics["accuracy"]  # No separate dev set: train-dev is the dev set.
     model.save(output / "model.keras")
-    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict()}, indent=2) + "\n")
+    data = str(Path(args.data).resolve())
+    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "data": data}, indent=2) + "\n")
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
     metrics["output"] = str(output)
     real_text = f", dev (--dev) balanced accuracy {metrics['dev_balanced_accuracy']:.3f}" if real_dev else ""
@@ -367,11 +378,23 @@ def load_cat_model(model_dir):
     return load_model_dir(model_dir, APP)
 
 
+def _is_training_data(data, trained_on):
+    """True when `data` is what the model was trained on (the same file or folder, or the train .h5 of its folder)."""
+    if not trained_on:
+        return False
+    data, trained_on = Path(data).resolve(), Path(trained_on)
+    if data == trained_on:
+        return trained_on.is_file() or find_catvnoncat_pair(trained_on)[0] is None
+    return trained_on.is_dir() and data.parent == trained_on and data.name.startswith("train")
+
+
 def evaluate(args):
     model, config = load_cat_model(args.model_dir)
     threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
     splits = read_cat_data(args.data, "test")
     split = splits.get("test") or splits.get("dev") or splits["train"]
+    if _is_training_data(args.data, config.get("data")):
+        warn(PROG, f"{args.data} is the data this model was trained on: these figures include its training images")
     skipped = []
     if split.images is not None:
         dataset = finalize_dataset(split.dataset(tuple(model.input_shape[1:3])), 64, False, cache=False)

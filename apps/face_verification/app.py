@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, emit, to_json, warn
+from apps.cli import EXIT_BAD_INPUT, ProgressBar, check_output_folder, emit, to_json, warn
 from apps.face_verification.config import FaceConfig
 from models.data.faces import NoFaceError, read_face_chips
 from models.data.images import ImageReadError, list_image_files
@@ -310,7 +310,7 @@ def calibrate(args):
     kept, distances, same, failed = pair_distances(face_model, pairs)
     if len(set(same.tolist())) < 2:
         raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
-    output = Path(args.output)
+    output = check_output_folder(args.output)
     if output.resolve() == face_model.folder.resolve():
         raise ValueError("--output must be a new folder: the calibrated model is written beside, never over, a model")
     output.mkdir(parents=True, exist_ok=True)
@@ -435,7 +435,7 @@ def train(args):
 
     from models.losses.triplet import TripletLoss
 
-    output = Path(args.output)
+    output = check_output_folder(args.output)
     if (output / "model.keras").exists() and not args.overwrite:
         raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
     config = FaceConfig(

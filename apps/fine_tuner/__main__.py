@@ -9,7 +9,7 @@ from models.backbones import BACKBONES
 DESCRIPTION = (
     "Fine-tune a pretrained backbone on your own folder of pictures (one subfolder per class, or train/ val/ test/ "
     "folders of class subfolders): train a new head on the frozen base, then unfreeze its top at a tenth of the "
-    "learning rate; evaluate, predict top-k labels, and export a SavedModel or TFLite file that takes raw images."
+    "learning rate; evaluate, predict top-k labels, and export a SavedModel (raw images in), TFLite or ONNX file."
 )
 DEFAULTS = FineTuneConfig()
 
@@ -108,7 +108,7 @@ def add_evaluate_arguments(parser):
     parser.add_argument("data", help="folder of class subfolders (or with a test/ split)")
     parser.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="trained model folder")
     parser.add_argument(
-        "--exported", nargs="*", default=[], help="exported SavedModel folders or .tflite files to compare"
+        "--exported", nargs="*", default=[], help="exported SavedModel folders, .tflite or .onnx files to compare"
     )
     parser.add_argument(
         "--output", "--report-dir", dest="output", default="runs/finetune/evaluate", help="where to write the plots"

@@ -10,7 +10,17 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, default_output, emit, keras_verbosity, predict_paths, to_json, warn
+from apps.cli import (
+    EXIT_BAD_INPUT,
+    ProgressBar,
+    check_output_folder,
+    default_output,
+    emit,
+    keras_verbosity,
+    predict_paths,
+    to_json,
+    warn,
+)
 from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
@@ -214,11 +224,17 @@ def _check_output(args):
 
     A folder left by a run that failed before training started (no config.json) blocks nothing.
     """
-    output = Path(args.output)
+    output = check_output_folder(args.output)
     state_file = output / "state.json"
     if args.resume:
         if not state_file.exists() or not (output / "config.json").exists():
             raise ValueError(f"--resume: {output} holds no interrupted run to resume")
+        saved = json.loads((output / "config.json").read_text())
+        if saved.get("data") and Path(args.data).resolve() != Path(saved["data"]):
+            raise ValueError(
+                f"--resume: {output} is a run on {saved['data']}, not on {args.data}; pass that folder to resume it"
+            )
+        warn(PROG, f"resuming {output}: its own config.json is used (other options on this command are ignored)")
         return output, json.loads(state_file.read_text())
     if args.overwrite and output.exists():
         shutil.rmtree(output)
@@ -317,6 +333,11 @@ def train(args):
     config.image_size = int(model.input_shape[1])
     counts, table = data_summary(splits, class_names)
     if not args.json:
+        base = f"--base {config.base}" if config.base else f"{config.backbone} ({config.weights} weights)"
+        plan = f"one phase of {config.head_epochs} epochs, the whole network"
+        if not from_scratch(config):
+            plan = f"phase 1: {config.head_epochs} epochs, the head; phase 2: {config.fine_tune_epochs}, the base's top"
+        print(f"{base}, {config.image_size}x{config.image_size} px, learning rate {config.learning_rate:g}; {plan}")
         print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
     skipped = []
     datasets = make_datasets(splits, config, skipped)

@@ -371,3 +371,27 @@ def fine_tuner_app_history(path):
     from models.training import read_history
 
     return read_history(path)
+
+
+def test_resume_on_another_folder_and_training_into_saved_models_are_refused(
+    tmp_path, folder, capsys, monkeypatch, pretrained
+):
+    from apps.cli import PROJECT_ROOT
+
+    output = tmp_path / "cut"
+    options = [*FAST, *pretrained, "--head-epochs", "2"]
+    with monkeypatch.context() as patch:
+        _interrupting(patch, 0, epoch=0)
+        code, _, err = run(capsys, "train", folder, "--output", output, *options)
+    assert code == 130 and "--resume" in err
+    other = write_tiny_image_folder(tmp_path / "other", {"cat": 3, "non-cat": 3})
+    code, _, err = run(capsys, "train", other, "--output", output, "--resume")
+    assert code == 2 and f"is a run on {folder}" in err
+    code, _, err = run(capsys, "train", folder, "--output", PROJECT_ROOT / "saved_models" / "mine", *FAST)
+    assert code == 2 and "never written by a command" in err
+    assert not (PROJECT_ROOT / "saved_models" / "mine").exists()
+
+
+def test_usage_errors_are_one_line(tmp_path, folder, capsys):
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", "--learning-rate", "nan")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--learning-rate" in err
