@@ -7,6 +7,7 @@ APPS = {
     "cat": ("apps.cat_classifier.__main__", "cat / non-cat classifier (the course's first task)"),
     "finetune": ("apps.fine_tuner.__main__", "fine-tune a pretrained backbone on your own folder of pictures"),
     "faces": ("apps.face_verification.__main__", "face verification and recognition (verify, enroll, identify)"),
+    "style": ("apps.style_transfer.__main__", "neural style transfer by optimisation (Gatys et al.)"),
 }
 ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune", "face_verification": "faces"}
 
@@ -15,7 +16,7 @@ USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".jo
 )
 HELP = (
     USAGE
-    + "\n\nEvery app has train, evaluate and export; `dlapps APP --help` lists all of its verbs.\n"
+    + "\n\n`dlapps APP --help` lists each app's verbs (train, evaluate, predict, export and the app's own).\n"
     + "Example: dlapps cat predict examples/\n"
 )
 

@@ -135,3 +135,22 @@ def plot_roc(far, tar, path, title="ROC", marks=()):
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def plot_loss_curves(history, path, title):
+    """Unweighted loss terms per optimisation step (log scale): one line per key of the history rows but step."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 4))
+    steps = [row["step"] for row in history]
+    for key in [k for k in history[0] if k != "step"]:
+        axis.plot(steps, [max(row[key], 1e-12) for row in history], label=key)
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_title(title)
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

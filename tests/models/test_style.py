@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
+
+
+def test_gram_matrix_on_a_hand_made_feature_map():
+    # Two positions (1 x 2), two channels: F = [[1, 2], [3, 4]] (rows: positions).
+    features = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+    # F^T F = [[1 + 9, 2 + 12], [2 + 12, 4 + 16]] = [[10, 14], [14, 20]], divided by 2 positions.
+    np.testing.assert_allclose(np.asarray(gram_matrix(features))[0], [[5.0, 7.0], [7.0, 10.0]])
+
+
+def test_content_style_and_total_variation_losses_are_exact():
+    a = np.zeros((1, 1, 2, 2), np.float32)
+    b = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+    assert float(content_loss(a, b)) == pytest.approx((1 + 4 + 9 + 16) / 4)
+    # Gram of b is [[5, 7], [7, 10]]; against a zero Gram: mean of squares = (25 + 49 + 49 + 100) / 4.
+    assert float(style_loss(np.zeros((1, 2, 2), np.float32), b)) == pytest.approx(223 / 4)
+    image = np.array([[[[0.0], [1.0]], [[3.0], [5.0]]]], np.float32)  # 2 x 2, one channel
+    # Vertical: |3 - 0| + |5 - 1| = 7; horizontal: |1 - 0| + |5 - 3| = 3.
+    assert float(total_variation_loss(image)) == pytest.approx(10.0)
+
+
+def test_hed_vgg16_reader_refuses_an_unexpected_layout(tmp_path):
+    import h5py
+
+    from models.backbones.vgg import read_hed_vgg16
+
+    with h5py.File(tmp_path / "wrong.h5", "w") as file:
+        file["block1/layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 32), np.float32)
+        file["block1/layers/conv2d/vars/1"] = np.zeros((32,), np.float32)
+    with pytest.raises(ValueError, match="expected"):
+        read_hed_vgg16(tmp_path / "wrong.h5")
+
+
+def test_packaged_hed_weights_match_the_vgg16_layers():
+    from models.backbones.vgg import build_vgg16_features
+
+    model = build_vgg16_features(["block1_conv1", "block5_conv1"], weights="hed")
+    outputs = model(np.full((1, 32, 32, 3), 128.0, np.float32))
+    assert outputs["block1_conv1"].shape == (1, 32, 32, 64) and outputs["block5_conv1"].shape == (1, 2, 2, 512)
+    # An edge-free grey image gives a flat block1 response (edge filters see nothing inside the image).
+    inner = np.asarray(outputs["block1_conv1"])[0, 4:-4, 4:-4]
+    assert np.allclose(inner, inner[0, 0], atol=1e-4)
