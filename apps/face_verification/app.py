@@ -261,12 +261,18 @@ def _fit_confidence(distances, same):
     return float(weights[0]), float(weights[1])
 
 
-def evaluate(args):
-    face_model = FaceModel(args.model)
+def _measured_pairs(face_model, args):
+    """The pairs of `args.pairs` and their distances; both kinds of pair must be there."""
     pairs = read_pairs(args.pairs, args.pairs_per_person, args.seed)
     kept, distances, same, failed = pair_distances(face_model, pairs)
     if len(set(same.tolist())) < 2:
         raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
+    return kept, distances, same, failed
+
+
+def evaluate(args):
+    face_model = FaceModel(args.model)
+    kept, distances, same, failed = _measured_pairs(face_model, args)
     report = verification_report(distances, same, face_model.config.threshold)
     output = Path(args.output)
     far, tar, _ = roc_curve(distances, same)
@@ -306,10 +312,7 @@ def evaluate(args):
 def calibrate(args):
     """Choose the threshold (and the confidence curve) on the user's pairs; write a new model folder."""
     face_model = FaceModel(args.model)
-    pairs = read_pairs(args.pairs, args.pairs_per_person, args.seed)
-    kept, distances, same, failed = pair_distances(face_model, pairs)
-    if len(set(same.tolist())) < 2:
-        raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
+    kept, distances, same, failed = _measured_pairs(face_model, args)
     output = check_output_folder(args.output)
     if output.resolve() == face_model.folder.resolve():
         raise ValueError("--output must be a new folder: the calibrated model is written beside, never over, a model")
