@@ -208,7 +208,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         start_phase: index of the first phase still to run (from `state.json` when resuming).
 
     Returns:
-        {phase name: {"epochs": int, "best_epoch": int (1-based), "best": float}}.
+        {phase name: {"epochs": int, "best_epoch": int (1-based), "best": float}, "kept": the phase whose best
+        weights the model ends with (the last, unless an earlier phase was better on `monitor`)}.
     """
     import json
 
@@ -259,6 +260,14 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         save_atomically(model, output_dir / f"{name}.keras")
         (output_dir / "state.json").write_text(json.dumps({"phase_done": index + 1}))
         summary[name] = _phase_summary(history_file, monitor)
+    # A later phase that never beat an earlier one on dev (fine-tuning a small data set can do that): keep the
+    # earlier phase's result.
+    scored = [name for name in summary if summary[name]["best"] is not None]
+    if scored:
+        best = min(scored, key=lambda name: summary[name]["best"])
+        if best != scored[-1] and (output_dir / f"{best}.keras").exists():
+            model.set_weights(keras.saving.load_model(output_dir / f"{best}.keras", compile=False).get_weights())
+        summary["kept"] = best
     return summary
 
 

@@ -390,7 +390,10 @@ def train(args):
     files = sorted(p.name for p in output.iterdir())
     metrics["output"] = str(output)
     metrics["files"] = files
-    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in phase_summary.items())
+    phases_done = {name: v for name, v in phase_summary.items() if name != "kept"}
+    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in phases_done.items())
+    if len(phases_done) > 1 and phase_summary.get("kept") != list(phases_done)[-1]:
+        best += f"; kept {phase_summary['kept']}'s weights (better dev loss than the later phase)"
     emit(
         args,
         metrics,

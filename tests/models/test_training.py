@@ -1,4 +1,5 @@
 import keras
+import numpy as np
 import pytest
 
 from models.training import make_learning_rate, make_optimizer
@@ -25,3 +26,37 @@ def test_optimizers_and_bad_names():
         make_optimizer("lion", 0.1)
     with pytest.raises(ValueError, match="lr decay must be one of"):
         make_learning_rate(0.1, "step", 1, 1)
+
+
+def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path):
+    import tensorflow as tf
+
+    from models.training import fit_phases
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax", name="out")])
+
+    def compile_with(rate):
+        def prepare(trained):
+            trained.compile(keras.optimizers.Adam(rate), "sparse_categorical_crossentropy")
+
+        return prepare
+
+    def spoil(trained):
+        # Phase 2 starts from scrambled weights and cannot learn (rate 0): every epoch is worse than phase 1.
+        kernel, bias = trained.get_layer("out").get_weights()
+        trained.get_layer("out").set_weights([-10 * kernel, bias])
+        compile_with(0.0)(trained)
+
+    phases = [
+        {"name": "phase1", "epochs": 5, "prepare": compile_with(0.05)},
+        {"name": "phase2", "epochs": 2, "prepare": spoil},
+    ]
+    train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    summary = fit_phases(model, phases, train, train, tmp_path, patience=None, verbose=0, tensorboard=False)
+    assert summary["kept"] == "phase1" and summary["phase1"]["best"] < summary["phase2"]["best"]
+    phase1 = keras.saving.load_model(tmp_path / "phase1.keras")
+    for kept, saved in zip(model.get_weights(), phase1.get_weights(), strict=True):
+        np.testing.assert_allclose(kept, saved)
