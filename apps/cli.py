@@ -238,6 +238,19 @@ def keras_verbosity(args):
     return 1 if sys.stdout.isatty() else 2
 
 
+def readable_files(prog, files, labels):
+    """Decode every labelled file once, with a progress bar, naming each unreadable one; returns the readable
+    (files, labels). Both apps' trainers call it before any split is made."""
+    from models.data.readers import check_images
+
+    progress = ProgressBar(len(files), "checking images")
+    readable, problems = check_images(files, progress.update)
+    for _, message in problems:
+        warn(prog, f"skipping unreadable image: {message}")
+    keep = set(readable)
+    return [f for f in files if f in keep], [label for f, label in zip(files, labels, strict=True) if f in keep]
+
+
 def predict_paths(prog, model, paths, batch_size, on_result, debug=False):
     """The `predict` verb's common part: image files and folders through a model, with a progress bar.
 

@@ -10,12 +10,12 @@ import numpy as np
 from apps.cat_classifier.config import CatConfig
 from apps.cli import (
     EXIT_BAD_INPUT,
-    ProgressBar,
     check_output_folder,
     default_output,
     emit,
     keras_verbosity,
     predict_paths,
+    readable_files,
     to_json,
     warn,
 )
@@ -24,7 +24,6 @@ from models.data.pipelines import build_augmentation, finalize_dataset, make_arr
 from models.data.readers import (
     DataError,
     check_class_counts,
-    check_images,
     find_catvnoncat_pair,
     find_split_folders,
     read_catvnoncat_h5,
@@ -109,13 +108,7 @@ def _read_cat_folder(folder, check=True):
     for path in skipped:
         warn(PROG, f"skipping non-image file {path}")
     if check:
-        progress = ProgressBar(len(files), "checking images")
-        readable, problems = check_images(files, progress.update)
-        for _, message in problems:
-            warn(PROG, f"skipping unreadable image: {message}")
-        keep = set(readable)
-        labels = [label for path, label in zip(files, labels) if path in keep]
-        files = [path for path in files if path in keep]
+        files, labels = readable_files(PROG, files, labels)
     return Split(labels, files=files)
 
 

@@ -12,12 +12,12 @@ import numpy as np
 
 from apps.cli import (
     EXIT_BAD_INPUT,
-    ProgressBar,
     check_output_folder,
     default_output,
     emit,
     keras_verbosity,
     predict_paths,
+    readable_files,
     to_json,
     warn,
 )
@@ -28,7 +28,6 @@ from models.data.pipelines import build_augmentation, finalize_dataset, make_fil
 from models.data.readers import (
     DataError,
     check_class_counts,
-    check_images,
     find_split_folders,
     read_image_folder,
     stratified_split,
@@ -79,7 +78,7 @@ def read_splits(data, config, check=True):
     if len(class_names) < 2:
         raise DataError(f"{data}: a classifier needs at least 2 class folders; found {class_names}")
     if check:
-        splits = {name: _readable(*split) for name, split in splits.items()}
+        splits = {name: readable_files(PROG, *split) for name, split in splits.items()}
     # An automatic split needs 3 images of each class (one each for train, dev and test).
     check_class_counts(splits["train"][1], class_names, 1 if "dev" in splits else 3, folders.get("train", data))
     if "dev" not in splits:
@@ -90,15 +89,6 @@ def read_splits(data, config, check=True):
         for name, indices in zip(names, parts, strict=True):
             splits[name] = ([files[i] for i in indices], [labels[i] for i in indices])
     return splits, class_names
-
-
-def _readable(files, labels):
-    progress = ProgressBar(len(files), "checking images")
-    readable, problems = check_images(files, progress.update)
-    for _, message in problems:
-        warn(PROG, f"skipping unreadable image: {message}")
-    keep = set(readable)
-    return [f for f in files if f in keep], [label for f, label in zip(files, labels) if f in keep]
 
 
 def data_summary(splits, class_names):
