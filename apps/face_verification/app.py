@@ -63,10 +63,10 @@ class FaceModel:
         return float(1.0 / (1.0 + np.exp(-z)))
 
 
-def embed_files(face_model, files, all_faces=False, on_error=None):
-    """[(path, face, embedding)] for the largest face of each file (every face with `all_faces`).
+def find_faces(files, all_faces=False, on_error=None):
+    """[(path, face, chip)] for the largest face of each file (every face with `all_faces`), with a progress bar.
 
-    Files that cannot be read or show no face go to `on_error(path, error)`; the others are embedded.
+    Files that cannot be read or show no face go to `on_error(path, error)`.
     """
     found = []
     progress = ProgressBar(len(files), "finding faces")
@@ -77,6 +77,12 @@ def embed_files(face_model, files, all_faces=False, on_error=None):
         except (ImageReadError, NoFaceError) as error:
             if on_error:
                 on_error(path, error)
+    return found
+
+
+def embed_files(face_model, files, all_faces=False, on_error=None):
+    """[(path, face, embedding)] of `find_faces`' chips."""
+    found = find_faces(files, all_faces, on_error)
     embeddings = face_model.embed([chip for _, _, chip in found]) if found else np.zeros((0, 128))
     return [(path, face, embedding) for (path, face, _), embedding in zip(found, embeddings, strict=True)]
 
@@ -371,14 +377,10 @@ def _chips_by_person(folder, seed):
     files, labels, names, skipped = read_image_folder(folder)
     for path in skipped:
         warn(PROG, f"skipping non-image file {path}")
+    label_of = dict(zip(files, labels, strict=True))
     chips = {}
-    progress = ProgressBar(len(files), "finding faces")
-    for path, label in zip(files, labels, strict=True):
-        progress.update()
-        try:
-            chips.setdefault(names[label], []).append(read_face_chips(path)[0][1])
-        except (ImageReadError, NoFaceError) as error:
-            _report_error(path, error)
+    for path, _, chip in find_faces(files, on_error=_report_error):
+        chips.setdefault(names[label_of[path]], []).append(chip)
     people = sorted(name for name, own in chips.items() if len(own) >= 2)
     if len(people) < 4:
         raise DataError(f"{folder}: triplet training needs at least 4 people with 2 or more faces; found {len(people)}")
