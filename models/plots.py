@@ -15,11 +15,12 @@ def _pyplot():
     return plt
 
 
-def plot_history(history_csv, path, monitor="val_loss"):
+def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"), mode="min"):
     """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order.
 
     Phase boundaries are dashed lines, the best epoch (lowest `monitor` of the last phase, the weights a run keeps)
-    is marked, and epochs are whole numbers counted from 1.
+    is marked, and epochs are whole numbers counted from 1. `keys`: the two panels (each train and "val_" dev);
+    `mode`: "min" or "max", how `monitor` improves.
     """
     files = history_csv if isinstance(history_csv, list | tuple) else [history_csv]
     rows, boundaries = [], []
@@ -37,9 +38,10 @@ def plot_history(history_csv, path, monitor="val_loss"):
     epochs = list(range(1, len(rows) + 1))
     start = int(boundaries[-1] + 0.5) if boundaries else 1
     last_phase = [float(r.get(monitor, "nan") or "nan") for r in rows[start - 1 :]]
-    best = start + int(np.nanargmin(last_phase)) if not np.all(np.isnan(last_phase)) else None
+    pick = np.nanargmin if mode == "min" else np.nanargmax
+    best = start + int(pick(last_phase)) if not np.all(np.isnan(last_phase)) else None
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for axis, key in zip(axes, ("loss", "accuracy"), strict=True):
+    for axis, key in zip(axes, keys, strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):
             if prefix + key in rows[0]:
                 axis.plot(epochs, [float(r[prefix + key]) for r in rows], marker=".", label=label)
@@ -151,6 +153,62 @@ def plot_loss_curves(history, path, title):
     axis.grid(alpha=0.3)
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def class_colour(index):
+    """A distinct RGB colour per class index (matplotlib's tab10, cycled)."""
+    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
+    return palette[int(index) % len(palette)]
+
+
+def draw_detections(image, boxes, classes, scores, class_names, colours=None, thickness=None):
+    """A copy of an RGB uint8 image with boxes (xyxy pixels) and "name score" labels drawn by OpenCV.
+
+    `colours`: one RGB tuple per box (default: the class's colour); a score of None draws the name alone.
+    """
+    import cv2
+
+    canvas = np.ascontiguousarray(image.copy())
+    thickness = thickness or max(1, round(max(canvas.shape[:2]) / 300))
+    scale = max(0.4, max(canvas.shape[:2]) / 900)
+    for index, (box, label) in enumerate(zip(np.reshape(boxes, (-1, 4)), classes, strict=True)):
+        colour = colours[index] if colours is not None else class_colour(label)
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        score = None if scores is None else scores[index]
+        text = class_names[int(label)] + ("" if score is None else f" {score:.2f}")
+        (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        top = max(y1, height + baseline + 2)
+        cv2.rectangle(canvas, (x1, top - height - baseline - 2), (x1 + width + 2, top), colour, -1)
+        cv2.putText(canvas, text, (x1 + 1, top - baseline - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
+                    cv2.LINE_AA)  # fmt: skip
+    return canvas
+
+
+def plot_precision_recall(precision, class_names, path, title="Precision-recall at IoU 0.5"):
+    """One curve per class from pycocotools' precision at recall 0, 0.01, ..., 1 (float (101, C); -1: undefined)."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6, 5))
+    recall = np.linspace(0, 1, precision.shape[0])
+    for index, name in enumerate(class_names):
+        values = precision[:, index]
+        if np.all(values < 0):
+            continue
+        ap = float(np.mean(values[values >= 0]))
+        axis.plot(recall, np.where(values >= 0, values, np.nan), color=np.array(class_colour(index)) / 255,
+                  label=f"{name} (AP@0.5 {ap:.3f})")  # fmt: skip
+    axis.set_xlabel("recall")
+    axis.set_ylabel("precision")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1.02)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="lower left")
+    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

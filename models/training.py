@@ -182,6 +182,38 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and the checkpoint that was kept."""
 
 
+def flat_layers(model):
+    """Every layer of a model, nested models opened."""
+    layers = []
+    for layer in model.layers:
+        layers.extend(flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    return layers
+
+
+def unfreeze_top(base, fine_tune_from=None, fraction=1.0):
+    """Unfreeze a pretrained base from a layer (name or index; default: its top `fraction`), batch norm excepted
+    (it keeps its ImageNet statistics: small data sets estimate them badly).
+
+    Returns the index and name of the first unfrozen layer. Raises ValueError for a name not in the base.
+    """
+    base.trainable = True
+    layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in layers]
+    if str(fine_tune_from).lstrip("-").isdigit():
+        start = int(fine_tune_from) % len(layers)
+    elif fine_tune_from:
+        if fine_tune_from not in names:
+            raise ValueError(
+                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
+            )
+        start = names.index(fine_tune_from)
+    else:
+        start = int(len(layers) * (1 - fraction))
+    for index, layer in enumerate(layers):
+        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
+    return start, names[start]
+
+
 def save_atomically(model, path):
     """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
     temporary = path.with_name(f".{path.stem}.tmp.keras")
@@ -190,7 +222,8 @@ def save_atomically(model, path):
 
 
 def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbose=1, class_weight=None,
-               monitor="val_loss", start_phase=0, tensorboard=True, extra_callbacks=()):  # fmt: skip
+               monitor="val_loss", start_phase=0, tensorboard=True, extra_callbacks=(), mode="min",
+               metric_callbacks=()):  # fmt: skip
     """Train through phases (e.g. a head on a frozen base, then fine-tuning), resumable after any interruption.
 
     Each phase `p` is a dict with `name`, `epochs` and `prepare(model)` (freezes or unfreezes layers and compiles).
@@ -206,6 +239,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         output_dir: the run folder (`pathlib.Path`).
         patience: early-stopping patience in epochs (`None`: off).
         start_phase: index of the first phase still to run (from `state.json` when resuming).
+        mode: "min" (a loss) or "max" (e.g. dev mAP) for `monitor`.
+        metric_callbacks: callbacks that compute `monitor` into the epoch's logs (run before checkpointing).
 
     Returns:
         {phase name: {"epochs": int, "best_epoch": int (1-based), "best": float}, "kept": the phase whose best
@@ -215,11 +250,12 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
 
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
+    best_of = min if mode == "min" else max
     for index, phase in enumerate(phases):
         name = phase["name"]
         history_file = output_dir / f"history_{name}.csv"
         if index < start_phase:
-            summary[name] = _phase_summary(history_file, monitor)
+            summary[name] = _phase_summary(history_file, monitor, mode)
             continue
         phase["prepare"](model)
         previous = [row[monitor] for row in read_history(history_file) if monitor in row]
@@ -230,15 +266,16 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             # so a process killed while writing one resumes from the other.
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
             stop_on_nan,
+            *metric_callbacks,
             keras.callbacks.ModelCheckpoint(
-                str(best_file), monitor=monitor, save_best_only=True,
-                initial_value_threshold=min(previous) if previous else None,
+                str(best_file), monitor=monitor, save_best_only=True, mode=mode,
+                initial_value_threshold=best_of(previous) if previous else None,
             ),
             keras.callbacks.CSVLogger(str(history_file), append=True),
             *extra_callbacks,
         ]  # fmt: skip
         if patience is not None:
-            callbacks.append(ResumableEarlyStopping(history_file, monitor=monitor, patience=patience))
+            callbacks.append(ResumableEarlyStopping(history_file, monitor=monitor, mode=mode, patience=patience))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(output_dir / "logs" / name), write_graph=False))
         # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
@@ -259,21 +296,22 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             )
         save_atomically(model, output_dir / f"{name}.keras")
         (output_dir / "state.json").write_text(json.dumps({"phase_done": index + 1}))
-        summary[name] = _phase_summary(history_file, monitor)
+        summary[name] = _phase_summary(history_file, monitor, mode)
     # A later phase that never beat an earlier one on dev (fine-tuning a small data set can do that): keep the
     # earlier phase's result.
     scored = [name for name in summary if summary[name]["best"] is not None]
     if scored:
-        best = min(scored, key=lambda name: summary[name]["best"])
+        best = best_of(scored, key=lambda name: summary[name]["best"])
         if best != scored[-1] and (output_dir / f"{best}.keras").exists():
             model.set_weights(keras.saving.load_model(output_dir / f"{best}.keras", compile=False).get_weights())
         summary["kept"] = best
     return summary
 
 
-def _phase_summary(history_file, monitor):
+def _phase_summary(history_file, monitor, mode="min"):
     values = [row.get(monitor, float("nan")) for row in read_history(history_file)]
     if not values:
         return {"epochs": 0, "best_epoch": None, "best": None}
-    best = min(range(len(values)), key=lambda i: values[i] if values[i] == values[i] else float("inf"))
+    sign = 1 if mode == "min" else -1
+    best = min(range(len(values)), key=lambda i: sign * values[i] if values[i] == values[i] else float("inf"))
     return {"epochs": len(values), "best_epoch": best + 1, "best": values[best]}

@@ -40,7 +40,7 @@ from models.inference import (
 )
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
-from models.training import fit_multi_worker, fit_phases, make_learning_rate, save_atomically
+from models.training import fit_multi_worker, fit_phases, make_learning_rate, save_atomically, unfreeze_top
 
 PROG = "dlapps finetune"
 APP = "finetune"
@@ -161,37 +161,6 @@ def from_scratch(config):
     return not config.base and config.weights in (None, "none", "None")
 
 
-def _flat_layers(model):
-    layers = []
-    for layer in model.layers:
-        layers.extend(_flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
-    return layers
-
-
-def unfreeze_top(model, fine_tune_from, fraction):
-    """Unfreeze the base from a layer (name or index; default: its top `fraction`), batch norm excepted.
-
-    Returns the index and name of the first unfrozen layer.
-    """
-    base = model.get_layer(BASE_LAYER)
-    base.trainable = True
-    layers = [layer for layer in _flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
-    names = [layer.name for layer in layers]
-    if str(fine_tune_from).lstrip("-").isdigit():
-        start = int(fine_tune_from) % len(layers)
-    elif fine_tune_from:
-        if fine_tune_from not in names:
-            raise ValueError(
-                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
-            )
-        start = names.index(fine_tune_from)
-    else:
-        start = int(len(layers) * (1 - fraction))
-    for index, layer in enumerate(layers):
-        layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
-    return start, names[start]
-
-
 def _compile(model, learning_rate):
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -277,7 +246,7 @@ def make_phases(model, config, steps_per_epoch=1):
         _compile(trained, learning_rate)
 
     def compile_phase2(trained):
-        unfrozen["index"], unfrozen["layer"] = unfreeze_top(trained, config.fine_tune_from, config.fine_tune_fraction)
+        unfrozen["index"], unfrozen["layer"] = unfreeze_top(trained.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction)
         _compile(trained, config.learning_rate / 10)
 
     phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1}]

@@ -95,3 +95,32 @@ def build_backbone(name, image_size, weights="imagenet"):
     elif preprocessing == "caffe":
         x = CaffePreprocessing(name="caffe_normalization")(x)
     return keras.Model(inputs, base(x), name=name)
+
+
+def build_feature_pyramid(name, image_size, weights="imagenet", strides=(8, 16, 32)):
+    """A backbone that returns one feature map per stride (for detection), named "backbone".
+
+    Takes (H, W, 3) 0-255 pixels (normalisation inside, as `build_backbone`); returns a list of (H/s, W/s, C_s)
+    maps, each the output of the backbone's last layer at that stride. Raises as `build_backbone`.
+    """
+    pooled = build_backbone(name, image_size, weights)
+    nested = [layer for layer in pooled.layers if isinstance(layer, keras.Model)]
+    network = nested[0] if nested else pooled
+    height = image_size[0]
+    by_stride = {}
+    for layer in network.layers:
+        shape = getattr(layer, "output", None) is not None and layer.output.shape
+        if shape and len(shape) == 4 and shape[1]:
+            by_stride[height // shape[1]] = layer.output
+    missing = [stride for stride in strides if stride not in by_stride]
+    if missing:
+        raise ValueError(f"{name}: no feature map at stride {missing} for image size {image_size}")
+    features = keras.Model(network.input, [by_stride[stride] for stride in strides], name=f"{name}_features")
+    if network is pooled:
+        features.name = "backbone"
+        return features
+    inputs = keras.Input((*image_size, 3), name="image")
+    x = inputs
+    for layer in pooled.layers[1:]:
+        x = features(x) if layer is network else layer(x)
+    return keras.Model(inputs, x, name="backbone")

@@ -1,0 +1,544 @@
+"""The object detector's verbs. The library parts are in `models/`: readers (`models/data/annotations.py`), the
+pipeline (`models/data/detection.py`), the network, targets, loss and NMS (`models/tasks/yolo_detector.py`), mAP
+(`models/metrics/detection.py`) and the phase loop (`models/training.py`)."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from apps.cli import (
+    ProgressBar,
+    check_output_folder,
+    default_output,
+    emit,
+    keras_verbosity,
+    to_json,
+    warn,
+)
+from models.data.images import ImageReadError, list_image_files, read_image
+from models.data.readers import DataError
+
+PROG = "dlapps detect"
+APP = "detect"
+PHASES = ("head", "fine_tune")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+# Defaults stored with a model when dev cannot tune them (the course's values, but 10 boxes is too few for crowds).
+DEFAULT_THRESHOLDS = {"score_threshold": 0.5, "iou_threshold": 0.5, "max_detections": 100}
+
+
+def _read(data, class_names=None):
+    records, names, kind = _read_quietly(data, class_names)
+    boxes = sum(len(record.boxes) for record in records)
+    return records, names, kind, boxes
+
+
+def _read_quietly(data, class_names):
+    from models.data.annotations import read_detection_folder
+
+    return read_detection_folder(data, class_names, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+
+
+def _class_counts(records, class_names):
+    counts = np.zeros(len(class_names), int)
+    for record in records:
+        np.add.at(counts, record.labels, 1)
+    return dict(zip(class_names, counts.tolist(), strict=True))
+
+
+def _letterbox_scale(record):
+    return 1.0 / max(record.width, record.height)
+
+
+def fit_anchors(records, k, seed=0):
+    """k-means anchors (0-1 of the letterboxed input) from the boxes of `records`."""
+    from models.metrics.detection import kmeans_anchors
+
+    sizes = np.concatenate([(r.boxes[:, 2:] - r.boxes[:, :2]) * _letterbox_scale(r) for r in records if len(r.boxes)])
+    return kmeans_anchors(sizes, k, seed=seed)
+
+
+# === Train ===
+
+
+def _split(records, fraction, seed):
+    order = np.random.default_rng(seed).permutation(len(records))
+    count = max(1, int(round(fraction * len(records))))
+    if len(records) - count < 1:
+        raise DataError(f"{len(records)} image(s): too few to hold {count} out as dev; add images or pass --dev")
+    return sorted(order[count:].tolist()), sorted(order[:count].tolist())
+
+
+def _dev_truths(cache, indices, image_size):
+    """Letterboxed dev canvases and their boxes in canvas pixels (the `DevMAP` inputs)."""
+    import tensorflow as tf
+
+    from models.data.detection import letterboxed
+
+    canvases, truths = [], []
+    for index in indices:
+        view, boxes = letterboxed(tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size)
+        keep = cache[2][index][:, 2] > cache[2][index][:, 0]
+        canvases.append(view.numpy())
+        truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
+    return np.stack(canvases), truths
+
+
+def tune_score_threshold(truths, detections):
+    """The score threshold with the best F1 (IoU 0.5) on dev; returns (threshold, precision/recall there)."""
+    from models.metrics.detection import precision_recall
+
+    best = (DEFAULT_THRESHOLDS["score_threshold"], {"f1": -1.0})
+    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        result = precision_recall(truths, detections, threshold)
+        total = result["precision"] + result["recall"]
+        result["f1"] = 2 * result["precision"] * result["recall"] / total if total else 0.0
+        if result["f1"] > best[1]["f1"]:
+            best = (float(threshold), result)
+    return best
+
+
+def _check_train_output(args):
+    output = check_output_folder(args.output)
+    state = output / "state.json"
+    if args.resume:
+        if not state.exists():
+            raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
+        return output, json.loads(state.read_text())
+    if (output / "model.keras").exists():
+        raise FileExistsError(f"{output} already holds a model; pick another --output")
+    if state.exists():
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
+    return output, {"phase_done": 0}
+
+
+def train(args):
+    import keras
+
+    from models.backbones.applications import OfflineWeightsError  # noqa: F401 (raised by the build, one line)
+    from models.data.detection import cache_images, make_detection_dataset
+    from models.plots import plot_history
+    from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
+    from models.training import fit_phases, make_learning_rate, save_atomically, unfreeze_top
+
+    if args.image_size % 32:
+        raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
+    output, state = _check_train_output(args)
+    keras.utils.set_random_seed(args.seed)
+    records, class_names, kind, _ = _read(args.data)
+    if args.dev:
+        train_records = records
+        dev_records, _, _ = _read_quietly(args.dev, class_names)
+    else:
+        train_index, dev_index = _split(records, args.dev_fraction, args.seed)
+        train_records, dev_records = [records[i] for i in train_index], [records[i] for i in dev_index]
+    saved = json.loads((output / "config.json").read_text()) if args.resume else None
+    if saved:
+        anchors, mean_iou = np.asarray(saved["anchors"], np.float32), saved["anchor_mean_iou"]
+    else:
+        anchors, mean_iou = fit_anchors(train_records, args.anchors, args.seed)
+    if len(anchors) % 3:
+        raise ValueError(f"--anchors must be a multiple of 3 (3 scales). Received: {len(anchors)}")
+    size = args.image_size
+    counts = _class_counts(train_records, class_names)
+    background = sum(1 for r in train_records if not len(r.boxes))
+    if not args.json:
+        print(f"{args.data} ({kind.upper()}): {len(train_records)} training images ({background} without boxes), "
+              f"{len(dev_records)} dev; boxes per class: {', '.join(f'{k} {v}' for k, v in counts.items())}")  # fmt: skip
+        print(f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
+              f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
+              f"early stopping on dev mAP@0.5 (patience {args.patience})", flush=True)  # fmt: skip
+
+    # Data: decoded once, then augmented views and targets each epoch.
+    all_records = train_records + dev_records
+    progress = ProgressBar(len(all_records), "decoding images")
+    failed = []
+    cache = cache_images(all_records, size, progress.update, lambda path, error: failed.append((path, error)))
+    for path, error in failed:
+        warn(PROG, f"skipping unreadable image: {error}")
+    kept = cache[4]
+    train_rows = np.where(kept < len(train_records))[0]
+    dev_rows = np.where(kept >= len(train_records))[0]
+    if not len(train_rows) or not len(dev_rows):
+        raise DataError(f"{args.data}: no readable training or dev images left")
+    num_classes = len(class_names)
+    train_data = make_detection_dataset(cache, train_rows, anchors, size, num_classes, args.batch_size, True,
+                                        args.seed, augmentation=not args.no_augment)  # fmt: skip
+    canvases, truths = _dev_truths(cache, dev_rows, size)
+
+    # Model and phases.
+    steps = int(np.ceil(len(train_rows) / args.batch_size))
+    if state["phase_done"] > 0:
+        model = keras.saving.load_model(output / f"{PHASES[state['phase_done'] - 1]}.keras", compile=False)
+    else:
+        model = build_yolo_detector(num_classes, size, args.backbone, args.weights)
+
+    def prepare(learning_rate, epochs, unfreeze):
+        def run(trained):
+            if unfreeze:
+                unfreeze_top(trained.get_layer("backbone"), fraction=args.fine_tune_fraction)
+            else:
+                trained.get_layer("backbone").trainable = False
+            schedule = make_learning_rate(learning_rate, "cosine", steps, epochs)
+            trained.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, size, num_classes))
+
+        return run
+
+    phases = [
+        {"name": "head", "epochs": args.epochs[0], "prepare": prepare(args.learning_rate[0], args.epochs[0], False)},
+        {"name": "fine_tune", "epochs": args.epochs[1], "prepare": prepare(args.learning_rate[1], args.epochs[1], True)},
+    ]
+    phases = [phase for phase in phases if phase["epochs"] > 0]
+    if args.weights == "none":  # Nothing pretrained to protect: one phase, everything trains.
+        phases = [{"name": "fine_tune", "epochs": sum(args.epochs), "prepare": prepare(args.learning_rate[0], sum(args.epochs), True)}]
+    output.mkdir(parents=True, exist_ok=True)
+    config = {
+        "app": APP, "class_names": class_names, "anchors": np.asarray(anchors).tolist(), "anchor_mean_iou": mean_iou,
+        "image_size": size, "backbone": args.backbone, "weights": args.weights, "data": str(Path(args.data).resolve()),
+        "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
+        "augment": not args.no_augment, "seed": args.seed, **DEFAULT_THRESHOLDS,
+    }  # fmt: skip
+    if not args.resume:
+        (output / "config.json").write_text(json.dumps(config, indent=2))
+        (output / "state.json").write_text(json.dumps(state))
+    summary = fit_phases(
+        model, phases, train_data, None, output, args.patience, verbose=keras_verbosity(args), monitor="val_map50",
+        mode="max", start_phase=state["phase_done"], metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes)],
+    )  # fmt: skip
+
+    # Thresholds tuned on dev, then the measures of train (no augmentation) and dev.
+    from models.metrics.detection import coco_evaluate
+
+    dev_detections = detect_canvases(model, canvases, anchors)
+    threshold, at_threshold = tune_score_threshold(truths, dev_detections)
+    config["score_threshold"] = threshold
+    dev = coco_evaluate(truths, dev_detections, num_classes)
+    train_canvases, train_truths = _dev_truths(cache, train_rows, size)
+    train_measured = coco_evaluate(train_truths, detect_canvases(model, train_canvases, anchors), num_classes)
+    metrics = {
+        "phases": summary, "classes": class_names, "train_boxes": counts,
+        "train_map50": train_measured["map50"], "train_map": train_measured["map"],
+        "dev_map50": dev["map50"], "dev_map": dev["map"], "dev_images": len(dev_rows),
+        "score_threshold": threshold, "dev_at_threshold": at_threshold,
+    }  # fmt: skip
+    save_atomically(model, output / "model.keras")
+    (output / "config.json").write_text(json.dumps(config, indent=2))
+    (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
+    histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
+    plot_history(histories, output / "training_curves.png", monitor="val_map50", keys=("loss", "map50"), mode="max")
+    for phase in phases:
+        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.keras"):
+            (output / leftover).unlink(missing_ok=True)
+    (output / "state.json").unlink(missing_ok=True)
+    metrics["output"] = str(output)
+    metrics["files"] = sorted(path.name for path in output.iterdir())
+    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in summary.items() if name != "kept")
+    emit(
+        args, metrics,
+        f"{best}\ntrain mAP@0.5 {metrics['train_map50']:.3f}; dev mAP@0.5 {dev['map50']:.3f}, mAP@0.5:0.95 "
+        f"{dev['map']:.3f}; score threshold {threshold:.2f} (best dev F1: precision {at_threshold['precision']:.3f}, "
+        f"recall {at_threshold['recall']:.3f})\nwrote {output}/: {', '.join(metrics['files'])}",
+    )  # fmt: skip
+
+
+# === Loading and running a model ===
+
+
+def load_detector(args):
+    """The model folder's Keras model and its `Detector` (thresholds: the command line's, else the model's)."""
+    from models.inference import load_model_dir
+    from models.tasks.yolo_detector import Detector
+
+    model, config = load_model_dir(args.model, APP)
+    if "anchors" not in config:
+        raise ValueError(f"{args.model}: not a detector folder (its config.json has no anchors)")
+    detector = Detector(
+        model, config["anchors"],
+        args.score_threshold if args.score_threshold is not None else config["score_threshold"],
+        args.iou_threshold if args.iou_threshold is not None else config["iou_threshold"],
+        args.max_boxes or config["max_detections"], args.class_agnostic,
+    )  # fmt: skip
+    return detector, config
+
+
+def run_detector(detector, image):
+    """Detections of one RGB uint8 image: (boxes (M, 4) xyxy pixels, scores (M,), classes (M,)), NumPy."""
+    found = detector.detect(image[None])
+    count = int(found["num_detections"][0])
+    return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(),
+            found["classes"][0, :count].numpy())  # fmt: skip
+
+
+# === Evaluate ===
+
+
+def evaluate(args):
+    from models.metrics.detection import coco_evaluate, match_detections, precision_recall
+    from models.plots import draw_detections, plot_gallery, plot_precision_recall
+
+    detector, config = load_detector(args)
+    class_names = config["class_names"]
+    records, _, _, _ = _read(args.data, class_names)
+    output = check_output_folder(args.output or default_output(args.model, "evaluate", "detect"))
+    output.mkdir(parents=True, exist_ok=True)
+    # mAP needs every box (a low score threshold); precision and recall use the chosen one.
+    full = type(detector)(detector.model, detector.anchors, 0.001, detector.iou_threshold, 100, detector.class_agnostic)
+    truths, detections, images, failures = [], [], [], 0
+    progress = ProgressBar(len(records), "evaluating")
+    for record in records:
+        progress.update()
+        try:
+            image = read_image(record.image)
+        except ImageReadError as error:
+            warn(PROG, f"error: {error}")
+            failures += 1
+            continue
+        truths.append((record.boxes, record.labels))
+        detections.append(run_detector(full, image))
+        images.append(record.image)
+    if not truths:
+        raise DataError(f"{args.data}: no readable image")
+    measured = coco_evaluate(truths, detections, len(class_names))
+    at = precision_recall(truths, detections, detector.score_threshold)
+    result = {
+        "data": str(args.data), "images": len(truths), "map50": measured["map50"], "map": measured["map"],
+        "map75": measured["map75"],
+        "ap50_per_class": dict(zip(class_names, measured["ap50_per_class"], strict=True)),
+        "ap_per_class": dict(zip(class_names, measured["ap_per_class"], strict=True)),
+        "score_threshold": detector.score_threshold, "iou_threshold": detector.iou_threshold, **at,
+    }  # fmt: skip
+    plot_precision_recall(measured["precision50"], class_names, output / "precision_recall.png")
+
+    # Worst images: most missed plus false boxes at the chosen threshold. Green: found, red: missed, orange: false.
+    kept = [(b[s >= detector.score_threshold], s[s >= detector.score_threshold], c[s >= detector.score_threshold])
+            for b, s, c in detections]  # fmt: skip
+    matches = match_detections(truths, kept)
+    errors = [int((~m).sum() + (~tp).sum()) for m, tp in matches]
+    worst = [i for i in np.argsort(errors, kind="stable")[::-1][:12] if errors[i] > 0]
+    pictures, captions = [], []
+    for index in worst:
+        (boxes, labels), (d_boxes, d_scores, d_classes), (matched, true_positive) = truths[index], kept[index], matches[index]
+        colours = [(40, 180, 40) if tp else (255, 140, 0) for tp in true_positive] + [(220, 30, 30)] * int((~matched).sum())
+        drawn = draw_detections(
+            read_image(images[index]), np.concatenate([d_boxes.reshape(-1, 4), boxes[~matched].reshape(-1, 4)]),
+            np.concatenate([d_classes, labels[~matched]]).astype(int),
+            list(d_scores) + [None] * int((~matched).sum()) if len(d_scores) or (~matched).any() else None,
+            class_names, colours,
+        )  # fmt: skip
+        pictures.append(drawn)
+        captions.append(f"{Path(images[index]).name}: {int((~matched).sum())} missed, {int((~true_positive).sum())} false")
+    if pictures:
+        plot_gallery(pictures, captions, output / "worst_images.png",
+                     "Worst images (green: found, orange: false box, red: missed box)", columns=4)  # fmt: skip
+    if args.exported:
+        result["exported"] = _compare_exported(args.exported, images, detector)
+    result["output"] = str(output)
+    result["files"] = sorted(path.name for path in output.iterdir())
+    (output / "metrics.json").write_text(to_json(result, indent=2) + "\n")
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["ap50_per_class"].items() if v is not None)
+    emit(
+        args, result,
+        f"{len(truths)} images: mAP@0.5 {result['map50']:.3f}, mAP@0.5:0.95 {result['map']:.3f} (pycocotools)\n"
+        f"AP@0.5 per class: {per_class}\nat score >= {detector.score_threshold:.2f}: precision {at['precision']:.3f}, "
+        f"recall {at['recall']:.3f} ({at['true_positives']} found, {at['false_positives']} false, {at['missed']} "
+        f"missed)\nwrote {output}/: {', '.join(result['files'])}",
+    )  # fmt: skip
+    return 2 if failures else None
+
+
+def _compare_exported(path, images, detector):
+    """Largest box and score difference between the exported SavedModel's serve_bytes and Keras, over `images`."""
+    import tensorflow as tf
+
+    exported = tf.saved_model.load(str(path))
+    box_difference = score_difference = 0.0
+    for image_path in images:
+        found = exported.signatures["serve_bytes"](image_bytes=tf.constant([Path(image_path).read_bytes()]))
+        boxes, scores, _ = run_detector(detector, read_image(image_path))
+        count = int(found["num_detections"][0])
+        if count != len(scores):
+            return {"images": len(images), "same_counts": False}
+        if count:
+            box_difference = max(box_difference, float(np.max(np.abs(found["boxes"][0, :count].numpy() - boxes))))
+            score_difference = max(score_difference, float(np.max(np.abs(found["scores"][0, :count].numpy() - scores))))
+    return {"images": len(images), "same_counts": True, "max_box_difference_px": box_difference,
+            "max_score_difference": score_difference}  # fmt: skip
+
+
+# === Predict ===
+
+
+def _write_detections(args, output, name, image, found, class_names, width, height):
+    from PIL import Image
+
+    from models.data.annotations import yolo_lines
+    from models.plots import draw_detections
+
+    boxes, scores, classes = found
+    if not args.no_images:
+        Image.fromarray(draw_detections(image, boxes, classes, scores, class_names)).save(output / f"{name}.jpg", quality=92)
+    if args.save_txt:
+        (output / "labels").mkdir(exist_ok=True)
+        (output / "labels" / f"{name}.txt").write_text(yolo_lines(boxes, classes, width, height))
+
+
+def _detections_json(path, found, class_names, extra=None):
+    boxes, scores, classes = found
+    return {"path": str(path), **(extra or {}), "detections": [
+        {"box": [round(float(v), 1) for v in box], "class": class_names[int(label)], "score": round(float(score), 4)}
+        for box, score, label in zip(boxes, scores, classes, strict=True)
+    ]}  # fmt: skip
+
+
+def predict(args):
+    detector, config = load_detector(args)
+    class_names = config["class_names"]
+    output = check_output_folder(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    videos = [Path(p) for p in args.paths if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
+    others = [p for p in args.paths if Path(p).suffix.lower() not in VIDEO_EXTENSIONS]
+    files, problems = list_image_files(others) if others else ([], [])
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+    failures = len(problems)
+    progress = ProgressBar(len(files), "detecting")
+    for path in files:
+        progress.update()
+        try:
+            image = read_image(path)
+        except ImageReadError as error:
+            warn(PROG, f"error: {error}")
+            failures += 1
+            continue
+        found = run_detector(detector, image)
+        _write_detections(args, output, Path(path).stem, image, found, class_names, image.shape[1], image.shape[0])
+        counts = {}
+        for label in found[2]:
+            counts[class_names[int(label)]] = counts.get(class_names[int(label)], 0) + 1
+        text = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing found"
+        emit(args, _detections_json(path, found, class_names), f"{path}: {text}")
+    for video in videos:
+        failures += _predict_video(args, detector, video, output, class_names)
+    if not args.json:
+        print(f"wrote {output}/", file=sys.stderr)
+    return 2 if failures else None
+
+
+def _predict_video(args, detector, path, output, class_names):
+    """Frame by frame through OpenCV: an annotated video (mp4) and, with --json, one object per frame."""
+    import cv2
+
+    from models.plots import draw_detections
+
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        warn(PROG, f"error: {path}: not a readable video")
+        return 1
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
+    writer, frame_index = None, 0
+    progress = ProgressBar(total, f"{path.name}")
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        found = run_detector(detector, rgb)
+        if writer is None and not args.no_images:
+            writer = cv2.VideoWriter(str(output / f"{path.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
+                                     (rgb.shape[1], rgb.shape[0]))  # fmt: skip
+        if writer is not None:
+            drawn = draw_detections(rgb, found[0], found[2], found[1], class_names)
+            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+        if args.json:
+            print(to_json(_detections_json(path, found, class_names, {"frame": frame_index})), flush=True)
+        frame_index += 1
+        progress.update()
+    capture.release()
+    if writer is not None:
+        writer.release()
+    if frame_index == 0:
+        warn(PROG, f"error: {path}: no frames could be read")
+        return 1
+    if not args.json:
+        print(f"{path}: {frame_index} frames -> {output / (path.stem + '.mp4')}")
+    return 0
+
+
+# === Export ===
+
+
+def export(args):
+    import tensorflow as tf
+
+    from models.data.images import decode_image_bytes
+    from models.export import path_size
+
+    detector, config = load_detector(args)
+    default_name = {"saved_model": "detector_saved_model", "tflite": "detector.tflite", "onnx": "detector.onnx"}
+    output = check_output_folder(args.output or default_output(args.model, "export", "detect") / default_name[args.format])
+    output.parent.mkdir(parents=True, exist_ok=True)
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+    def serve_bytes(image_bytes):
+        image = decode_image_bytes(image_bytes[0])
+        return detector.detect(image[None])
+
+    serve = detector.detect.get_concrete_function()
+    info = {"class_names": config["class_names"], "input": "uint8 RGB (1, H, W, 3), any size", "outputs":
+            "boxes (1, M, 4) xmin ymin xmax ymax input pixels; scores; classes; num_detections",
+            "score_threshold": detector.score_threshold, "iou_threshold": detector.iou_threshold,
+            "max_detections": detector.max_detections}  # fmt: skip
+    if args.format == "saved_model":
+        detector.serve_bytes = serve_bytes
+        tf.saved_model.save(detector, str(output), signatures={"serving_default": serve, "serve": serve,
+                                                               "serve_bytes": serve_bytes.get_concrete_function()})  # fmt: skip
+        (output / "assets").mkdir(exist_ok=True)
+        (output / "assets" / "detector.json").write_text(json.dumps(info, indent=2))
+    elif args.format == "tflite":
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve], detector)
+        # CombinedNonMaxSuppression and antialiased resizing are not TFLite builtins: they run as TF ops (Flex).
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        output.write_bytes(converter.convert())
+        Path(f"{output}.json").write_text(json.dumps({**info, "needs": "the TF Select (Flex) ops"}, indent=2))
+    else:
+        import tf2onnx
+
+        tf2onnx.convert.from_function(serve, input_signature=serve.structured_input_signature[0], opset=17,
+                                      output_path=str(output))  # fmt: skip
+        Path(f"{output}.json").write_text(json.dumps(info, indent=2))
+    result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
+    emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")
+
+
+# === Anchors and convert ===
+
+
+def anchors(args):
+    from models.metrics.detection import kmeans_anchors
+
+    records, _, _, _ = _read(args.data)
+    sizes = np.concatenate([(r.boxes[:, 2:] - r.boxes[:, :2]) * _letterbox_scale(r) for r in records if len(r.boxes)])
+    curve = []
+    for k in range(1, min(args.max_k, len(sizes)) + 1):
+        curve.append({"k": k, "mean_iou": kmeans_anchors(sizes, k)[1]})
+    chosen, mean_iou = kmeans_anchors(sizes, args.k)
+    pixels = (chosen * args.image_size).round(1).tolist()
+    result = {"boxes": len(sizes), "k": args.k, "anchors": chosen.tolist(), "anchors_px": pixels,
+              "mean_iou": mean_iou, "mean_iou_by_k": curve}  # fmt: skip
+    text = [f"{len(sizes)} boxes; mean best IoU with k anchors (k-means, distance 1 - IoU):"]
+    text += [f"  k={row['k']:>2}: {row['mean_iou']:.3f}" for row in curve]
+    text.append(f"{args.k} anchors (width x height, pixels of a {args.image_size} input, letterboxed):")
+    text.append("  " + ", ".join(f"{w:g}x{h:g}" for w, h in pixels))
+    emit(args, result, "\n".join(text))
+
+
+def convert(args):
+    from models.data.annotations import write_annotations
+
+    records, class_names, kind, boxes = _read(args.data)
+    output = check_output_folder(args.output)
+    written = write_annotations(records, class_names, output, args.to)
+    result = {"from": kind, "to": args.to, "images": len(records), "boxes": boxes, "output": str(written)}
+    emit(args, result, f"{len(records)} images, {boxes} boxes: {kind.upper()} -> {args.to.upper()} in {written}")
