@@ -214,6 +214,32 @@ def unfreeze_top(base, fine_tune_from=None, fraction=1.0):
     return start, names[start]
 
 
+def recalibrate_batch_norm(model, images, batch_size=16):
+    """Recompute the moving statistics of the trainable batch-norm layers as the plain mean over `images`
+    ("precise BN", Wu & Johnson 2021, Rethinking "Batch" in BatchNorm): on small data the moving averages lag the
+    weights, and inference with them can score far below the same weights with batch statistics.
+
+    Args:
+        model: a Keras model; frozen batch-norm layers (trainable=False) keep their statistics.
+        images: array (N, ...) of inputs as the model takes them, without augmentation.
+    """
+    import keras as _keras
+
+    layers = [layer for layer in flat_layers(model)
+              if isinstance(layer, _keras.layers.BatchNormalization) and layer.trainable]  # fmt: skip
+    if not layers:
+        return
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for index, start in enumerate(range(0, len(images), batch_size)):
+            for layer in layers:
+                layer.momentum = index / (index + 1)  # a running mean over batches: the first batch replaces.
+            model(images[start : start + batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+
+
 def save_atomically(model, path):
     """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
     temporary = path.with_name(f".{path.stem}.tmp.keras")

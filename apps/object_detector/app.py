@@ -26,6 +26,9 @@ PHASES = ("head", "fine_tune")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # Defaults stored with a model when dev cannot tune them (the course's values, but 10 boxes is too few for crowds).
 DEFAULT_THRESHOLDS = {"score_threshold": 0.5, "iou_threshold": 0.5, "max_detections": 100}
+# Training images (letterboxed, not augmented) whose batch statistics replace the moving averages before each dev
+# measurement (models.training.recalibrate_batch_norm).
+CALIBRATION_IMAGES = 64
 
 
 def _read(data, class_names=None):
@@ -166,6 +169,8 @@ def train(args):
     train_data = make_detection_dataset(cache, train_rows, anchors, size, num_classes, args.batch_size, True,
                                         args.seed, augmentation=not args.no_augment)  # fmt: skip
     canvases, truths = _dev_truths(cache, dev_rows, size)
+    train_canvases, train_truths = _dev_truths(cache, train_rows, size)
+    calibration = train_canvases[np.random.default_rng(args.seed).permutation(len(train_rows))[:CALIBRATION_IMAGES]]
 
     # Model and phases.
     steps = int(np.ceil(len(train_rows) / args.batch_size))
@@ -204,7 +209,7 @@ def train(args):
         (output / "state.json").write_text(json.dumps(state))
     summary = fit_phases(
         model, phases, train_data, None, output, args.patience, verbose=keras_verbosity(args), monitor="val_map50",
-        mode="max", start_phase=state["phase_done"], metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes)],
+        mode="max", start_phase=state["phase_done"], metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
     )  # fmt: skip
 
     # Thresholds tuned on dev, then the measures of train (no augmentation) and dev.
@@ -214,7 +219,6 @@ def train(args):
     threshold, at_threshold = tune_score_threshold(truths, dev_detections)
     config["score_threshold"] = threshold
     dev = coco_evaluate(truths, dev_detections, num_classes)
-    train_canvases, train_truths = _dev_truths(cache, train_rows, size)
     train_measured = coco_evaluate(train_truths, detect_canvases(model, train_canvases, anchors), num_classes)
     metrics = {
         "phases": summary, "classes": class_names, "train_boxes": counts,

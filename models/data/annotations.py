@@ -253,7 +253,7 @@ def detect_format(folder):
         "coco": [p for p in files if p.suffix.lower() == ".json"],
     }
     found = [kind for kind in FORMATS if kinds[kind]]
-    if not any(is_image_file(p) for p in files):
+    if found != ["coco"] and not any(is_image_file(p) for p in files):  # COCO files may name images elsewhere.
         raise DataError(f"{folder}: no images in this folder")
     if len(found) > 1:
         counts = ", ".join(f"{len(kinds[kind])} {kind.upper()} files" for kind in found)

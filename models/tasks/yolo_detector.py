@@ -31,6 +31,9 @@ PAD_VALUE = 127.0
 # YOLOv5's loss gains (hyp.scratch-low.yaml) and objectness balance for strides 8, 16, 32.
 BOX_GAIN, OBJECT_GAIN, CLASS_GAIN = 0.05, 1.0, 0.5
 OBJECT_BALANCE = (4.0, 1.0, 0.4)
+# Batch-norm statistics of the neck and head follow the weights faster than Keras' 0.99 (measured: at 0.99, and even 0.97,
+# a tiny set trained to mAP 0.69 with batch statistics scored 0.02 with the moving ones: few steps on small data).
+BN_MOMENTUM = 0.9
 
 
 # === Model ===
@@ -41,10 +44,10 @@ def _conv(x, filters, kernel_size, name, stride=1):
         x = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_conv")(x)
     else:  # Depthwise-separable: the light neck a CPU can train.
         x = layers.DepthwiseConv2D(kernel_size, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(x)
-        x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_dw_bn")(x)
         x = layers.Activation("swish", name=f"{name}_dw_act")(x)
         x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("swish", name=f"{name}_act")(x)
 
 
@@ -350,14 +353,20 @@ def detect_canvases(model, canvases, anchors, score_threshold=0.001, iou_thresho
 class DevMAP(keras.callbacks.Callback):
     """Puts dev mAP@0.5 (`val_map50`) and mAP@0.5:0.95 (`val_map`) in each epoch's logs, for checkpoints and early
     stopping. `canvases`: float32 (N, S, S, 3) letterboxed dev images; `truths`: per image (boxes in canvas
-    pixels, labels)."""
+    pixels, labels). `calibration`: letterboxed training images whose batch-norm statistics replace the moving
+    averages before measuring (`recalibrate_batch_norm`; the checkpoint keeps them)."""
 
-    def __init__(self, canvases, truths, anchors, num_classes):
+    def __init__(self, canvases, truths, anchors, num_classes, calibration=None):
         super().__init__()
         self.canvases, self.truths, self.anchors, self.num_classes = canvases, truths, anchors, num_classes
+        self.calibration = calibration
 
     def on_epoch_end(self, epoch, logs=None):
         from models.metrics.detection import coco_evaluate
+        from models.training import recalibrate_batch_norm
+
+        if self.calibration is not None:
+            recalibrate_batch_norm(self.model, self.calibration)
 
         result = coco_evaluate(self.truths, detect_canvases(self.model, self.canvases, self.anchors), self.num_classes)
         if logs is not None:

@@ -1,0 +1,94 @@
+"""The object detector through its command line: a tiny detector learns coloured squares, finds them, exports."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.__main__ import main as dlapps
+
+COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230)}
+
+
+def write_squares(folder, count=8, size=96, seed=0):
+    """VOC folder of `count` grey images with one or two red or blue squares each; returns the boxes per image."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for index in range(count):
+        image = np.full((size, size, 3), 200, np.uint8) + rng.integers(0, 20, (size, size, 3), dtype=np.uint8)
+        objects = []
+        for number in range(1 + index % 2):
+            name = ("red", "blue")[(index + number) % 2]
+            side = int(rng.integers(24, 36))
+            x = int(rng.integers(0, size - side)) if number == 0 else (size - side if objects[0][1][0] < size / 2 else 0)
+            y = int(rng.integers(0, size - side))
+            image[y : y + side, x : x + side] = COLOURS[name]
+            objects.append((name, (x, y, x + side, y + side)))
+        Image.fromarray(image).save(folder / f"img{index}.png")
+        items = "".join(f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+                        f"<ymax>{d}</ymax></bndbox></object>" for n, (a, b, c, d) in objects)  # fmt: skip
+        (folder / f"img{index}.xml").write_text(f"<annotation><filename>img{index}.png</filename>{items}</annotation>")
+        truth[f"img{index}.png"] = objects
+    return truth
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A detector trained (overfitted) on 8 square images; the train set doubles as dev."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    root = tmp_path_factory.mktemp("detect")
+    truth = write_squares(root / "data")
+    code = dlapps([
+        "detect", "train", str(root / "data"), "--dev", str(root / "data"), "--output", str(root / "model"),
+        "--image-size", "96", "--epochs", "8", "40", "--learning-rate", "0.01", "0.003", "--batch-size", "8",
+        "--no-augment", "--patience", "40", "--json",
+    ])  # fmt: skip
+    assert code in (0, None)
+    return root, truth
+
+
+def test_a_tiny_detector_overfits_squares_and_finds_them(trained, capsys):
+    root, truth = trained
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    assert metrics["train_map50"] > 0.9, metrics
+    code = dlapps(["detect", "predict", str(root / "data" / "img1.png"), "--model", str(root / "model"),
+                   "--output", str(root / "predicted"), "--json", "--save-txt", "--score-threshold", "0.1"])  # fmt: skip
+    assert code in (0, None)
+    found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    names = sorted(d["class"] for d in found["detections"])
+    assert names == sorted(name for name, _ in truth["img1.png"])
+    assert (root / "predicted" / "img1.jpg").is_file() and (root / "predicted" / "labels" / "img1.txt").is_file()
+
+
+def test_export_answers_as_predict(trained, capsys, tmp_path):
+    root, _ = trained
+    code = dlapps(["detect", "export", "--model", str(root / "model"), "--output", str(tmp_path / "sm"), "--json"])
+    assert code in (0, None)
+    capsys.readouterr()
+    code = dlapps(["detect", "evaluate", str(root / "data"), "--model", str(root / "model"), "--exported",
+                   str(tmp_path / "sm"), "--output", str(tmp_path / "eval"), "--json"])  # fmt: skip
+    assert code in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["map50"] > 0.9 and result["exported"]["same_counts"]
+    assert result["exported"]["max_box_difference_px"] < 1e-3 and result["exported"]["max_score_difference"] < 1e-5
+    assert (tmp_path / "eval" / "precision_recall.png").is_file()
+
+
+def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = dlapps(["detect", "train", str(tmp_path / "empty"), "--output", str(tmp_path / "out")])
+    assert code == 2 and "no images in this folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_anchors_and_convert(tmp_path, capsys):
+    write_squares(tmp_path / "data", count=6)
+    assert dlapps(["detect", "anchors", str(tmp_path / "data"), "--k", "3", "--max-k", "4", "--json"]) in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert len(result["anchors"]) == 3 and result["mean_iou_by_k"][-1]["mean_iou"] >= result["mean_iou_by_k"][0]["mean_iou"]
+    assert dlapps(["detect", "convert", str(tmp_path / "data"), "--to", "coco", "--output", str(tmp_path / "c")]) in (0, None)
+    assert (tmp_path / "c" / "annotations.json").is_file()
