@@ -10,8 +10,14 @@ APPS = {
     "style": ("apps.style_transfer.__main__", "neural style transfer by optimisation (Gatys et al.)"),
     "detect": ("apps.object_detector.__main__", "YOLO-style object detector trained on your own annotated photos"),
 }
-ALIASES = {"cat_classifier": "cat", "fine_tuner": "finetune", "fine-tune": "finetune", "face_verification": "faces",
-           "object_detector": "detect", "detector": "detect"}
+ALIASES = {
+    "cat_classifier": "cat",
+    "fine_tuner": "finetune",
+    "fine-tune": "finetune",
+    "face_verification": "faces",
+    "object_detector": "detect",
+    "detector": "detect",
+}
 
 USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".join(
     f"  {name:<10} {description}" for name, (_, description) in APPS.items()

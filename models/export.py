@@ -199,3 +199,47 @@ def path_size(path):
     """Bytes of an exported file, or of all files in an exported folder (a SavedModel)."""
     path = Path(path)
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=False):
+    """Export a tf.Module's serving functions (the detector's and the style model's one rule, letterbox or padding
+    and post-processing inside) as a SavedModel, TFLite or ONNX file.
+
+    Args:
+        module: the tf.Module tracking the model's variables.
+        serve: a tf.function with an input signature (uint8 images), the "serve" endpoint (and TFLite/ONNX graph).
+        serve_bytes: a tf.function taking (N,) encoded image strings; SavedModel only.
+        path: the SavedModel folder or the .tflite/.onnx file.
+        fmt: "saved_model", "tflite" or "onnx".
+        info: what the export takes and returns; written as `assets/model_info.json` or `<file>.json`.
+        select_tf_ops: let TFLite fall back to TensorFlow ops (Flex) for ops it lacks (e.g. combined NMS).
+    """
+    import json
+
+    path = Path(path)
+    if fmt == "saved_model":
+        signatures = {"serving_default": serve.get_concrete_function(), "serve": serve.get_concrete_function()}
+        if serve_bytes is not None:
+            signatures["serve_bytes"] = serve_bytes.get_concrete_function()
+        tf.saved_model.save(module, str(path), signatures=signatures)
+        (path / "assets").mkdir(exist_ok=True)
+        (path / "assets" / "model_info.json").write_text(json.dumps(info, indent=2))
+    elif fmt == "tflite":
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
+        if select_tf_ops:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        with quiet_native_stderr():
+            path.write_bytes(converter.convert())
+        Path(f"{path}.json").write_text(json.dumps({**info, "select_tf_ops": select_tf_ops}, indent=2))
+    elif fmt == "onnx":
+        import tf2onnx
+
+        concrete = serve.get_concrete_function()
+        with quiet_native_stderr():
+            tf2onnx.convert.from_function(
+                serve, input_signature=concrete.structured_input_signature[0], opset=17, output_path=str(path)
+            )
+        Path(f"{path}.json").write_text(json.dumps(info, indent=2))
+    else:
+        raise ValueError(f"format must be saved_model, tflite or onnx. Received: {fmt}")
+    return path

@@ -160,8 +160,18 @@ def plot_loss_curves(history, path, title):
 
 def class_colour(index):
     """A distinct RGB colour per class index (matplotlib's tab10, cycled)."""
-    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-               (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]  # fmt: skip
+    palette = [
+        (31, 119, 180),
+        (255, 127, 14),
+        (44, 160, 44),
+        (214, 39, 40),
+        (148, 103, 189),
+        (140, 86, 75),
+        (227, 119, 194),
+        (127, 127, 127),
+        (188, 189, 34),
+        (23, 190, 207),
+    ]
     return palette[int(index) % len(palette)]
 
 
@@ -184,8 +194,9 @@ def draw_detections(image, boxes, classes, scores, class_names, colours=None, th
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(y1, height + baseline + 2)
         cv2.rectangle(canvas, (x1, top - height - baseline - 2), (x1 + width + 2, top), colour, -1)
-        cv2.putText(canvas, text, (x1 + 1, top - baseline - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                    cv2.LINE_AA)  # fmt: skip
+        cv2.putText(
+            canvas, text, (x1 + 1, top - baseline - 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
     return canvas
 
 
@@ -199,8 +210,12 @@ def plot_precision_recall(precision, class_names, path, title="Precision-recall 
         if np.all(values < 0):
             continue
         ap = float(np.mean(values[values >= 0]))
-        axis.plot(recall, np.where(values >= 0, values, np.nan), color=np.array(class_colour(index)) / 255,
-                  label=f"{name} (AP@0.5 {ap:.3f})")  # fmt: skip
+        axis.plot(
+            recall,
+            np.where(values >= 0, values, np.nan),
+            color=np.array(class_colour(index)) / 255,
+            label=f"{name} (AP@0.5 {ap:.3f})",
+        )
     axis.set_xlabel("recall")
     axis.set_ylabel("precision")
     axis.set_xlim(0, 1)

@@ -246,7 +246,9 @@ def make_phases(model, config, steps_per_epoch=1):
         _compile(trained, learning_rate)
 
     def compile_phase2(trained):
-        unfrozen["index"], unfrozen["layer"] = unfreeze_top(trained.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction)
+        unfrozen["index"], unfrozen["layer"] = unfreeze_top(
+            trained.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction
+        )
         _compile(trained, config.learning_rate / 10)
 
     phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1}]

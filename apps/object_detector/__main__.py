@@ -19,17 +19,24 @@ def _add_model(parser):
 
 def _add_thresholds(parser):
     parser.add_argument(
-        "--score-threshold", type=fraction, default=None,
+        "--score-threshold",
+        type=fraction,
+        default=None,
         help="keep boxes whose objectness x class probability is at least this (the course uses 0.6; default: the "
         "value tuned on dev and stored with the model)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--iou-threshold", type=fraction, default=None,
+        "--iou-threshold",
+        type=fraction,
+        default=None,
         help="non-max suppression drops a box overlapping a better one of its class by more than this IoU (the "
         "course's 0.5; default: the model's)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--max-boxes", type=positive_int, default=None, help="most boxes per image (the course's 10; default: the model's)"
+        "--max-boxes",
+        type=positive_int,
+        default=None,
+        help="most boxes per image (the course's 10; default: the model's)",
     )
     parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes, not one per class")
 
@@ -38,15 +45,33 @@ def add_train_arguments(parser):
     parser.add_argument("data", help=DATA_HELP)
     parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
     parser.add_argument("--image-size", type=positive_int, default=320, help="square input side in pixels (x32)")
-    parser.add_argument("--backbone", default="efficientnet_lite0", help="efficientnet_lite0 (offline ImageNet "
-                        "weights), mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, resnet50 (download)")  # fmt: skip
+    parser.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0 (offline ImageNet "
+        "weights), mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, resnet50 (download)",
+    )
     parser.add_argument("--weights", default="imagenet", help="backbone weights: imagenet, none, or a weights file")
     parser.add_argument("--anchors", type=positive_int, default=9, help="anchor boxes from k-means (3 per scale)")
-    parser.add_argument("--epochs", type=non_negative_int, nargs=2, default=[25, 50], metavar=("HEAD", "FINE_TUNE"),
-                        help="epochs with the backbone frozen, then fine-tuning it")  # fmt: skip
-    parser.add_argument("--learning-rate", type=positive_float, nargs=2, default=[2e-3, 5e-4],
-                        metavar=("HEAD", "FINE_TUNE"), help="Adam's learning rates of the two phases (cosine decay)")  # fmt: skip
-    parser.add_argument("--fine-tune-fraction", type=fraction, default=1.0, help="top fraction of the backbone unfrozen")
+    parser.add_argument(
+        "--epochs",
+        type=non_negative_int,
+        nargs=2,
+        default=[25, 50],
+        metavar=("HEAD", "FINE_TUNE"),
+        help="epochs with the backbone frozen, then fine-tuning it",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        nargs=2,
+        default=[2e-3, 5e-4],
+        metavar=("HEAD", "FINE_TUNE"),
+        help="Adam's learning rates of the two phases (cosine decay)",
+    )
+    parser.add_argument(
+        "--fine-tune-fraction", type=fraction, default=1.0, help="top fraction of the backbone unfrozen"
+    )
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
     parser.add_argument("--patience", type=positive_int, default=12, help="early stopping on dev mAP@0.5 (epochs)")
     parser.add_argument("--dev-fraction", type=fraction, default=0.15, help="training images held out as dev")
@@ -60,8 +85,9 @@ def add_evaluate_arguments(parser):
     parser.add_argument("data", help=DATA_HELP + " (with the model's class names)")
     _add_model(parser)
     _add_thresholds(parser)
-    parser.add_argument("--output", default=None, help="PR curve and gallery (default: runs/detect/evaluate, or "
-                        "beside your own model)")  # fmt: skip
+    parser.add_argument(
+        "--output", default=None, help="PR curve and gallery (default: runs/detect/evaluate, or beside your own model)"
+    )
     parser.add_argument("--exported", default=None, help="also run this exported SavedModel and compare")
 
 
@@ -96,17 +122,37 @@ def add_convert_arguments(parser):
 
 VERBS = [
     Verb("train", "train a detector on annotated images", add_train_arguments, "apps.object_detector.app:train"),
-    Verb("evaluate", "mAP@0.5 and mAP@0.5:0.95 (pycocotools), per-class AP, PR curve, worst images",
-         add_evaluate_arguments, "apps.object_detector.app:evaluate"),
-    Verb("predict", "detect objects in images, folders and videos", add_predict_arguments,
-         "apps.object_detector.app:predict"),
-    Verb("export", "SavedModel / TFLite / ONNX with letterbox and NMS inside", add_export_arguments,
-         "apps.object_detector.app:export"),
-    Verb("anchors", "anchor boxes by k-means (1 - IoU distance) and the mean best IoU against k",
-         add_anchors_arguments, "apps.object_detector.app:anchors"),
-    Verb("convert", "convert annotations between VOC, YOLO and COCO", add_convert_arguments,
-         "apps.object_detector.app:convert"),
-]  # fmt: skip
+    Verb(
+        "evaluate",
+        "mAP@0.5 and mAP@0.5:0.95 (pycocotools), per-class AP, PR curve, worst images",
+        add_evaluate_arguments,
+        "apps.object_detector.app:evaluate",
+    ),
+    Verb(
+        "predict",
+        "detect objects in images, folders and videos",
+        add_predict_arguments,
+        "apps.object_detector.app:predict",
+    ),
+    Verb(
+        "export",
+        "SavedModel / TFLite / ONNX with letterbox and NMS inside",
+        add_export_arguments,
+        "apps.object_detector.app:export",
+    ),
+    Verb(
+        "anchors",
+        "anchor boxes by k-means (1 - IoU distance) and the mean best IoU against k",
+        add_anchors_arguments,
+        "apps.object_detector.app:anchors",
+    ),
+    Verb(
+        "convert",
+        "convert annotations between VOC, YOLO and COCO",
+        add_convert_arguments,
+        "apps.object_detector.app:convert",
+    ),
+]
 
 
 def main(argv=None, prog="dlapps detect"):

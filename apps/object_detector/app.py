@@ -23,7 +23,6 @@ from models.data.readers import DataError
 PROG = "dlapps detect"
 APP = "detect"
 PHASES = ("head", "fine_tune")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # Defaults stored with a model when dev cannot tune them (the course's values, but 10 boxes is too few for crowds).
 DEFAULT_THRESHOLDS = {"score_threshold": 0.5, "iou_threshold": 0.5, "max_detections": 100}
 # Training images (letterboxed, not augmented) whose batch statistics replace the moving averages before each dev
@@ -81,7 +80,9 @@ def _dev_truths(cache, indices, image_size):
 
     canvases, truths = [], []
     for index in indices:
-        view, boxes = letterboxed(tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size)
+        view, boxes = letterboxed(
+            tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size
+        )
         keep = cache[2][index][:, 2] > cache[2][index][:, 0]
         canvases.append(view.numpy())
         truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
@@ -147,18 +148,23 @@ def train(args):
     counts = _class_counts(train_records, class_names)
     background = sum(1 for r in train_records if not len(r.boxes))
     if not args.json:
-        print(f"{args.data} ({kind.upper()}): {len(train_records)} training images ({background} without boxes), "
-              f"{len(dev_records)} dev; boxes per class: {', '.join(f'{k} {v}' for k, v in counts.items())}")  # fmt: skip
-        print(f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
-              f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
-              f"early stopping on dev mAP@0.5 (patience {args.patience})", flush=True)  # fmt: skip
+        print(
+            f"{args.data} ({kind.upper()}): {len(train_records)} training images ({background} without boxes), "
+            f"{len(dev_records)} dev; boxes per class: {', '.join(f'{k} {v}' for k, v in counts.items())}"
+        )
+        print(
+            f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
+            f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
+            f"early stopping on dev mAP@0.5 (patience {args.patience})",
+            flush=True,
+        )
 
     # Data: decoded once, then augmented views and targets each epoch.
     all_records = train_records + dev_records
     progress = ProgressBar(len(all_records), "decoding images")
     failed = []
     cache = cache_images(all_records, size, progress.update, lambda path, error: failed.append((path, error)))
-    for path, error in failed:
+    for _path, error in failed:
         warn(PROG, f"skipping unreadable image: {error}")
     kept = cache[4]
     train_rows = np.where(kept < len(train_records))[0]
@@ -166,8 +172,17 @@ def train(args):
     if not len(train_rows) or not len(dev_rows):
         raise DataError(f"{args.data}: no readable training or dev images left")
     num_classes = len(class_names)
-    train_data = make_detection_dataset(cache, train_rows, anchors, size, num_classes, args.batch_size, True,
-                                        args.seed, augmentation=not args.no_augment)  # fmt: skip
+    train_data = make_detection_dataset(
+        cache,
+        train_rows,
+        anchors,
+        size,
+        num_classes,
+        args.batch_size,
+        True,
+        args.seed,
+        augmentation=not args.no_augment,
+    )
     canvases, truths = _dev_truths(cache, dev_rows, size)
     train_canvases, train_truths = _dev_truths(cache, train_rows, size)
     calibration = train_canvases[np.random.default_rng(args.seed).permutation(len(train_rows))[:CALIBRATION_IMAGES]]
@@ -192,25 +207,54 @@ def train(args):
 
     phases = [
         {"name": "head", "epochs": args.epochs[0], "prepare": prepare(args.learning_rate[0], args.epochs[0], False)},
-        {"name": "fine_tune", "epochs": args.epochs[1], "prepare": prepare(args.learning_rate[1], args.epochs[1], True)},
+        {
+            "name": "fine_tune",
+            "epochs": args.epochs[1],
+            "prepare": prepare(args.learning_rate[1], args.epochs[1], True),
+        },
     ]
     phases = [phase for phase in phases if phase["epochs"] > 0]
     if args.weights == "none":  # Nothing pretrained to protect: one phase, everything trains.
-        phases = [{"name": "fine_tune", "epochs": sum(args.epochs), "prepare": prepare(args.learning_rate[0], sum(args.epochs), True)}]
+        phases = [
+            {
+                "name": "fine_tune",
+                "epochs": sum(args.epochs),
+                "prepare": prepare(args.learning_rate[0], sum(args.epochs), True),
+            }
+        ]
     output.mkdir(parents=True, exist_ok=True)
     config = {
-        "app": APP, "class_names": class_names, "anchors": np.asarray(anchors).tolist(), "anchor_mean_iou": mean_iou,
-        "image_size": size, "backbone": args.backbone, "weights": args.weights, "data": str(Path(args.data).resolve()),
-        "epochs": args.epochs, "learning_rate": args.learning_rate, "batch_size": args.batch_size,
-        "augment": not args.no_augment, "seed": args.seed, **DEFAULT_THRESHOLDS,
-    }  # fmt: skip
+        "app": APP,
+        "class_names": class_names,
+        "anchors": np.asarray(anchors).tolist(),
+        "anchor_mean_iou": mean_iou,
+        "image_size": size,
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "data": str(Path(args.data).resolve()),
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "augment": not args.no_augment,
+        "seed": args.seed,
+        **DEFAULT_THRESHOLDS,
+    }
     if not args.resume:
         (output / "config.json").write_text(json.dumps(config, indent=2))
         (output / "state.json").write_text(json.dumps(state))
     summary = fit_phases(
-        model, phases, train_data, None, output, args.patience, verbose=keras_verbosity(args), monitor="val_map50",
-        mode="max", start_phase=state["phase_done"], metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
-    )  # fmt: skip
+        model,
+        phases,
+        train_data,
+        None,
+        output,
+        args.patience,
+        verbose=keras_verbosity(args),
+        monitor="val_map50",
+        mode="max",
+        start_phase=state["phase_done"],
+        metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
+    )
 
     # Thresholds tuned on dev, then the measures of train (no augmentation) and dev.
     from models.metrics.detection import coco_evaluate
@@ -221,11 +265,17 @@ def train(args):
     dev = coco_evaluate(truths, dev_detections, num_classes)
     train_measured = coco_evaluate(train_truths, detect_canvases(model, train_canvases, anchors), num_classes)
     metrics = {
-        "phases": summary, "classes": class_names, "train_boxes": counts,
-        "train_map50": train_measured["map50"], "train_map": train_measured["map"],
-        "dev_map50": dev["map50"], "dev_map": dev["map"], "dev_images": len(dev_rows),
-        "score_threshold": threshold, "dev_at_threshold": at_threshold,
-    }  # fmt: skip
+        "phases": summary,
+        "classes": class_names,
+        "train_boxes": counts,
+        "train_map50": train_measured["map50"],
+        "train_map": train_measured["map"],
+        "dev_map50": dev["map50"],
+        "dev_map": dev["map"],
+        "dev_images": len(dev_rows),
+        "score_threshold": threshold,
+        "dev_at_threshold": at_threshold,
+    }
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(json.dumps(config, indent=2))
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
@@ -237,13 +287,16 @@ def train(args):
     (output / "state.json").unlink(missing_ok=True)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())
-    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in summary.items() if name != "kept")
+    best = "; ".join(
+        f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in summary.items() if name != "kept"
+    )
     emit(
-        args, metrics,
+        args,
+        metrics,
         f"{best}\ntrain mAP@0.5 {metrics['train_map50']:.3f}; dev mAP@0.5 {dev['map50']:.3f}, mAP@0.5:0.95 "
         f"{dev['map']:.3f}; score threshold {threshold:.2f} (best dev F1: precision {at_threshold['precision']:.3f}, "
         f"recall {at_threshold['recall']:.3f})\nwrote {output}/: {', '.join(metrics['files'])}",
-    )  # fmt: skip
+    )
 
 
 # === Loading and running a model ===
@@ -258,11 +311,13 @@ def load_detector(args):
     if "anchors" not in config:
         raise ValueError(f"{args.model}: not a detector folder (its config.json has no anchors)")
     detector = Detector(
-        model, config["anchors"],
+        model,
+        config["anchors"],
         args.score_threshold if args.score_threshold is not None else config["score_threshold"],
         args.iou_threshold if args.iou_threshold is not None else config["iou_threshold"],
-        args.max_boxes or config["max_detections"], args.class_agnostic,
-    )  # fmt: skip
+        args.max_boxes or config["max_detections"],
+        args.class_agnostic,
+    )
     return detector, config
 
 
@@ -270,8 +325,7 @@ def run_detector(detector, image):
     """Detections of one RGB uint8 image: (boxes (M, 4) xyxy pixels, scores (M,), classes (M,)), NumPy."""
     found = detector.detect(image[None])
     count = int(found["num_detections"][0])
-    return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(),
-            found["classes"][0, :count].numpy())  # fmt: skip
+    return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(), found["classes"][0, :count].numpy())
 
 
 # === Evaluate ===
@@ -306,35 +360,57 @@ def evaluate(args):
     measured = coco_evaluate(truths, detections, len(class_names))
     at = precision_recall(truths, detections, detector.score_threshold)
     result = {
-        "data": str(args.data), "images": len(truths), "map50": measured["map50"], "map": measured["map"],
+        "data": str(args.data),
+        "images": len(truths),
+        "map50": measured["map50"],
+        "map": measured["map"],
         "map75": measured["map75"],
         "ap50_per_class": dict(zip(class_names, measured["ap50_per_class"], strict=True)),
         "ap_per_class": dict(zip(class_names, measured["ap_per_class"], strict=True)),
-        "score_threshold": detector.score_threshold, "iou_threshold": detector.iou_threshold, **at,
-    }  # fmt: skip
+        "score_threshold": detector.score_threshold,
+        "iou_threshold": detector.iou_threshold,
+        **at,
+    }
     plot_precision_recall(measured["precision50"], class_names, output / "precision_recall.png")
 
     # Worst images: most missed plus false boxes at the chosen threshold. Green: found, red: missed, orange: false.
-    kept = [(b[s >= detector.score_threshold], s[s >= detector.score_threshold], c[s >= detector.score_threshold])
-            for b, s, c in detections]  # fmt: skip
+    kept = [
+        (b[s >= detector.score_threshold], s[s >= detector.score_threshold], c[s >= detector.score_threshold])
+        for b, s, c in detections
+    ]
     matches = match_detections(truths, kept)
     errors = [int((~m).sum() + (~tp).sum()) for m, tp in matches]
     worst = [i for i in np.argsort(errors, kind="stable")[::-1][:12] if errors[i] > 0]
     pictures, captions = [], []
     for index in worst:
-        (boxes, labels), (d_boxes, d_scores, d_classes), (matched, true_positive) = truths[index], kept[index], matches[index]
-        colours = [(40, 180, 40) if tp else (255, 140, 0) for tp in true_positive] + [(220, 30, 30)] * int((~matched).sum())
+        (boxes, labels), (d_boxes, d_scores, d_classes), (matched, true_positive) = (
+            truths[index],
+            kept[index],
+            matches[index],
+        )
+        colours = [(40, 180, 40) if tp else (255, 140, 0) for tp in true_positive] + [(220, 30, 30)] * int(
+            (~matched).sum()
+        )
         drawn = draw_detections(
-            read_image(images[index]), np.concatenate([d_boxes.reshape(-1, 4), boxes[~matched].reshape(-1, 4)]),
+            read_image(images[index]),
+            np.concatenate([d_boxes.reshape(-1, 4), boxes[~matched].reshape(-1, 4)]),
             np.concatenate([d_classes, labels[~matched]]).astype(int),
             list(d_scores) + [None] * int((~matched).sum()) if len(d_scores) or (~matched).any() else None,
-            class_names, colours,
-        )  # fmt: skip
+            class_names,
+            colours,
+        )
         pictures.append(drawn)
-        captions.append(f"{Path(images[index]).name}: {int((~matched).sum())} missed, {int((~true_positive).sum())} false")
+        captions.append(
+            f"{Path(images[index]).name}: {int((~matched).sum())} missed, {int((~true_positive).sum())} false"
+        )
     if pictures:
-        plot_gallery(pictures, captions, output / "worst_images.png",
-                     "Worst images (green: found, orange: false box, red: missed box)", columns=4)  # fmt: skip
+        plot_gallery(
+            pictures,
+            captions,
+            output / "worst_images.png",
+            "Worst images (green: found, orange: false box, red: missed box)",
+            columns=4,
+        )
     if args.exported:
         result["exported"] = _compare_exported(args.exported, images, detector)
     result["output"] = str(output)
@@ -342,12 +418,13 @@ def evaluate(args):
     (output / "metrics.json").write_text(to_json(result, indent=2) + "\n")
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["ap50_per_class"].items() if v is not None)
     emit(
-        args, result,
+        args,
+        result,
         f"{len(truths)} images: mAP@0.5 {result['map50']:.3f}, mAP@0.5:0.95 {result['map']:.3f} (pycocotools)\n"
         f"AP@0.5 per class: {per_class}\nat score >= {detector.score_threshold:.2f}: precision {at['precision']:.3f}, "
         f"recall {at['recall']:.3f} ({at['true_positives']} found, {at['false_positives']} false, {at['missed']} "
         f"missed)\nwrote {output}/: {', '.join(result['files'])}",
-    )  # fmt: skip
+    )
     return 2 if failures else None
 
 
@@ -366,8 +443,12 @@ def _compare_exported(path, images, detector):
         if count:
             box_difference = max(box_difference, float(np.max(np.abs(found["boxes"][0, :count].numpy() - boxes))))
             score_difference = max(score_difference, float(np.max(np.abs(found["scores"][0, :count].numpy() - scores))))
-    return {"images": len(images), "same_counts": True, "max_box_difference_px": box_difference,
-            "max_score_difference": score_difference}  # fmt: skip
+    return {
+        "images": len(images),
+        "same_counts": True,
+        "max_box_difference_px": box_difference,
+        "max_score_difference": score_difference,
+    }
 
 
 # === Predict ===
@@ -381,7 +462,9 @@ def _write_detections(args, output, name, image, found, class_names, width, heig
 
     boxes, scores, classes = found
     if not args.no_images:
-        Image.fromarray(draw_detections(image, boxes, classes, scores, class_names)).save(output / f"{name}.jpg", quality=92)
+        Image.fromarray(draw_detections(image, boxes, classes, scores, class_names)).save(
+            output / f"{name}.jpg", quality=92
+        )
     if args.save_txt:
         (output / "labels").mkdir(exist_ok=True)
         (output / "labels" / f"{name}.txt").write_text(yolo_lines(boxes, classes, width, height))
@@ -389,10 +472,18 @@ def _write_detections(args, output, name, image, found, class_names, width, heig
 
 def _detections_json(path, found, class_names, extra=None):
     boxes, scores, classes = found
-    return {"path": str(path), **(extra or {}), "detections": [
-        {"box": [round(float(v), 1) for v in box], "class": class_names[int(label)], "score": round(float(score), 4)}
-        for box, score, label in zip(boxes, scores, classes, strict=True)
-    ]}  # fmt: skip
+    return {
+        "path": str(path),
+        **(extra or {}),
+        "detections": [
+            {
+                "box": [round(float(v), 1) for v in box],
+                "class": class_names[int(label)],
+                "score": round(float(score), 4),
+            }
+            for box, score, label in zip(boxes, scores, classes, strict=True)
+        ],
+    }
 
 
 def predict(args):
@@ -400,8 +491,10 @@ def predict(args):
     class_names = config["class_names"]
     output = check_output_folder(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    videos = [Path(p) for p in args.paths if Path(p).suffix.lower() in VIDEO_EXTENSIONS]
-    others = [p for p in args.paths if Path(p).suffix.lower() not in VIDEO_EXTENSIONS]
+    from models.data.video import is_video_file
+
+    videos = [Path(p) for p in args.paths if is_video_file(p)]
+    others = [p for p in args.paths if not is_video_file(p)]
     files, problems = list_image_files(others) if others else ([], [])
     for _, message in problems:
         warn(PROG, f"error: {message}")
@@ -430,43 +523,29 @@ def predict(args):
 
 
 def _predict_video(args, detector, path, output, class_names):
-    """Frame by frame through OpenCV: an annotated video (mp4) and, with --json, one object per frame."""
-    import cv2
-
+    """Frame by frame: an annotated video (mp4) and, with --json, one object per frame."""
+    from models.data.video import transform_video
     from models.plots import draw_detections
 
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        warn(PROG, f"error: {path}: not a readable video")
-        return 1
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
-    writer, frame_index = None, 0
-    progress = ProgressBar(total, f"{path.name}")
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    frame_index = 0
+
+    def annotate(rgb):
+        nonlocal frame_index
         found = run_detector(detector, rgb)
-        if writer is None and not args.no_images:
-            writer = cv2.VideoWriter(str(output / f"{path.stem}.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                     (rgb.shape[1], rgb.shape[0]))  # fmt: skip
-        if writer is not None:
-            drawn = draw_detections(rgb, found[0], found[2], found[1], class_names)
-            writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
         if args.json:
             print(to_json(_detections_json(path, found, class_names, {"frame": frame_index})), flush=True)
         frame_index += 1
-        progress.update()
-    capture.release()
-    if writer is not None:
-        writer.release()
-    if frame_index == 0:
-        warn(PROG, f"error: {path}: no frames could be read")
+        return draw_detections(rgb, found[0], found[2], found[1], class_names)
+
+    target = None if args.no_images else output / f"{path.stem}.mp4"
+    progress = ProgressBar(0, path.name)
+    try:
+        frames = transform_video(path, target, annotate, on_frame=lambda index, total: progress.update())
+    except ValueError as error:
+        warn(PROG, f"error: {error}")
         return 1
     if not args.json:
-        print(f"{path}: {frame_index} frames -> {output / (path.stem + '.mp4')}")
+        print(f"{path}: {frames} frames" + (f" -> {target}" if target else ""))
     return 0
 
 
@@ -477,11 +556,13 @@ def export(args):
     import tensorflow as tf
 
     from models.data.images import decode_image_bytes
-    from models.export import path_size
+    from models.export import export_graph, path_size
 
     detector, config = load_detector(args)
     default_name = {"saved_model": "detector_saved_model", "tflite": "detector.tflite", "onnx": "detector.onnx"}
-    output = check_output_folder(args.output or default_output(args.model, "export", "detect") / default_name[args.format])
+    output = check_output_folder(
+        args.output or default_output(args.model, "export", "detect") / default_name[args.format]
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
 
     @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
@@ -489,29 +570,17 @@ def export(args):
         image = decode_image_bytes(image_bytes[0])
         return detector.detect(image[None])
 
-    serve = detector.detect.get_concrete_function()
-    info = {"class_names": config["class_names"], "input": "uint8 RGB (1, H, W, 3), any size", "outputs":
-            "boxes (1, M, 4) xmin ymin xmax ymax input pixels; scores; classes; num_detections",
-            "score_threshold": detector.score_threshold, "iou_threshold": detector.iou_threshold,
-            "max_detections": detector.max_detections}  # fmt: skip
-    if args.format == "saved_model":
-        detector.serve_bytes = serve_bytes
-        tf.saved_model.save(detector, str(output), signatures={"serving_default": serve, "serve": serve,
-                                                               "serve_bytes": serve_bytes.get_concrete_function()})  # fmt: skip
-        (output / "assets").mkdir(exist_ok=True)
-        (output / "assets" / "detector.json").write_text(json.dumps(info, indent=2))
-    elif args.format == "tflite":
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve], detector)
-        # CombinedNonMaxSuppression and antialiased resizing are not TFLite builtins: they run as TF ops (Flex).
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-        output.write_bytes(converter.convert())
-        Path(f"{output}.json").write_text(json.dumps({**info, "needs": "the TF Select (Flex) ops"}, indent=2))
-    else:
-        import tf2onnx
-
-        tf2onnx.convert.from_function(serve, input_signature=serve.structured_input_signature[0], opset=17,
-                                      output_path=str(output))  # fmt: skip
-        Path(f"{output}.json").write_text(json.dumps(info, indent=2))
+    info = {
+        "class_names": config["class_names"],
+        "input": "uint8 RGB (N, H, W, 3), any size (one per batch)",
+        "outputs": "boxes (N, M, 4) xmin ymin xmax ymax in input pixels; scores; classes; num_detections",
+        "score_threshold": detector.score_threshold,
+        "iou_threshold": detector.iou_threshold,
+        "max_detections": detector.max_detections,
+    }
+    detector.serve_bytes = serve_bytes
+    # Combined NMS and antialiased resizing are not TFLite builtins: they run as TensorFlow (Flex) ops.
+    export_graph(detector, detector.detect, serve_bytes, output, args.format, info, select_tf_ops=True)
     result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
     emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")
 
@@ -529,8 +598,14 @@ def anchors(args):
         curve.append({"k": k, "mean_iou": kmeans_anchors(sizes, k)[1]})
     chosen, mean_iou = kmeans_anchors(sizes, args.k)
     pixels = (chosen * args.image_size).round(1).tolist()
-    result = {"boxes": len(sizes), "k": args.k, "anchors": chosen.tolist(), "anchors_px": pixels,
-              "mean_iou": mean_iou, "mean_iou_by_k": curve}  # fmt: skip
+    result = {
+        "boxes": len(sizes),
+        "k": args.k,
+        "anchors": chosen.tolist(),
+        "anchors_px": pixels,
+        "mean_iou": mean_iou,
+        "mean_iou_by_k": curve,
+    }
     text = [f"{len(sizes)} boxes; mean best IoU with k anchors (k-means, distance 1 - IoU):"]
     text += [f"  k={row['k']:>2}: {row['mean_iou']:.3f}" for row in curve]
     text.append(f"{args.k} anchors (width x height, pixels of a {args.image_size} input, letterboxed):")

@@ -5,6 +5,7 @@ The procedure and its defaults are the TF tutorial's: content layer block5_conv2
 Adam(0.02, beta_1=0.99, epsilon=0.1) on 0-1 pixels, weights 1e4 / 1e-2 / 30."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,16 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
 
 
 def predict(args):
+    if args.max_size is None:
+        args.max_size = 1024 if args.model else 384
+    if args.model:
+        return _predict_fast(args)
+    if not args.style:
+        raise ValueError("give --style STYLE (optimisation mode) or --model DIR (a trained fast style model)")
+    return _predict_optimised(args)
+
+
+def _predict_optimised(args):
     from PIL import Image
 
     from models.backbones.vgg import build_vgg16_features
@@ -113,3 +124,360 @@ def predict(args):
             f"style {last['style']:.4g}) -> {output / f'{stem}_stylised.png'}",
         )
     return 2 if failures else None
+
+
+# === Fast mode (Johnson et al.) ===
+
+APP = "style"
+
+
+def load_style_model(model_dir):
+    """A fast style model folder's Keras model and config; ValueError naming the folder if it is not one."""
+    from models.inference import load_model_dir
+    from models.tasks import style_transformer  # noqa: F401 (registers the custom layers)
+
+    model, config = load_model_dir(model_dir, APP)
+    if "style" not in config:
+        raise ValueError(f"{model_dir}: not a style model folder (its config.json names no style)")
+    return model, config
+
+
+def _fit_max_size(image, max_size, path):
+    """uint8 (H, W, 3) shrunk so its longest side is at most `max_size`, with a notice when it was shrunk."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    if max(height, width) <= max_size:
+        return image
+    scale = max_size / max(height, width)
+    warn(PROG, f"{path}: {width}x{height} downscaled to a longest side of {max_size} (--max-size)")
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+
+
+def _predict_fast(args):
+    from PIL import Image
+
+    from models.tasks.style_transformer import stylise
+
+    model, config = load_style_model(args.model)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    from models.data.video import is_video_file
+
+    videos = [p for p in args.content if is_video_file(p)]
+    files, problems = list_image_files([p for p in args.content if p not in videos])
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+    failures = len(problems)
+    progress = ProgressBar(len(files), "stylising")
+    for path in files:
+        progress.update()
+        try:
+            image = _fit_max_size(read_image(path), args.max_size, path)
+        except ImageReadError as error:
+            warn(PROG, f"error: {error}")
+            failures += 1
+            continue
+        result = stylise(model, image[None], args.strength)[0].numpy()
+        target = output / f"{Path(path).stem}_{config['style']}.png"
+        Image.fromarray(result).save(target)
+        emit(args, {"content": str(path), "output": str(target), "style": config["style"]}, f"{path} -> {target}")
+    for video in videos:
+        failures += _stylise_video(args, model, config, Path(video), output)
+    return 2 if failures else None
+
+
+def _stylise_video(args, model, config, path, output):
+    from models.data.video import transform_video
+    from models.tasks.style_transformer import stylise
+
+    target = output / f"{path.stem}_{config['style']}.mp4"
+    progress = ProgressBar(0, path.name)
+    try:
+        frames = transform_video(
+            path,
+            target,
+            lambda rgb: stylise(model, rgb[None], args.strength)[0].numpy(),
+            args.max_size,
+            lambda index, total: progress.update(),
+        )
+    except ValueError as error:
+        warn(PROG, f"error: {error}")
+        return 1
+    emit(args, {"content": str(path), "output": str(target), "frames": frames}, f"{path}: {frames} frames -> {target}")
+    return 0
+
+
+def _content_dataset(files, image_size, batch_size, seed):
+    """Training batches: each photo resized (shorter side) and centre-cropped to image_size, decoded once, cached."""
+    import tensorflow as tf
+
+    from apps.cli import readable_files
+
+    files, _ = readable_files(PROG, files, [0] * len(files))
+    if not files:
+        raise ValueError("no readable content images")
+
+    def load(path):
+        image = read_image(path.decode())
+        height, width = image.shape[:2]
+        scale = image_size / min(height, width)
+        resized = tf.image.resize(
+            image, (max(image_size, round(height * scale)), max(image_size, round(width * scale))), antialias=True
+        )
+        return tf.image.resize_with_crop_or_pad(resized, image_size, image_size).numpy().astype(np.float32)
+
+    images = np.stack([load(str(f).encode()) for f in files])
+    dataset = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed)
+    return dataset.batch(batch_size, drop_remainder=len(images) >= batch_size).prefetch(2), len(images)
+
+
+def train(args):
+    import keras
+
+    from apps.cli import check_output_folder, to_json
+    from models.backbones.vgg import build_vgg16_features
+    from models.tasks.style_transformer import (
+        CONTENT_LAYER,
+        STYLE_LAYERS,
+        PerceptualLoss,
+        build_style_transformer,
+        contact_sheet,
+        stylise,
+        train_style_transformer,
+    )
+    from models.training import save_atomically
+
+    output = check_output_folder(args.output)
+    if (output / "model.keras").exists():
+        raise FileExistsError(f"{output} already holds a style model; pick another --output")
+    if (output / "checkpoints").exists() and not args.resume:
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
+    keras.utils.set_random_seed(args.seed)
+    files, problems = list_image_files(args.content)
+    for _, message in problems:
+        warn(PROG, f"skipping: {message}")
+    dev_files, _ = list_image_files(args.dev) if args.dev else ([], [])
+    held_out = {Path(f).resolve() for f in dev_files}
+    files = [f for f in files if Path(f).resolve() not in held_out]
+    style_name = args.name or Path(args.style).stem
+    style = _resized(read_image(args.style), args.style_size) * 255.0
+    dataset, count = _content_dataset(files, args.image_size, args.batch_size, args.seed)
+    dev_images = [_fit_max_size(read_image(f), 256, f) for f in dev_files[:6]]
+    loss_network = build_vgg16_features([CONTENT_LAYER, *STYLE_LAYERS], args.weights)
+    loss = PerceptualLoss(loss_network, style, args.content_weight, args.style_weight, args.tv_weight)
+    model = build_style_transformer(tuple(args.filters), args.residual_blocks)
+    output.mkdir(parents=True, exist_ok=True)
+    config = {
+        "app": APP,
+        "style": style_name,
+        "style_image": str(Path(args.style).resolve()),
+        "content_images": count,
+        "image_size": args.image_size,
+        "style_size": args.style_size,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "content_weight": args.content_weight,
+        "style_weight": args.style_weight,
+        "tv_weight": args.tv_weight,
+        "filters": args.filters,
+        "residual_blocks": args.residual_blocks,
+        "loss_network": f"vgg16 ({args.weights})",
+        "content_layer": CONTENT_LAYER,
+        "style_layers": list(STYLE_LAYERS),
+        "seed": args.seed,
+    }
+    (output / "config.json").write_text(json.dumps(config, indent=2))
+    if not args.json:
+        print(
+            f"{count} content images at {args.image_size} px, style {style_name} at {args.style_size} px; "
+            f"{args.epochs} epochs of {int(np.ceil(count / args.batch_size))} steps; "
+            f"{model.count_params():,} parameters",
+            flush=True,
+        )
+    steps = int(np.ceil(count / args.batch_size))
+    progress = {"bar": None}
+
+    def on_step(epoch, step, values):
+        if progress["bar"] is None or progress["bar"].count >= steps:
+            progress["bar"] = ProgressBar(steps, f"epoch {epoch}/{args.epochs}")
+        progress["bar"].update()
+
+    def on_epoch_end(row):
+        if not args.json:
+            print(
+                f"epoch {row['epoch']}: loss {row['total']:.4g} (content {row['content']:.4g}, style "
+                f"{row['style']:.4g}, tv {row['tv']:.4g})",
+                flush=True,
+            )
+
+    history = train_style_transformer(
+        model, loss, dataset, dev_images, output, args.epochs, args.learning_rate, on_step, on_epoch_end
+    )
+    save_atomically(model, output / "model.keras")
+    if history:
+        (output / "history.json").write_text(json.dumps(history, indent=2))
+    from models.plots import plot_loss_curves
+
+    rows = json.loads((output / "history.json").read_text()) if (output / "history.json").exists() else []
+    plot_loss_curves(
+        [{**r, "step": r["epoch"]} for r in rows],
+        output / "training_curves.png",
+        f"{style_name}: mean losses per epoch",
+    )
+    if dev_images:
+        contact_sheet(
+            [dev_images, [stylise(model, i[None])[0].numpy() for i in dev_images]], output / "dev_contact_sheet.jpg"
+        )
+    metrics = {"style": style_name, "epochs": len(rows), "last": rows[-1] if rows else None}
+    (output / "metrics.json").write_text(to_json(metrics, indent=2))
+    metrics["output"] = str(output)
+    metrics["files"] = sorted(p.name for p in output.iterdir())
+    emit(args, metrics, f"wrote {output}/: {', '.join(metrics['files'])}")
+
+
+def evaluate(args):
+    """Content and style losses of a fast model on a folder, next to the optimisation mode's on the same images."""
+    import tensorflow as tf
+
+    from apps.cli import check_output_folder, default_output, to_json
+    from models.backbones.vgg import build_vgg16_features
+    from models.tasks.style_transformer import PerceptualLoss, contact_sheet, stylise
+
+    model, config = load_style_model(args.model)
+    output = check_output_folder(args.output or default_output(args.model, "evaluate", "style"))
+    output.mkdir(parents=True, exist_ok=True)
+    files, problems = list_image_files(args.content)
+    for _, message in problems:
+        warn(PROG, f"error: {message}")
+    network = build_vgg16_features([config["content_layer"], *config["style_layers"]], args.weights)
+    style = _resized(read_image(config["style_image"]), config["style_size"]) * 255.0
+    loss = PerceptualLoss(
+        network,
+        style,
+        config["content_weight"],
+        config["style_weight"],
+        config["tv_weight"],
+        config["content_layer"],
+        config["style_layers"],
+    )
+    rows, originals, fast_images, optimised_images = [], [], [], []
+    for index, path in enumerate(files):
+        image = _fit_max_size(read_image(path), args.max_size, path)
+        content = tf.constant(image[None], tf.float32)
+        start = time.perf_counter()
+        styled = stylise(model, image[None])
+        fast_seconds = time.perf_counter() - start
+        total, j_content, j_style, _ = loss(content, tf.cast(styled, tf.float32))
+        row = {
+            "content": str(path),
+            "fast": {
+                "total": float(total),
+                "content": float(j_content),
+                "style": float(j_style),
+                "seconds": fast_seconds,
+            },
+        }
+        originals.append(image)
+        fast_images.append(styled[0].numpy())
+        if index < args.compare:
+            row["optimised"], picture = _optimise_with(loss, content, args.steps)
+            optimised_images.append(picture)
+        rows.append(row)
+    if not rows:
+        raise ValueError("no readable content images")
+    summary = {key: float(np.mean([r["fast"][key] for r in rows])) for key in ("total", "content", "style")}
+    result = {
+        "model": str(args.model),
+        "style": config["style"],
+        "images": len(rows),
+        "fast_mean": summary,
+        "per_image": rows,
+    }
+    compared = [r for r in rows if "optimised" in r]
+    if compared:
+        result["optimised_mean"] = {
+            key: float(np.mean([r["optimised"][key] for r in compared]))
+            for key in ("total", "content", "style", "seconds")
+        }
+        result["fast_mean_on_compared"] = {
+            key: float(np.mean([r["fast"][key] for r in compared])) for key in ("total", "content", "style", "seconds")
+        }
+    sheet_rows = [originals, fast_images] + ([optimised_images] if optimised_images else [])
+    contact_sheet(sheet_rows, output / "contact_sheet.jpg")
+    (output / "metrics.json").write_text(to_json(result, indent=2))
+    result["output"] = str(output)
+    text = (
+        f"{len(rows)} images, fast model: loss {summary['total']:.4g} (content {summary['content']:.4g}, "
+        f"style {summary['style']:.4g})"
+    )
+    if compared:
+        o = result["optimised_mean"]
+        text += (
+            f"\noptimisation ({args.steps} Adam steps) on {len(compared)}: loss {o['total']:.4g} (content "
+            f"{o['content']:.4g}, style {o['style']:.4g}) in {o['seconds']:.1f} s vs "
+            f"{result['fast_mean_on_compared']['seconds'] * 1000:.0f} ms"
+        )
+    emit(args, result, text + f"\nwrote {output}/contact_sheet.jpg")
+
+
+def _optimise_with(loss, content, steps):
+    """The optimisation mode on the fast model's own loss: Adam on the pixels from the photo; (losses, image)."""
+    import keras
+    import tensorflow as tf
+
+    image = tf.Variable(content)
+    optimizer = keras.optimizers.Adam(2.0, beta_1=0.99, epsilon=0.1)  # the tutorial's Adam, on 0-255 pixels
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            values = loss(content, image)
+        optimizer.apply_gradients([(tape.gradient(values[0], image), image)])
+        image.assign(tf.clip_by_value(image, 0.0, 255.0))
+        return values
+
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = time.perf_counter() - start
+    total, j_content, j_style, _ = loss(content, image)
+    picture = np.clip(np.round(image.numpy()[0]), 0, 255).astype(np.uint8)
+    return {"total": float(total), "content": float(j_content), "style": float(j_style), "seconds": seconds}, picture
+
+
+def export(args):
+    import tensorflow as tf
+
+    from apps.cli import check_output_folder, default_output
+    from models.data.images import decode_image_bytes
+    from models.export import export_graph, path_size
+    from models.tasks.style_transformer import stylise
+
+    model, config = load_style_model(args.model)
+    names = {"saved_model": "style_saved_model", "tflite": "style.tflite", "onnx": "style.onnx"}
+    output = check_output_folder(args.output or default_output(args.model, "export", "style") / names[args.format])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name="images")])
+    def serve(images):
+        return {"images": stylise(model, images, args.strength)}
+
+    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+    def serve_bytes(image_bytes):
+        return serve(decode_image_bytes(image_bytes[0])[None])
+
+    module.serve, module.serve_bytes = serve, serve_bytes
+    info = {
+        "style": config["style"],
+        "input": "uint8 RGB (N, H, W, 3), any size",
+        "output": "uint8 RGB, same size",
+        "strength": args.strength,
+    }
+    export_graph(module, serve, serve_bytes, output, args.format, info)
+    result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
+    emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")

@@ -304,14 +304,26 @@ def write_annotations(records, class_names, output, kind):
         data = {"images": [], "annotations": [], "categories": []}
         data["categories"] = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
         for image_id, record in enumerate(records, 1):
-            data["images"].append({"id": image_id, "file_name": str(record.image.resolve()),
-                                   "width": record.width, "height": record.height})  # fmt: skip
+            data["images"].append(
+                {
+                    "id": image_id,
+                    "file_name": str(record.image.resolve()),
+                    "width": record.width,
+                    "height": record.height,
+                }
+            )
             for box, label in zip(record.boxes, record.labels, strict=True):
                 x1, y1, x2, y2 = (float(v) for v in box)
-                data["annotations"].append({
-                    "id": len(data["annotations"]) + 1, "image_id": image_id, "category_id": int(label) + 1,
-                    "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0,
-                })  # fmt: skip
+                data["annotations"].append(
+                    {
+                        "id": len(data["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": int(label) + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": 0,
+                    }
+                )
         (output / "annotations.json").write_text(json.dumps(data))
         return output / "annotations.json"
     if kind == "yolo":

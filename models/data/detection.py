@@ -72,8 +72,9 @@ def _affine_view(pixels, size, boxes, image_size, zoom, translate, flip):
     window = tf.stack([first_y, first_x, last_y, last_x]) / (side - 1)
     # Outside the image is PAD_VALUE grey: the cache's padding is that grey already.
     image = tf.cast(pixels, tf.float32)
-    view = tf.image.crop_and_resize(image[None], window[None], [0], [image_size, image_size],
-                                    extrapolation_value=PAD_VALUE)[0]  # fmt: skip
+    view = tf.image.crop_and_resize(
+        image[None], window[None], [0], [image_size, image_size], extrapolation_value=PAD_VALUE
+    )[0]
     moved = (boxes - tf.stack([x0, y0, x0, y0])) * scale
     clipped = tf.clip_by_value(moved, 0.0, float(image_size))
     area = lambda b: tf.maximum(b[:, 2] - b[:, 0], 0.0) * tf.maximum(b[:, 3] - b[:, 1], 0.0)  # noqa: E731
@@ -112,8 +113,9 @@ def augment(pixels, size, boxes, image_size, seed, zoom=(0.6, 1.4), translate=0.
     return view, out
 
 
-def make_detection_dataset(cache, indices, anchors, image_size, num_classes, batch_size, training, seed=0,
-                           augmentation=True):  # fmt: skip
+def make_detection_dataset(
+    cache, indices, anchors, image_size, num_classes, batch_size, training, seed=0, augmentation=True
+):
     """Batches of (images float32 (B, S, S, 3) 0-255, (targets per stride)) for `model.fit`.
 
     `cache` is `cache_images`' output; `indices` select its rows. Training shuffles (seeded, a new order and new

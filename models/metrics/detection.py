@@ -50,7 +50,9 @@ def kmeans_anchors(sizes, k, seed=0, iterations=300):
         distance = np.min(1 - shape_iou(sizes, np.array(centres)), axis=1)
         weights = distance**2
         total = weights.sum()
-        centres.append(sizes[rng.choice(len(sizes), p=weights / total)] if total > 0 else sizes[rng.integers(len(sizes))])
+        centres.append(
+            sizes[rng.choice(len(sizes), p=weights / total)] if total > 0 else sizes[rng.integers(len(sizes))]
+        )
     centres = np.array(centres)
     assignment = None
     for _ in range(iterations):
@@ -86,14 +88,34 @@ def coco_evaluate(truths, detections, num_classes):
         images.append({"id": image_id, "width": 1, "height": 1})
         for box, label in zip(np.reshape(boxes, (-1, 4)), labels, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": int(label),
-                                "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})  # fmt: skip
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": 0,
+                }
+            )
         for box, score, label in zip(np.reshape(d_boxes, (-1, 4)), d_scores, d_labels, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
-            results.append({"image_id": image_id, "category_id": int(label), "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "score": float(score)})  # fmt: skip
-    empty = {"map": 0.0, "map50": 0.0, "map75": 0.0, "ap50_per_class": [None] * num_classes,
-             "ap_per_class": [None] * num_classes, "precision50": -np.ones((101, num_classes))}  # fmt: skip
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "score": float(score),
+                }
+            )
+    empty = {
+        "map": 0.0,
+        "map50": 0.0,
+        "map75": 0.0,
+        "ap50_per_class": [None] * num_classes,
+        "ap_per_class": [None] * num_classes,
+        "precision50": -np.ones((101, num_classes)),
+    }
     if not annotations:
         return empty
     if not results:
@@ -103,8 +125,11 @@ def coco_evaluate(truths, detections, num_classes):
         return empty
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress.
         ground_truth = COCO()
-        ground_truth.dataset = {"images": images, "annotations": annotations,
-                                "categories": [{"id": c} for c in range(num_classes)]}  # fmt: skip
+        ground_truth.dataset = {
+            "images": images,
+            "annotations": annotations,
+            "categories": [{"id": c} for c in range(num_classes)],
+        }
         ground_truth.createIndex()
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
         evaluation.params.catIds = list(range(num_classes))
@@ -153,8 +178,10 @@ def match_detections(truths, detections, iou_threshold=0.5):
 
 def precision_recall(truths, detections, score_threshold, iou_threshold=0.5):
     """Precision and recall of the detections scoring at least `score_threshold` (matched at `iou_threshold`)."""
-    kept = [(b[s >= score_threshold], s[s >= score_threshold], c[s >= score_threshold])
-            for b, s, c in ((np.reshape(b, (-1, 4)), np.asarray(s), np.asarray(c)) for b, s, c in detections)]  # fmt: skip
+    kept = [
+        (b[s >= score_threshold], s[s >= score_threshold], c[s >= score_threshold])
+        for b, s, c in ((np.reshape(b, (-1, 4)), np.asarray(s), np.asarray(c)) for b, s, c in detections)
+    ]
     matches = match_detections(truths, kept, iou_threshold)
     true_positives = sum(int(tp.sum()) for _, tp in matches)
     predicted = sum(len(tp) for _, tp in matches)

@@ -31,8 +31,9 @@ PAD_VALUE = 127.0
 # YOLOv5's loss gains (hyp.scratch-low.yaml) and objectness balance for strides 8, 16, 32.
 BOX_GAIN, OBJECT_GAIN, CLASS_GAIN = 0.05, 1.0, 0.5
 OBJECT_BALANCE = (4.0, 1.0, 0.4)
-# Batch-norm statistics of the neck and head follow the weights faster than Keras' 0.99 (measured: at 0.99, and even 0.97,
-# a tiny set trained to mAP 0.69 with batch statistics scored 0.02 with the moving ones: few steps on small data).
+# Batch-norm statistics of the neck and head follow the weights faster than Keras' 0.99 (measured: at 0.99, and even
+# 0.97, a tiny set trained to mAP 0.69 with batch statistics scored 0.02 with the moving ones: few steps on small
+# data). DevMAP also recomputes them on training images before measuring (models.training.recalibrate_batch_norm).
 BN_MOMENTUM = 0.9
 
 
@@ -51,8 +52,14 @@ def _conv(x, filters, kernel_size, name, stride=1):
     return layers.Activation("swish", name=f"{name}_act")(x)
 
 
-def build_yolo_detector(num_classes, image_size=320, backbone="efficientnet_lite0", weights="imagenet", width=96,
-                        anchors_per_scale=ANCHORS_PER_SCALE):  # fmt: skip
+def build_yolo_detector(
+    num_classes,
+    image_size=320,
+    backbone="efficientnet_lite0",
+    weights="imagenet",
+    width=96,
+    anchors_per_scale=ANCHORS_PER_SCALE,
+):
     """The detector as a Keras model: (B, S, S, 3) 0-255 pixels -> one raw tensor (B, S/s, S/s, A, 5 + C) per stride.
 
     Raw channels are [tx, ty, tw, th, objectness logit, class logits...]; `decode_raw` turns them into boxes.
@@ -77,9 +84,11 @@ def build_yolo_detector(num_classes, image_size=320, backbone="efficientnet_lite
         bias[:, 4] = math.log(8 / grid**2)
         bias[:, 5:] = math.log(0.6 / max(num_classes - 0.99, 0.01))
         raw = layers.Conv2D(
-            anchors_per_scale * (5 + num_classes), 1, name=f"head{stride}",
+            anchors_per_scale * (5 + num_classes),
+            1,
+            name=f"head{stride}",
             bias_initializer=keras.initializers.Constant(bias.reshape(-1)),
-        )(_conv(feature, width, 3, f"head{stride}_pre"))  # fmt: skip
+        )(_conv(feature, width, 3, f"head{stride}_pre"))
         outputs.append(layers.Reshape((grid, grid, anchors_per_scale, 5 + num_classes), name=f"scale{stride}")(raw))
     return keras.Model(inputs, outputs, name="yolo_detector")
 
@@ -178,8 +187,10 @@ def encode_targets(boxes, labels, anchors, image_size, num_classes, anchors_per_
             for offset, usable in candidates:
                 xy = tf.clip_by_value(cell + offset, 0.0, last)
                 keep = anchor_matched & usable
-                index = tf.stack([tf.cast(xy[:, 1], tf.int32), tf.cast(xy[:, 0], tf.int32),
-                                  tf.fill(tf.shape(labels), anchor)], axis=-1)  # fmt: skip
+                index = tf.stack(
+                    [tf.cast(xy[:, 1], tf.int32), tf.cast(xy[:, 0], tf.int32), tf.fill(tf.shape(labels), anchor)],
+                    axis=-1,
+                )
                 indices.append(tf.boolean_mask(index, keep))
                 updates.append(tf.boolean_mask(values, keep))
         target = tf.zeros((grid, grid, anchors_per_scale, 5 + num_classes), tf.float32)
@@ -224,13 +235,20 @@ class YoloLoss(keras.losses.Loss):
         return total * tf.ones_like(y_pred[:, 0, 0, 0, 0])  # One value per image, as Keras reduces losses.
 
     def get_config(self):
-        return {**super().get_config(), "anchors": self.anchors, "balance": self.balance,
-                "image_size": self.image_size, "num_classes": self.num_classes}  # fmt: skip
+        return {
+            **super().get_config(),
+            "anchors": self.anchors,
+            "balance": self.balance,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+        }
 
 
 def make_losses(anchors, image_size, num_classes):
-    return [YoloLoss(group, balance, image_size, num_classes, name=f"loss{stride}")
-            for group, balance, stride in zip(split_anchors(anchors), OBJECT_BALANCE, STRIDES, strict=True)]  # fmt: skip
+    return [
+        YoloLoss(group, balance, image_size, num_classes, name=f"loss{stride}")
+        for group, balance, stride in zip(split_anchors(anchors), OBJECT_BALANCE, STRIDES, strict=True)
+    ]
 
 
 # === Inference ===
@@ -262,18 +280,27 @@ def postprocess(raws, anchors, score_threshold, iou_threshold, max_detections, c
         best_scores = tf.reduce_max(scores, axis=-1)
         best_classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
         indices, count = tf.image.non_max_suppression_padded(
-            yxyx, best_scores, max_detections, iou_threshold=iou_threshold, score_threshold=score_threshold,
+            yxyx,
+            best_scores,
+            max_detections,
+            iou_threshold=iou_threshold,
+            score_threshold=score_threshold,
             pad_to_max_output_size=True,
-        )  # fmt: skip
+        )
         valid = tf.range(max_detections)[None, :] < count[:, None]
         kept_boxes = tf.where(valid[..., None], tf.gather(boxes, indices, batch_dims=1), 0.0)
         kept_scores = tf.where(valid, tf.gather(best_scores, indices, batch_dims=1), 0.0)
         kept_classes = tf.where(valid, tf.gather(best_classes, indices, batch_dims=1), 0)
         return {"boxes": kept_boxes, "scores": kept_scores, "classes": kept_classes, "num_detections": count}
     nms_boxes, nms_scores, nms_classes, count = tf.image.combined_non_max_suppression(
-        yxyx[:, :, None, :], scores, max_output_size_per_class=max_detections, max_total_size=max_detections,
-        iou_threshold=iou_threshold, score_threshold=score_threshold, clip_boxes=False,
-    )  # fmt: skip
+        yxyx[:, :, None, :],
+        scores,
+        max_output_size_per_class=max_detections,
+        max_total_size=max_detections,
+        iou_threshold=iou_threshold,
+        score_threshold=score_threshold,
+        clip_boxes=False,
+    )
     return {
         "boxes": tf.gather(nms_boxes, [1, 0, 3, 2], axis=-1),
         "scores": nms_scores,
@@ -294,10 +321,13 @@ def letterbox(images, image_size):
     resized = tf.image.resize(images, tf.stack([new_height, new_width]), antialias=True)
     pad_y = (image_size - new_height) // 2
     pad_x = (image_size - new_width) // 2
-    canvas = tf.pad(
-        resized - PAD_VALUE,
-        [[0, 0], [pad_y, image_size - new_height - pad_y], [pad_x, image_size - new_width - pad_x], [0, 0]],
-    ) + PAD_VALUE  # fmt: skip
+    canvas = (
+        tf.pad(
+            resized - PAD_VALUE,
+            [[0, 0], [pad_y, image_size - new_height - pad_y], [pad_x, image_size - new_width - pad_x], [0, 0]],
+        )
+        + PAD_VALUE
+    )
     canvas = tf.ensure_shape(canvas, (None, image_size, image_size, 3))
     return canvas, scale, tf.cast(tf.stack([pad_x, pad_y]), tf.float32)
 
@@ -324,8 +354,9 @@ class Detector(tf.Module):
     def detect(self, images):
         canvas, scale, pad = letterbox(images, self.image_size)
         raws = self.model(canvas, training=False)
-        found = postprocess(raws, self.anchors, self.score_threshold, self.iou_threshold, self.max_detections,
-                            self.class_agnostic)  # fmt: skip
+        found = postprocess(
+            raws, self.anchors, self.score_threshold, self.iou_threshold, self.max_detections, self.class_agnostic
+        )
         size = tf.cast(tf.shape(images)[1:3], tf.float32)
         limit = tf.stack([size[1], size[0], size[1], size[0]])
         pixels = (found["boxes"] * self.image_size - tf.concat([pad, pad], 0)) / scale
@@ -334,8 +365,9 @@ class Detector(tf.Module):
         return found
 
 
-def detect_canvases(model, canvases, anchors, score_threshold=0.001, iou_threshold=0.5, max_detections=100,
-                    batch_size=16):  # fmt: skip
+def detect_canvases(
+    model, canvases, anchors, score_threshold=0.001, iou_threshold=0.5, max_detections=100, batch_size=16
+):
     """Detections on letterboxed canvases (N, S, S, 3) 0-255: per image (boxes (M, 4) xyxy canvas pixels, scores,
     classes), NumPy. Low default score threshold: what mAP needs (the whole precision-recall curve)."""
     results = []
@@ -345,8 +377,13 @@ def detect_canvases(model, canvases, anchors, score_threshold=0.001, iou_thresho
         found = postprocess(raws, anchors, score_threshold, iou_threshold, max_detections)
         for row in range(int(tf.shape(found["scores"])[0])):
             count = int(found["num_detections"][row])
-            results.append((found["boxes"][row, :count].numpy() * size, found["scores"][row, :count].numpy(),
-                            found["classes"][row, :count].numpy()))  # fmt: skip
+            results.append(
+                (
+                    found["boxes"][row, :count].numpy() * size,
+                    found["scores"][row, :count].numpy(),
+                    found["classes"][row, :count].numpy(),
+                )
+            )
     return results
 
 

@@ -22,13 +22,20 @@ def write_squares(folder, count=8, size=96, seed=0):
         for number in range(1 + index % 2):
             name = ("red", "blue")[(index + number) % 2]
             side = int(rng.integers(24, 36))
-            x = int(rng.integers(0, size - side)) if number == 0 else (size - side if objects[0][1][0] < size / 2 else 0)
+            x = (
+                int(rng.integers(0, size - side))
+                if number == 0
+                else (size - side if objects[0][1][0] < size / 2 else 0)
+            )
             y = int(rng.integers(0, size - side))
             image[y : y + side, x : x + side] = COLOURS[name]
             objects.append((name, (x, y, x + side, y + side)))
         Image.fromarray(image).save(folder / f"img{index}.png")
-        items = "".join(f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
-                        f"<ymax>{d}</ymax></bndbox></object>" for n, (a, b, c, d) in objects)  # fmt: skip
+        items = "".join(
+            f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+            f"<ymax>{d}</ymax></bndbox></object>"
+            for n, (a, b, c, d) in objects
+        )
         (folder / f"img{index}.xml").write_text(f"<annotation><filename>img{index}.png</filename>{items}</annotation>")
         truth[f"img{index}.png"] = objects
     return truth
@@ -42,11 +49,31 @@ def trained(tmp_path_factory):
     keras.utils.set_random_seed(0)
     root = tmp_path_factory.mktemp("detect")
     truth = write_squares(root / "data")
-    code = dlapps([
-        "detect", "train", str(root / "data"), "--dev", str(root / "data"), "--output", str(root / "model"),
-        "--image-size", "96", "--epochs", "8", "40", "--learning-rate", "0.01", "0.003", "--batch-size", "8",
-        "--no-augment", "--patience", "40", "--json",
-    ])  # fmt: skip
+    code = dlapps(
+        [
+            "detect",
+            "train",
+            str(root / "data"),
+            "--dev",
+            str(root / "data"),
+            "--output",
+            str(root / "model"),
+            "--image-size",
+            "96",
+            "--epochs",
+            "8",
+            "40",
+            "--learning-rate",
+            "0.01",
+            "0.003",
+            "--batch-size",
+            "8",
+            "--no-augment",
+            "--patience",
+            "40",
+            "--json",
+        ]
+    )
     assert code in (0, None)
     return root, truth
 
@@ -55,8 +82,21 @@ def test_a_tiny_detector_overfits_squares_and_finds_them(trained, capsys):
     root, truth = trained
     metrics = json.loads((root / "model" / "metrics.json").read_text())
     assert metrics["train_map50"] > 0.9, metrics
-    code = dlapps(["detect", "predict", str(root / "data" / "img1.png"), "--model", str(root / "model"),
-                   "--output", str(root / "predicted"), "--json", "--save-txt", "--score-threshold", "0.1"])  # fmt: skip
+    code = dlapps(
+        [
+            "detect",
+            "predict",
+            str(root / "data" / "img1.png"),
+            "--model",
+            str(root / "model"),
+            "--output",
+            str(root / "predicted"),
+            "--json",
+            "--save-txt",
+            "--score-threshold",
+            "0.1",
+        ]
+    )
     assert code in (0, None)
     found = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     names = sorted(d["class"] for d in found["detections"])
@@ -69,8 +109,20 @@ def test_export_answers_as_predict(trained, capsys, tmp_path):
     code = dlapps(["detect", "export", "--model", str(root / "model"), "--output", str(tmp_path / "sm"), "--json"])
     assert code in (0, None)
     capsys.readouterr()
-    code = dlapps(["detect", "evaluate", str(root / "data"), "--model", str(root / "model"), "--exported",
-                   str(tmp_path / "sm"), "--output", str(tmp_path / "eval"), "--json"])  # fmt: skip
+    code = dlapps(
+        [
+            "detect",
+            "evaluate",
+            str(root / "data"),
+            "--model",
+            str(root / "model"),
+            "--exported",
+            str(tmp_path / "sm"),
+            "--output",
+            str(tmp_path / "eval"),
+            "--json",
+        ]
+    )
     assert code in (0, None)
     result = json.loads(capsys.readouterr().out)
     assert result["map50"] > 0.9 and result["exported"]["same_counts"]
@@ -89,6 +141,12 @@ def test_anchors_and_convert(tmp_path, capsys):
     write_squares(tmp_path / "data", count=6)
     assert dlapps(["detect", "anchors", str(tmp_path / "data"), "--k", "3", "--max-k", "4", "--json"]) in (0, None)
     result = json.loads(capsys.readouterr().out)
-    assert len(result["anchors"]) == 3 and result["mean_iou_by_k"][-1]["mean_iou"] >= result["mean_iou_by_k"][0]["mean_iou"]
-    assert dlapps(["detect", "convert", str(tmp_path / "data"), "--to", "coco", "--output", str(tmp_path / "c")]) in (0, None)
+    assert (
+        len(result["anchors"]) == 3
+        and result["mean_iou_by_k"][-1]["mean_iou"] >= result["mean_iou_by_k"][0]["mean_iou"]
+    )
+    assert dlapps(["detect", "convert", str(tmp_path / "data"), "--to", "coco", "--output", str(tmp_path / "c")]) in (
+        0,
+        None,
+    )
     assert (tmp_path / "c" / "annotations.json").is_file()

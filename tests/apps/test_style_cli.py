@@ -10,10 +10,24 @@ from tests.helpers import EXAMPLES
 
 
 def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, capsys):
-    code = dlapps([
-        "style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"),
-        "--steps", "6", "--max-size", "48", "--output", str(tmp_path), "--json", "--save-every", "3",
-    ])  # fmt: skip
+    code = dlapps(
+        [
+            "style",
+            "predict",
+            str(EXAMPLES / "chelsea.png"),
+            "--style",
+            str(EXAMPLES / "rocket.jpg"),
+            "--steps",
+            "6",
+            "--max-size",
+            "48",
+            "--output",
+            str(tmp_path),
+            "--json",
+            "--save-every",
+            "3",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = json.loads(captured.out)
@@ -25,6 +39,101 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
 
 
 def test_style_weights_must_match_the_styles(tmp_path, capsys):
-    code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"),
-                   "--style-weights", "0.5", "0.5", "--output", str(tmp_path)])  # fmt: skip
+    code = dlapps(
+        [
+            "style",
+            "predict",
+            str(EXAMPLES / "chelsea.png"),
+            "--style",
+            str(EXAMPLES / "rocket.jpg"),
+            "--style-weights",
+            "0.5",
+            "0.5",
+            "--output",
+            str(tmp_path),
+        ]
+    )
     assert code == 2 and "2 weights for 1 styles" in capsys.readouterr().err
+
+
+def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
+    import tensorflow as tf
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index, name in enumerate(["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"]):
+        Image.open(EXAMPLES / name).convert("RGB").resize((40, 32)).save(photos / f"p{index}.png")
+    model = tmp_path / "model"
+    code = dlapps(
+        [
+            "style",
+            "train",
+            "--style",
+            str(EXAMPLES / "rocket.jpg"),
+            "--content",
+            str(photos),
+            "--dev",
+            str(photos / "p0.png"),
+            "--output",
+            str(model),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "2",
+            "--image-size",
+            "32",
+            "--style-size",
+            "32",
+            "--filters",
+            "4",
+            "8",
+            "8",
+            "--residual-blocks",
+            "1",
+            "--json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    history = json.loads((model / "history.json").read_text())
+    assert len(history) == 2 and all(np.isfinite(row["total"]) for row in history)
+    assert (model / "dev_epoch002.jpg").is_file() and (model / "model.keras").is_file()
+    # Predict any size; the image round-trips through the saved PNG.
+    code = dlapps(
+        ["style", "predict", str(photos / "p1.png"), "--model", str(model), "--output", str(tmp_path / "out"), "--json"]
+    )
+    assert code in (0, None)
+    written = json.loads(capsys.readouterr().out)["output"]
+    assert np.asarray(Image.open(written)).shape == (32, 40, 3)
+    # The SavedModel answers as predict does (same uint8 pixels).
+    assert dlapps(["style", "export", "--model", str(model), "--output", str(tmp_path / "sm")]) in (0, None)
+    capsys.readouterr()
+    exported = tf.saved_model.load(str(tmp_path / "sm")).signatures["serve"]
+    pixels = np.asarray(Image.open(photos / "p1.png").convert("RGB"))[None]
+    np.testing.assert_array_equal(
+        exported(images=tf.constant(pixels))["images"].numpy()[0], np.asarray(Image.open(written))
+    )
+    code = dlapps(
+        [
+            "style",
+            "evaluate",
+            str(photos),
+            "--model",
+            str(model),
+            "--compare",
+            "1",
+            "--steps",
+            "2",
+            "--output",
+            str(tmp_path / "eval"),
+            "--json",
+        ]
+    )
+    assert code in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 4 and "optimised_mean" in result and (tmp_path / "eval" / "contact_sheet.jpg").is_file()
+
+
+def test_a_folder_that_is_not_a_style_model_is_refused(tmp_path, capsys):
+    code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--model", str(tmp_path)])
+    assert code == 2 and "not a model folder" in capsys.readouterr().err

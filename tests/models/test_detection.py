@@ -19,8 +19,10 @@ from models.tasks.yolo_detector import (
     split_anchors,
 )
 
-ANCHORS = np.array([[0.05, 0.05], [0.1, 0.05], [0.05, 0.1], [0.2, 0.2], [0.3, 0.15], [0.15, 0.3],
-                    [0.5, 0.5], [0.8, 0.4], [0.4, 0.8]], np.float32)  # fmt: skip
+ANCHORS = np.array(
+    [[0.05, 0.05], [0.1, 0.05], [0.05, 0.1], [0.2, 0.2], [0.3, 0.15], [0.15, 0.3], [0.5, 0.5], [0.8, 0.4], [0.4, 0.8]],
+    np.float32,
+)
 
 
 def test_box_iou_exact():
@@ -44,7 +46,11 @@ def test_kmeans_finds_the_two_shapes():
     sizes = [[10, 20]] * 5 + [[11, 21]] * 5 + [[40, 40]] * 6
     anchors, mean_iou = kmeans_anchors(sizes, 2, seed=3)
     np.testing.assert_allclose(anchors, [[10.5, 20.5], [40, 40]])  # Medians, sorted by area.
-    expected = np.mean([shape_iou([[10, 20]], [[10.5, 20.5]])[0, 0]] * 5 + [shape_iou([[11, 21]], [[10.5, 20.5]])[0, 0]] * 5 + [1.0] * 6)  # noqa: E501
+    expected = np.mean(
+        [shape_iou([[10, 20]], [[10.5, 20.5]])[0, 0]] * 5
+        + [shape_iou([[11, 21]], [[10.5, 20.5]])[0, 0]] * 5
+        + [1.0] * 6
+    )  # noqa: E501
     assert mean_iou == pytest.approx(expected)
     with pytest.raises(ValueError, match="at least k=3"):
         kmeans_anchors([[1, 1], [2, 2]], 3)
@@ -58,8 +64,15 @@ def _raw_from_targets(targets, anchors):
         cells = np.stack(np.meshgrid(np.arange(grid), np.arange(grid)), -1)[:, :, None, :]
         offset = np.clip((target[..., 0:2] * grid - cells + 0.5) / 2, 1e-6, 1 - 1e-6)
         scale = np.clip(np.sqrt(np.maximum(target[..., 2:4], 1e-9) / group) / 2, 1e-6, 1 - 1e-6)
-        raw = np.concatenate([np.log(offset / (1 - offset)), np.log(scale / (1 - scale)),
-                              np.where(target[..., 4:5] > 0, 10.0, -10.0), np.where(target[..., 5:] > 0, 10.0, -10.0)], -1)  # fmt: skip
+        raw = np.concatenate(
+            [
+                np.log(offset / (1 - offset)),
+                np.log(scale / (1 - scale)),
+                np.where(target[..., 4:5] > 0, 10.0, -10.0),
+                np.where(target[..., 5:] > 0, 10.0, -10.0),
+            ],
+            -1,
+        )
         raws.append(raw[None].astype(np.float32))
     return raws
 
@@ -116,8 +129,8 @@ def test_map_and_precision_recall_on_hand_made_detections():
 
 
 def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
-    from models.data.detection import augment, cache_images, letterboxed
     from models.data.annotations import Annotation
+    from models.data.detection import augment, cache_images, letterboxed
 
     image = np.full((60, 90, 3), 255, np.uint8)
     image[10:30, 50:80] = (255, 0, 0)  # a red box at x 50-80, y 10-30
@@ -126,11 +139,15 @@ def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
     record = Annotation(path, 90, 60, np.array([[50, 10, 80, 30]], np.float32), np.array([0], np.int32))
     pixels, sizes, boxes, _, _ = cache_images([record], 64)
     view, out = letterboxed(tf.constant(pixels[0]), sizes[0], tf.constant(boxes[0]), 64)
-    np.testing.assert_allclose(out.numpy()[0] * 64, [50 * 64 / 90, 10 * 64 / 90 + 64 * 15 / 90, 80 * 64 / 90,
-                                                     30 * 64 / 90 + 64 * 15 / 90], atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(
+        out.numpy()[0] * 64,
+        [50 * 64 / 90, 10 * 64 / 90 + 64 * 15 / 90, 80 * 64 / 90, 30 * 64 / 90 + 64 * 15 / 90],
+        atol=1e-3,
+    )
     for seed in range(12):
-        view, out = augment(tf.constant(pixels[0]), sizes[0], tf.constant(boxes[0]), 64, tf.constant([seed, 1]),
-                            colour=False)  # fmt: skip
+        view, out = augment(
+            tf.constant(pixels[0]), sizes[0], tf.constant(boxes[0]), 64, tf.constant([seed, 1]), colour=False
+        )
         box = out.numpy()[0] * 64
         if box[2] - box[0] < 4:
             continue  # moved out of the frame: dropped
@@ -143,10 +160,15 @@ def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
 
 
 def _voc(name, size, objects):
-    items = "".join(f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
-                    f"<ymax>{d}</ymax></bndbox></object>" for n, (a, b, c, d) in objects)  # fmt: skip
-    return f"<annotation><filename>{name}</filename><size><width>{size[0]}</width><height>{size[1]}</height>" \
-           f"</size>{items}</annotation>"  # fmt: skip
+    items = "".join(
+        f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+        f"<ymax>{d}</ymax></bndbox></object>"
+        for n, (a, b, c, d) in objects
+    )
+    return (
+        f"<annotation><filename>{name}</filename><size><width>{size[0]}</width><height>{size[1]}</height>"
+        f"</size>{items}</annotation>"
+    )
 
 
 def _image(path, size=(40, 30), format=None):
@@ -172,8 +194,12 @@ def test_voc_reader_takes_sizes_from_images_and_names_each_problem(tmp_path):
     np.testing.assert_allclose(by_name["a.jpg"].boxes, [[1, 2, 20, 25], [30, 5, 40, 30]])  # clipped
     assert by_name["a.jpg"].labels.tolist() == [0, 1] and len(by_name["b.jpg"].boxes) == 0
     text = "\n".join(warnings)
-    for expected in ("a.xml: 1 box(es) outside", "b.xml: 1 box(es) of zero area", "c.xml: not a readable VOC",
-                     "e.xml: no image named e"):  # fmt: skip
+    for expected in (
+        "a.xml: 1 box(es) outside",
+        "b.xml: 1 box(es) of zero area",
+        "c.xml: not a readable VOC",
+        "e.xml: no image named e",
+    ):
         assert expected in text
 
 

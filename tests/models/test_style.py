@@ -43,3 +43,22 @@ def test_packaged_hed_weights_match_the_vgg16_layers():
     # An edge-free grey image gives a flat block1 response (edge filters see nothing inside the image).
     inner = np.asarray(outputs["block1_conv1"])[0, 4:-4, 4:-4]
     assert np.allclose(inner, inner[0, 0], atol=1e-4)
+
+
+def test_instance_normalisation_matches_its_formula():
+    from models.tasks.style_transformer import instance_norm
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 4, 3)).astype(np.float32)
+    layer = instance_norm("in")
+    expected = (x - x.mean(axis=(1, 2), keepdims=True)) / np.sqrt(x.var(axis=(1, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(np.asarray(layer(x)), expected, atol=1e-4)
+
+
+def test_stylise_keeps_any_size_and_blends_by_strength():
+    from models.tasks.style_transformer import build_style_transformer, stylise
+
+    model = build_style_transformer((4, 8, 8), 1)
+    images = np.random.default_rng(1).integers(0, 256, (1, 13, 22, 3), dtype=np.uint8)
+    styled = stylise(model, images).numpy()
+    assert styled.shape == images.shape and styled.dtype == np.uint8
+    np.testing.assert_array_equal(stylise(model, images, 0.0).numpy(), images)
