@@ -35,6 +35,19 @@ def make_optimizer(name, learning_rate, momentum=0.9):
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: optimizer={name}")
 
 
+def make_strategy(name):
+    """A tf.distribute strategy: one device, all local GPUs (mirrored), or several hosts (multi_worker, TF_CONFIG)."""
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "default":
+        return tf.distribute.get_strategy()
+    raise ValueError(f"strategy must be default, mirrored or multi_worker. Received: strategy={name}")
+
+
 def make_callbacks(output_dir, patience, monitor="val_loss", backup=True, suffix="", tensorboard=False):
     """Resumable backups, best checkpoint, CSV history, early stopping on dev (best weights restored), TensorBoard.
 

@@ -40,7 +40,14 @@ from models.inference import (
 )
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
-from models.training import fit_multi_worker, fit_phases, make_learning_rate, save_atomically, unfreeze_top
+from models.training import (
+    fit_multi_worker,
+    fit_phases,
+    make_learning_rate,
+    make_strategy,
+    save_atomically,
+    unfreeze_top,
+)
 
 PROG = "dlapps finetune"
 APP = "finetune"
@@ -218,19 +225,6 @@ def _config_from_args(args):
         if value is not None:
             setattr(config, key, value)
     return config
-
-
-def make_strategy(name):
-    """A tf.distribute strategy: one device, all local GPUs (mirrored), or several hosts (multi_worker, TF_CONFIG)."""
-    import tensorflow as tf
-
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    raise ValueError(f"strategy must be default, mirrored or multi_worker. Received: strategy={name}")
 
 
 def make_phases(model, config, steps_per_epoch=1):

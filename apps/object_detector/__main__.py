@@ -78,6 +78,10 @@ def add_train_arguments(parser):
     parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
     parser.add_argument("--seed", type=int, default=0, help="dev split, shuffling and augmentation")
+    parser.add_argument(
+        "--strategy", default="default", choices=["default", "mirrored"],
+        help="tf.distribute strategy: one device, or every local GPU (mirrored)",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
 
 

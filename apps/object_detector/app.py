@@ -72,37 +72,6 @@ def _split(records, fraction, seed):
     return sorted(order[count:].tolist()), sorted(order[:count].tolist())
 
 
-def _dev_truths(cache, indices, image_size):
-    """Letterboxed dev canvases and their boxes in canvas pixels (the `DevMAP` inputs)."""
-    import tensorflow as tf
-
-    from models.data.detection import letterboxed
-
-    canvases, truths = [], []
-    for index in indices:
-        view, boxes = letterboxed(
-            tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size
-        )
-        keep = cache[2][index][:, 2] > cache[2][index][:, 0]
-        canvases.append(view.numpy())
-        truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
-    return np.stack(canvases), truths
-
-
-def tune_score_threshold(truths, detections):
-    """The score threshold with the best F1 (IoU 0.5) on dev; returns (threshold, precision/recall there)."""
-    from models.metrics.detection import precision_recall
-
-    best = (DEFAULT_THRESHOLDS["score_threshold"], {"f1": -1.0})
-    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        result = precision_recall(truths, detections, threshold)
-        total = result["precision"] + result["recall"]
-        result["f1"] = 2 * result["precision"] * result["recall"] / total if total else 0.0
-        if result["f1"] > best[1]["f1"]:
-            best = (float(threshold), result)
-    return best
-
-
 def _check_train_output(args):
     output = check_output_folder(args.output)
     state = output / "state.json"
@@ -121,10 +90,10 @@ def train(args):
     import keras
 
     from models.backbones.applications import OfflineWeightsError  # noqa: F401 (raised by the build, one line)
-    from models.data.detection import cache_images, make_detection_dataset
+    from models.data.detection import cache_images, letterboxed_set, make_detection_dataset
     from models.plots import plot_history
     from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
-    from models.training import fit_phases, make_learning_rate, save_atomically, unfreeze_top
+    from models.training import fit_phases, make_learning_rate, make_strategy, save_atomically, unfreeze_top
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
@@ -183,16 +152,18 @@ def train(args):
         args.seed,
         augmentation=not args.no_augment,
     )
-    canvases, truths = _dev_truths(cache, dev_rows, size)
-    train_canvases, train_truths = _dev_truths(cache, train_rows, size)
+    canvases, truths = letterboxed_set(cache, dev_rows, size)
+    train_canvases, train_truths = letterboxed_set(cache, train_rows, size)
     calibration = train_canvases[np.random.default_rng(args.seed).permutation(len(train_rows))[:CALIBRATION_IMAGES]]
 
     # Model and phases.
     steps = int(np.ceil(len(train_rows) / args.batch_size))
-    if state["phase_done"] > 0:
-        model = keras.saving.load_model(output / f"{PHASES[state['phase_done'] - 1]}.keras", compile=False)
-    else:
-        model = build_yolo_detector(num_classes, size, args.backbone, args.weights)
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():
+        if state["phase_done"] > 0:
+            model = keras.saving.load_model(output / f"{PHASES[state['phase_done'] - 1]}.keras", compile=False)
+        else:
+            model = build_yolo_detector(num_classes, size, args.backbone, args.weights)
 
     def prepare(learning_rate, epochs, unfreeze):
         def run(trained):
@@ -242,25 +213,26 @@ def train(args):
     if not args.resume:
         (output / "config.json").write_text(json.dumps(config, indent=2))
         (output / "state.json").write_text(json.dumps(state))
-    summary = fit_phases(
-        model,
-        phases,
-        train_data,
-        None,
-        output,
-        args.patience,
-        verbose=keras_verbosity(args),
-        monitor="val_map50",
-        mode="max",
-        start_phase=state["phase_done"],
-        metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
-    )
+    with strategy.scope():
+        summary = fit_phases(
+            model,
+            phases,
+            train_data,
+            None,
+            output,
+            args.patience,
+            verbose=keras_verbosity(args),
+            monitor="val_map50",
+            mode="max",
+            start_phase=state["phase_done"],
+            metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
+        )
 
     # Thresholds tuned on dev, then the measures of train (no augmentation) and dev.
-    from models.metrics.detection import coco_evaluate
+    from models.metrics.detection import best_f1_threshold, coco_evaluate
 
     dev_detections = detect_canvases(model, canvases, anchors)
-    threshold, at_threshold = tune_score_threshold(truths, dev_detections)
+    threshold, at_threshold = best_f1_threshold(truths, dev_detections, DEFAULT_THRESHOLDS["score_threshold"])
     config["score_threshold"] = threshold
     dev = coco_evaluate(truths, dev_detections, num_classes)
     train_measured = coco_evaluate(train_truths, detect_canvases(model, train_canvases, anchors), num_classes)

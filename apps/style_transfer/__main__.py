@@ -46,6 +46,14 @@ def add_predict_arguments(parser):
     parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
     parser.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
     parser.add_argument("--xla", action="store_true", help="compile the step with XLA")
+    parser.add_argument(
+        "--optimizer", default="adam", choices=["adam", "lbfgs"],
+        help="Adam (the TF tutorial's) or L-BFGS (SciPy's, as Gatys et al.; --steps counts loss evaluations)",
+    )  # fmt: skip
+    parser.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
+                        help="one weight per style layer (default: equal)")  # fmt: skip
+    parser.add_argument("--preserve-colors", action="store_true", help="transfer the style's luminance only")
+    parser.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
 
 
 def add_train_arguments(parser):

@@ -27,13 +27,22 @@ def _resized(image, max_size):
 
 
 def stylise(content, styles, style_weights, loss_network, args, on_step=None):
-    """Optimise one image; returns (uint8 image (H, W, 3), [losses per step as dicts])."""
+    """Optimise one image (float32 (1, H, W, 3) 0-1 pixels); returns (uint8 image (H, W, 3), [losses per step]).
+
+    Adam (the TF tutorial's settings) or L-BFGS (SciPy's L-BFGS-B with the pixels bounded to 0-1, TF computing the
+    loss and its gradient, as Gatys et al. and jcjohnson/neural-style optimise); each L-BFGS function evaluation is
+    one step of the history.
+    """
     import keras
     import tensorflow as tf
 
     from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
 
     content_layer, style_layers = args.content_layer, args.style_layers
+    layer_weights = args.style_layer_weights or [1.0] * len(style_layers)
+    if len(layer_weights) != len(style_layers):
+        raise ValueError(f"--style-layer-weights: {len(layer_weights)} weights for {len(style_layers)} style layers")
+    layer_weights = [w / sum(layer_weights) for w in layer_weights]
     targets = loss_network(content * 255.0)
     content_target = targets[content_layer]
     style_grams = {name: 0.0 for name in style_layers}
@@ -41,32 +50,110 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
         features = loss_network(style * 255.0)
         for name in style_layers:
             style_grams[name] += weight * gram_matrix(features[name])
-    start = content if args.init == "content" else tf.random.uniform(tf.shape(content))
-    image = tf.Variable(start)
-    optimizer = keras.optimizers.Adam(0.02, beta_1=0.99, epsilon=0.1)
 
-    @tf.function(jit_compile=args.xla)
-    def step():
-        with tf.GradientTape() as tape:
-            features = loss_network(image * 255.0)
-            j_content = content_loss(content_target, features[content_layer])
-            j_style = tf.add_n([style_loss(style_grams[n], features[n]) for n in style_layers]) / len(style_layers)
-            j_tv = total_variation_loss(image)
-            total = args.content_weight * j_content + args.style_weight * j_style + args.tv_weight * j_tv
-        optimizer.apply_gradients([(tape.gradient(total, image), image)])
-        image.assign(tf.clip_by_value(image, 0.0, 1.0))
+    def losses(image):
+        features = loss_network(image * 255.0)
+        j_content = content_loss(content_target, features[content_layer])
+        j_style = tf.add_n([w * style_loss(style_grams[n], features[n]) for n, w in zip(style_layers, layer_weights)])
+        j_tv = total_variation_loss(image)
+        total = args.content_weight * j_content + args.style_weight * j_style + args.tv_weight * j_tv
         return total, j_content, j_style, j_tv
 
+    start = content if args.init == "content" else tf.random.uniform(tf.shape(content))
     history = []
-    for index in range(args.steps):
-        total, j_content, j_style, j_tv = (float(v) for v in step())
-        history.append({"step": index + 1, "total": total, "content": j_content, "style": j_style, "tv": j_tv})
+
+    def record(values, image):
+        total, j_content, j_style, j_tv = (float(v) for v in values)
+        history.append({"step": len(history) + 1, "total": total, "content": j_content, "style": j_style, "tv": j_tv})
         if on_step:
-            on_step(index + 1, image, history[-1])
-    result = image.numpy()[0]
+            on_step(len(history), image, history[-1])
+
+    if args.optimizer == "lbfgs":
+        result = _lbfgs(losses, start, args.steps, args.xla, record)
+    else:
+        image = tf.Variable(start)
+        optimizer = keras.optimizers.Adam(0.02, beta_1=0.99, epsilon=0.1)
+
+        @tf.function(jit_compile=args.xla)
+        def step():
+            with tf.GradientTape() as tape:
+                values = losses(image)
+            optimizer.apply_gradients([(tape.gradient(values[0], image), image)])
+            image.assign(tf.clip_by_value(image, 0.0, 1.0))
+            return values
+
+        for _ in range(args.steps):
+            record(step(), image)
+        result = image.numpy()
+    if args.explain:
+        _explain(losses, content, result, style_grams, args)
+    result = result[0]
+    if args.preserve_colors:
+        result = _keep_colours(result, content.numpy()[0])
     if args.strength < 1.0:
         result = args.strength * result + (1.0 - args.strength) * content.numpy()[0]
     return (np.clip(result, 0, 1) * 255 + 0.5).astype(np.uint8), history
+
+
+def _lbfgs(losses, start, steps, xla, record):
+    """SciPy's L-BFGS-B on the pixels (bounded to 0-1), TF giving the loss and its gradient; at most `steps`
+    function evaluations. Returns float32 (1, H, W, 3)."""
+    import tensorflow as tf
+    from scipy.optimize import Bounds, minimize
+
+    shape = start.shape
+
+    @tf.function(jit_compile=xla)
+    def value_and_gradient(image):
+        with tf.GradientTape() as tape:
+            tape.watch(image)
+            values = losses(image)
+        return values, tape.gradient(values[0], image)
+
+    def function(flat):
+        image = tf.constant(flat.reshape(shape), tf.float32)
+        values, gradient = value_and_gradient(image)
+        record(values, image)
+        return float(values[0]), gradient.numpy().astype(np.float64).ravel()
+
+    x0 = start.numpy().astype(np.float64).ravel()
+    solution = minimize(function, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
+                        options={"maxfun": steps, "maxiter": steps})  # fmt: skip
+    return solution.x.reshape(shape).astype(np.float32)
+
+
+def _keep_colours(stylised, content):
+    """Luminance-only transfer (Gatys et al. 2017, "Preserving color"): the stylised image's Y (YUV) with the
+    content's U and V. Both float (H, W, 3) 0-1."""
+    import tensorflow as tf
+
+    luminance = tf.image.rgb_to_yuv(stylised)[..., :1]
+    colours = tf.image.rgb_to_yuv(content)[..., 1:]
+    return tf.image.yuv_to_rgb(tf.concat([luminance, colours], -1)).numpy()
+
+
+def _explain(losses, content, result, style_grams, args):
+    """The course's costs on this run's numbers: J = alpha J_content + beta J_style (+ tv), before and after."""
+    import tensorflow as tf
+
+    first = [float(v) for v in losses(content)]
+    last = [float(v) for v in losses(tf.constant(result))]
+    layer = args.style_layers[0]
+    gram = style_grams[layer].numpy()[0]
+    lines = [
+        "How the cost is computed (the course's neural style transfer, the TF tutorial's normalisation):",
+        f"  J_content = mean over {args.content_layer}'s activations of (a_G - a_C)^2",
+        f"            = {first[1]:.4g} at the start (the content photo itself: 0 when starting from it), "
+        f"{last[1]:.4g} at the end",
+        "  Gram matrix G = F^T F / (n_H n_W): the correlation of every pair of channels over all positions;",
+        f"    the style image's G at {layer} is {gram.shape[0]}x{gram.shape[1]}, its top-left corner:",
+        *(f"      {'  '.join(f'{v:10.4g}' for v in row)}" for row in gram[:3, :3]),
+        f"  J_style = weighted mean over {len(args.style_layers)} layers of mean (G_generated - G_style)^2",
+        f"          = {first[2]:.4g} at the start, {last[2]:.4g} at the end",
+        f"  J = {args.content_weight:g} x J_content + {args.style_weight:g} x J_style + {args.tv_weight:g} x tv",
+        f"    = {first[0]:.4g} -> {last[0]:.4g}",
+    ]
+    print("\n".join(lines), flush=True)
 
 
 def predict(args):

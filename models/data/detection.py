@@ -144,3 +144,17 @@ def make_detection_dataset(
     dataset = dataset.map(view, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.map(with_targets, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def letterboxed_set(cache, indices, image_size):
+    """Letterboxed images (float32 (N, S, S, 3) 0-255) of `cache` rows and their (boxes in canvas pixels, labels):
+    what `DevMAP` and the training-set measurement take."""
+    canvases, truths = [], []
+    for index in indices:
+        view, boxes = letterboxed(
+            tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size
+        )
+        keep = cache[2][index][:, 2] > cache[2][index][:, 0]
+        canvases.append(view.numpy())
+        truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
+    return np.stack(canvases), truths

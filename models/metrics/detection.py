@@ -193,3 +193,16 @@ def precision_recall(truths, detections, score_threshold, iou_threshold=0.5):
         "false_positives": predicted - true_positives,
         "missed": actual - true_positives,
     }
+
+
+def best_f1_threshold(truths, detections, default=0.5):
+    """The score threshold (0.05, 0.10, ..., 0.95) with the best F1 at IoU 0.5, e.g. on dev; returns (threshold,
+    `precision_recall` there with "f1"). `default` when nothing is ever found."""
+    best = (default, {"f1": -1.0})
+    for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
+        result = precision_recall(truths, detections, threshold)
+        total = result["precision"] + result["recall"]
+        result["f1"] = 2 * result["precision"] * result["recall"] / total if total else 0.0
+        if result["f1"] > best[1]["f1"]:
+            best = (float(threshold), result)
+    return best

@@ -150,3 +150,20 @@ def test_anchors_and_convert(tmp_path, capsys):
         None,
     )
     assert (tmp_path / "c" / "annotations.json").is_file()
+
+
+def test_video_is_annotated_frame_by_frame(trained, capsys, tmp_path):
+    import cv2
+
+    root, _ = trained
+    writer = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 96))
+    for index in range(3):
+        writer.write(cv2.cvtColor(np.asarray(Image.open(root / "data" / f"img{index}.png")), cv2.COLOR_RGB2BGR))
+    writer.release()
+    code = dlapps(["detect", "predict", str(tmp_path / "clip.mp4"), "--model", str(root / "model"),
+                   "--output", str(tmp_path / "out"), "--json"])  # fmt: skip
+    assert code in (0, None)
+    frames = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [frame["frame"] for frame in frames] == [0, 1, 2]
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3

@@ -137,3 +137,28 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
 def test_a_folder_that_is_not_a_style_model_is_refused(tmp_path, capsys):
     code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--model", str(tmp_path)])
     assert code == 2 and "not a model folder" in capsys.readouterr().err
+
+
+def test_lbfgs_lowers_the_loss_and_explain_prints_the_costs(tmp_path, capsys):
+    code = dlapps([
+        "style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"), "--steps", "8",
+        "--max-size", "40", "--output", str(tmp_path), "--optimizer", "lbfgs", "--explain", "--preserve-colors",
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    assert "Gram matrix" in captured.out and "J_content" in captured.out
+    history = json.loads((tmp_path / "chelsea_losses.json").read_text())
+    assert history[-1]["total"] < history[0]["total"]
+
+
+def test_preserve_colors_keeps_the_content_chroma():
+    import tensorflow as tf
+
+    from apps.style_transfer.app import _keep_colours
+
+    rng = np.random.default_rng(0)
+    stylised, content = rng.uniform(0.2, 0.8, (2, 6, 5, 3)).astype(np.float32)
+    kept = _keep_colours(stylised, content)
+    yuv = tf.image.rgb_to_yuv(kept).numpy()
+    np.testing.assert_allclose(yuv[..., 0], tf.image.rgb_to_yuv(stylised).numpy()[..., 0], atol=1e-5)
+    np.testing.assert_allclose(yuv[..., 1:], tf.image.rgb_to_yuv(content).numpy()[..., 1:], atol=1e-5)
