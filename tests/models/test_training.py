@@ -60,3 +60,21 @@ def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path)
     phase1 = keras.saving.load_model(tmp_path / "phase1.keras")
     for kept, saved in zip(model.get_weights(), phase1.get_weights(), strict=True):
         np.testing.assert_allclose(kept, saved)
+
+
+def test_recalibrate_batch_norm_sets_the_plain_mean_of_the_batches():
+    import keras
+    import numpy as np
+
+    from models.training import recalibrate_batch_norm
+
+    inputs = keras.Input((3,))
+    frozen = keras.layers.BatchNormalization(name="frozen")
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(frozen(inputs)))
+    frozen.trainable = False
+    images = np.random.default_rng(0).normal(5.0, 2.0, (12, 3)).astype(np.float32)
+    recalibrate_batch_norm(model, images, batch_size=4)
+    batch_means = images.reshape(3, 4, 3).mean(axis=1) / np.sqrt(1 + 1e-3)  # the frozen layer's variance 1 + epsilon
+    np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), batch_means.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(frozen.moving_mean.numpy(), 0.0)  # frozen layers keep theirs
+    assert model.get_layer("bn").momentum == 0.99  # restored
