@@ -254,9 +254,19 @@ def recalibrate_batch_norm(model, images, batch_size=16):
 
 
 def save_atomically(model, path):
-    """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model."""
+    """Write a .keras file under a temporary name and rename it: a killed process never leaves half a model.
+
+    The file holds the architecture and weights only: no optimizer state (a third to two thirds of the size for
+    Adam) and no compile settings. Every reader loads with compile=False, and resuming recompiles each phase.
+    """
     temporary = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(temporary)
+    # A functional model is saved through an uncompiled twin sharing its layers (and so its weights).
+    bare = (
+        keras.Model(model.inputs, model.outputs, name=model.name)
+        if getattr(model, "_is_graph_network", False)
+        else model
+    )
+    bare.save(temporary)
     temporary.replace(path)
 
 
