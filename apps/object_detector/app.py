@@ -89,7 +89,6 @@ def _check_train_output(args):
 def train(args):
     import keras
 
-    from models.backbones.applications import OfflineWeightsError  # noqa: F401 (raised by the build, one line)
     from models.data.detection import cache_images, letterboxed_set, make_detection_dataset
     from models.plots import plot_history
     from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
@@ -97,6 +96,8 @@ def train(args):
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
+    if args.anchors % 3:
+        raise ValueError(f"--anchors must be a multiple of 3 (the same number per scale). Received: {args.anchors}")
     output, state = _check_train_output(args)
     keras.utils.set_random_seed(args.seed)
     records, class_names, kind, _ = _read(args.data)
@@ -111,8 +112,6 @@ def train(args):
         anchors, mean_iou = np.asarray(saved["anchors"], np.float32), saved["anchor_mean_iou"]
     else:
         anchors, mean_iou = fit_anchors(train_records, args.anchors, args.seed)
-    if len(anchors) % 3:
-        raise ValueError(f"--anchors must be a multiple of 3 (3 scales). Received: {len(anchors)}")
     size = args.image_size
     counts = _class_counts(train_records, class_names)
     background = sum(1 for r in train_records if not len(r.boxes))
@@ -163,7 +162,9 @@ def train(args):
         if state["phase_done"] > 0:
             model = keras.saving.load_model(output / f"{PHASES[state['phase_done'] - 1]}.keras", compile=False)
         else:
-            model = build_yolo_detector(num_classes, size, args.backbone, args.weights)
+            model = build_yolo_detector(
+                num_classes, size, args.backbone, args.weights, anchors_per_scale=len(anchors) // 3
+            )
 
     def prepare(learning_rate, epochs, unfreeze):
         def run(trained):

@@ -96,9 +96,10 @@ def build_yolo_detector(
 # === Boxes ===
 
 
-def split_anchors(anchors, anchors_per_scale=ANCHORS_PER_SCALE):
-    """Anchors (K, 2) 0-1 widths and heights, sorted by area, to one (A, 2) group per stride, smallest first."""
+def split_anchors(anchors):
+    """Anchors (K, 2) 0-1 widths and heights, sorted by area, to one (K / 3, 2) group per stride, smallest first."""
     anchors = np.asarray(anchors, np.float32).reshape(-1, 2)
+    anchors_per_scale = len(anchors) // len(STRIDES)
     anchors = anchors[np.argsort(np.prod(anchors, axis=1), kind="stable")]
     return [anchors[i * anchors_per_scale : (i + 1) * anchors_per_scale] for i in range(len(STRIDES))]
 
@@ -145,18 +146,20 @@ def box_iou_elementwise(box_a, box_b, kind="iou", eps=1e-9):
 # === Targets ===
 
 
-def encode_targets(boxes, labels, anchors, image_size, num_classes, anchors_per_scale=ANCHORS_PER_SCALE):
+def encode_targets(boxes, labels, anchors, image_size, num_classes):
     """Training targets of one image, one (G, G, A, 5 + C) float32 tensor per stride (a TF graph function).
 
     Args:
         boxes: float32 (N, 4) xyxy, 0-1 of the input (padding rows have zero width and are ignored).
         labels: int32 (N,).
-        anchors: float (K, 2) 0-1, sorted by area (K = 3 x A).
+        anchors: float (K, 2) 0-1, sorted by area (K = 3 x A: A per stride).
     Each target holds [centre x, centre y, w, h (0-1), 1 (positive), one-hot class] in every cell and anchor
     responsible for a box: the box's centre cell and the two neighbouring cells nearest the centre, for each anchor
     whose shape IoU with the box is at least ANCHOR_IOU_THRESHOLD, and always its best anchor. Elsewhere zeros.
     """
     boxes = tf.convert_to_tensor(boxes, tf.float32)
+    anchors = np.concatenate(split_anchors(anchors))  # sorted by area: the first A belong to stride 8, ...
+    anchors_per_scale = len(anchors) // len(STRIDES)
     anchors = tf.convert_to_tensor(anchors, tf.float32)
     wh = boxes[:, 2:] - boxes[:, :2]
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
