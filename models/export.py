@@ -5,6 +5,7 @@ accepts encoded JPEG/PNG/BMP/GIF bytes. Both resize in the graph exactly as trai
 post-processing a deployed model needs: probabilities per class, the predicted class index and its name.
 """
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -206,7 +207,7 @@ def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=Fals
     and post-processing inside) as a SavedModel, TFLite or ONNX file.
 
     Args:
-        module: the tf.Module tracking the model's variables.
+        module: a tf.Module whose `model` attribute is the Keras model (the variables to export).
         serve: a tf.function with an input signature (uint8 images), the "serve" endpoint (and TFLite/ONNX graph).
         serve_bytes: a tf.function taking (N,) encoded image strings; SavedModel only.
         path: the SavedModel folder or the .tflite/.onnx file.
@@ -225,11 +226,24 @@ def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=Fals
         (path / "assets").mkdir(exist_ok=True)
         (path / "assets" / "model_info.json").write_text(json.dumps(info, indent=2))
     elif fmt == "tflite":
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], module)
+        # Through a Keras ExportArchive tracking module.model: converting the concrete function (or a tf.Module's
+        # SavedModel) leaves the Keras weights as uninitialised variables in TFLite (NaN outputs, seen on the face
+        # model); the archive's SavedModel converts with them frozen.
+        folder = tempfile.mkdtemp()
+        archive = keras.export.ExportArchive()
+        archive.track(module.model)
+        archive.add_endpoint(
+            "serving_default", lambda *inputs: serve(*inputs), input_signature=list(serve.input_signature)
+        )
+        archive.write_out(folder, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         if select_tf_ops:
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-        with quiet_native_stderr():
-            path.write_bytes(converter.convert())
+        try:
+            with quiet_native_stderr():
+                path.write_bytes(converter.convert())
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         Path(f"{path}.json").write_text(json.dumps({**info, "select_tf_ops": select_tf_ops}, indent=2))
     elif fmt == "onnx":
         import tf2onnx

@@ -340,31 +340,27 @@ def calibrate(args):
 
 
 def export(args):
-    import keras
     import tensorflow as tf
 
-    from models.export import export_tflite, path_size
+    from models.export import export_graph, path_size
 
     face_model = FaceModel(args.model)
     model = face_model.model
     output = Path(args.output)
-    if args.format == "saved_model":
-        if output.exists():
-            shutil.rmtree(output)
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            "serve",
-            lambda chips: {"embeddings": model(tf.cast(chips, tf.float32), training=False)},
-            input_signature=[tf.TensorSpec([None, 150, 150, 3], tf.uint8, name="chips")],
-        )
-        archive.write_out(str(output), verbose=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        export_tflite(model, output)
-    info = {"input": "aligned 150x150 RGB face chips, uint8 (SavedModel) or float32 0-255 (TFLite)",
+    if args.format == "saved_model" and output.exists():
+        shutil.rmtree(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    module = tf.Module()
+    module.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 150, 150, 3], tf.uint8, name="chips")])
+    def serve(chips):
+        return {"embeddings": model(tf.cast(chips, tf.float32), training=False)}
+
+    module.serve = serve
+    info = {"input": "aligned 150x150 RGB face chips, uint8 (N, 150, 150, 3)",
             "output": "L2-normalised embeddings (N, 128)", "threshold": face_model.config.threshold}  # fmt: skip
-    Path(f"{output}.json" if output.suffix else output / "face_model.json").write_text(json.dumps(info, indent=2))
+    export_graph(module, serve, None, output, args.format, info)
     result = {"format": args.format, "path": str(output), "bytes": path_size(output), **info}
     emit(args, result, f"wrote {output} ({result['bytes'] / 1e6:.1f} MB): {info['input']} -> {info['output']}")
 

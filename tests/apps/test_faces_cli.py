@@ -105,6 +105,10 @@ def test_export_serves_the_same_embeddings(people, capsys, keras_home, tmp_path)
         embeddings = served.serve(tf.constant(batch))["embeddings"].numpy()
         np.testing.assert_allclose(embeddings, expected[: len(batch)], atol=1e-5)
         np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    code, out, err = run(capsys, "export", "--format", "tflite", "--output", tmp_path / "face.tflite")
+    assert code == 0, err
+    runner = tf.lite.Interpreter(str(tmp_path / "face.tflite")).get_signature_runner()
+    np.testing.assert_allclose(runner(chips=chips[:1])["embeddings"], expected[:1], atol=1e-4)
 
 
 def test_another_apps_folder_and_another_models_gallery_are_refused(people, capsys, keras_home, tmp_path):
