@@ -87,7 +87,9 @@ def run(prog, description, verbs, argv=None):
         return EXIT_OK if code is None else code
     except KeyboardInterrupt:
         hint = ""
-        if getattr(args, "resume", None) is not None and getattr(args, "output", None):
+        output = getattr(args, "output", None)
+        resumable = output and any((Path(output) / name).exists() for name in ("state.json", "checkpoints"))
+        if getattr(args, "resume", None) is not None and resumable:
             import shlex
 
             words = [word for word in sys.argv[1:] if word not in ("--resume", "--overwrite")]

@@ -81,9 +81,19 @@ def main():
                 out = call()
                 boxes = out["boxes"][0, : int(out["num_detections"][0])].numpy()
             elif fmt == "tflite":
+                # The TFLite file takes the letterboxed canvas (its antialiased resize is not a TFLite op): the
+                # letterbox is timed with it, and boxes are mapped back to image pixels.
+                from models.tasks.yolo_detector import letterbox
+
                 interpreter = tf.lite.Interpreter(str(folder / name))
                 runner = interpreter.get_signature_runner()
-                call = lambda runner=runner: runner(images=image[None])  # noqa: E731
+
+                def call(runner=runner):
+                    canvas, scale, pad = letterbox(image[None], detector.image_size)
+                    out = runner(canvas=canvas.numpy())
+                    out["boxes"] = (out["boxes"] - np.tile(pad.numpy(), 2)) / float(scale)
+                    return out
+
                 try:
                     out = call()
                 except Exception as exception:  # noqa: BLE001 (reported, not hidden)

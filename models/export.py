@@ -248,11 +248,8 @@ def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=Fals
     elif fmt == "onnx":
         import tf2onnx
 
-        concrete = serve.get_concrete_function()
         with quiet_native_stderr():
-            tf2onnx.convert.from_function(
-                serve, input_signature=concrete.structured_input_signature[0], opset=17, output_path=str(path)
-            )
+            tf2onnx.convert.from_function(serve, input_signature=serve.input_signature, opset=17, output_path=str(path))
         Path(f"{path}.json").write_text(json.dumps(info, indent=2))
     else:
         raise ValueError(f"format must be saved_model, tflite or onnx. Received: {fmt}")

@@ -12,7 +12,13 @@ from models.data.pipelines import resize_images
 # Custom layers must be registered before a .keras file that uses them is loaded.
 from models.tasks import imagenet  # noqa: F401
 
-APP_NAMES = {"cat": "dlapps cat", "finetune": "dlapps finetune"}
+APP_NAMES = {
+    "cat": "dlapps cat",
+    "finetune": "dlapps finetune",
+    "faces": "dlapps faces",
+    "detect": "dlapps detect",
+    "style": "dlapps style",
+}
 
 
 def model_app(config):
@@ -40,8 +46,6 @@ def load_model_dir(model_dir, app=None):
     if model_dir.is_file() and model_dir.suffix != ".keras":
         raise ValueError(f"{model_dir}: expected a model folder (holding model.keras and config.json), not a file")
     model_file = model_dir / "model.keras" if model_dir.is_dir() else model_dir
-    if not model_file.is_file():
-        raise ValueError(f"{model_dir}: not a model folder (no model.keras in it); train one or pass another")
     config_file = model_file.parent / "config.json"
     config = json.loads(config_file.read_text()) if config_file.is_file() else {}
     maker = model_app(config)
@@ -50,6 +54,8 @@ def load_model_dir(model_dir, app=None):
             f"{model_dir}: this model was made by {APP_NAMES.get(maker, maker)}, not {APP_NAMES.get(app, app)}; "
             f"use {APP_NAMES.get(maker, maker)} with it"
         )
+    if not model_file.is_file():
+        raise ValueError(f"{model_dir}: not a model folder (no model.keras in it); train one or pass another")
     model = keras.saving.load_model(model_file, compile=False)
     return model, config
 

@@ -18,7 +18,7 @@ def _pyplot():
 def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"), mode="min"):
     """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order.
 
-    Phase boundaries are dashed lines, the best epoch (lowest `monitor` of the last phase, the weights a run keeps)
+    Phase boundaries are dashed lines, the best epoch (best `monitor` over all phases: the weights a run keeps)
     is marked, and epochs are whole numbers counted from 1. `keys`: the two panels (each train and "val_" dev);
     `mode`: "min" or "max", how `monitor` improves.
     """
@@ -36,10 +36,10 @@ def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"
     from matplotlib.ticker import MaxNLocator
 
     epochs = list(range(1, len(rows) + 1))
-    start = int(boundaries[-1] + 0.5) if boundaries else 1
-    last_phase = [float(r.get(monitor, "nan") or "nan") for r in rows[start - 1 :]]
+    values = [float(r.get(monitor, "nan") or "nan") for r in rows]
     pick = np.nanargmin if mode == "min" else np.nanargmax
-    best = start + int(pick(last_phase)) if not np.all(np.isnan(last_phase)) else None
+    # The best epoch of all phases: the weights the run keeps (fit_phases keeps an earlier phase that was better).
+    best = 1 + int(pick(values)) if not np.all(np.isnan(values)) else None
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, keys, strict=True):
         for prefix, label in (("", "train"), ("val_", "dev")):
@@ -139,15 +139,19 @@ def plot_roc(far, tar, path, title="ROC", marks=()):
     return path
 
 
-def plot_loss_curves(history, path, title):
-    """Unweighted loss terms per optimisation step (log scale): one line per key of the history rows but step."""
+def plot_loss_curves(history, path, title, x="step"):
+    """Loss terms per optimisation step or epoch (`x`, log scale): one line per other key of the history rows.
+    Returns None for an empty history. Terms that are exactly 0 (e.g. the content cost at the start) are not drawn."""
+    if not history:
+        return None
     plt = _pyplot()
     figure, axis = plt.subplots(figsize=(6, 4))
-    steps = [row["step"] for row in history]
-    for key in [k for k in history[0] if k != "step"]:
-        axis.plot(steps, [max(row[key], 1e-12) for row in history], label=key)
+    steps = [row[x] for row in history]
+    for key in [k for k in history[0] if k not in ("step", "epoch")]:
+        values = [row[key] if row[key] > 0 else np.nan for row in history]
+        axis.plot(steps, values, marker="." if len(history) < 30 else None, label=key)
     axis.set_yscale("log")
-    axis.set_xlabel("step")
+    axis.set_xlabel(x)
     axis.set_title(title)
     axis.legend()
     axis.grid(alpha=0.3)
@@ -185,10 +189,16 @@ def draw_detections(image, boxes, classes, scores, class_names, colours=None, th
     canvas = np.ascontiguousarray(image.copy())
     thickness = thickness or max(1, round(max(canvas.shape[:2]) / 300))
     scale = max(0.4, max(canvas.shape[:2]) / 900)
-    for index, (box, label) in enumerate(zip(np.reshape(boxes, (-1, 4)), classes, strict=True)):
-        colour = colours[index] if colours is not None else class_colour(label)
+    boxes = np.reshape(boxes, (-1, 4))
+    colours = colours if colours is not None else [class_colour(label) for label in classes]
+    for box, colour in zip(boxes, colours, strict=True):  # every box first, so that no box hides a label
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+    # Labels lowest score first: the surest box's label ends on top.
+    order = np.argsort([s if s is not None else np.inf for s in scores]) if scores is not None else range(len(boxes))
+    for index in order:
+        box, label, colour = boxes[index], classes[index], colours[index]
+        x1, y1 = (int(round(v)) for v in box[:2])
         score = None if scores is None else scores[index]
         text = class_names[int(label)] + ("" if score is None else f" {score:.2f}")
         (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)

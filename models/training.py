@@ -313,9 +313,9 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         callbacks = [
             # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup,
             # so a process killed while writing one resumes from the other.
+            *metric_callbacks,  # dev measures first: an epoch is backed up only once it can be logged in full
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
             stop_on_nan,
-            *metric_callbacks,
             keras.callbacks.ModelCheckpoint(
                 str(best_file), monitor=monitor, save_best_only=True, mode=mode,
                 initial_value_threshold=best_of(previous) if previous else None,

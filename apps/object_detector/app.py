@@ -96,6 +96,12 @@ def train(args):
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
+    if sum(args.epochs) == 0:
+        raise ValueError("--epochs: at least one epoch is needed (HEAD FINE_TUNE, e.g. 25 50)")
+    if not args.dev and args.dev_fraction == 0:
+        raise ValueError(
+            "--dev-fraction 0 leaves no dev images for early stopping and thresholds; pass a fraction or --dev"
+        )
     if args.anchors % 3:
         raise ValueError(f"--anchors must be a multiple of 3 (the same number per scale). Received: {args.anchors}")
     output, state = _check_train_output(args)
@@ -109,6 +115,12 @@ def train(args):
         train_records, dev_records = [records[i] for i in train_index], [records[i] for i in dev_index]
     saved = json.loads((output / "config.json").read_text()) if args.resume else None
     if saved:
+        for key in ("image_size", "backbone", "weights", "seed"):
+            if saved.get(key) != getattr(args, key):
+                raise ValueError(
+                    f"--{key.replace('_', '-')} {getattr(args, key)} differs from the interrupted run's "
+                    f"{saved.get(key)} ({output}/config.json); resume with the same options"
+                )
         anchors, mean_iou = np.asarray(saved["anchors"], np.float32), saved["anchor_mean_iou"]
     else:
         anchors, mean_iou = fit_anchors(train_records, args.anchors, args.seed)
@@ -263,6 +275,8 @@ def train(args):
     best = "; ".join(
         f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in summary.items() if name != "kept"
     )
+    if summary.get("kept") and summary["kept"] != phases[-1]["name"]:
+        best += f"; kept {summary['kept']}'s weights (better dev mAP@0.5 than the later phase)"
     emit(
         args,
         metrics,
@@ -345,8 +359,10 @@ def evaluate(args):
         **at,
     }
     plot_precision_recall(measured["precision50"], class_names, output / "precision_recall.png")
+    written = ["metrics.json", "precision_recall.png"]
+    (output / "worst_images.png").unlink(missing_ok=True)  # never a stale gallery from an earlier run
 
-    # Worst images: most missed plus false boxes at the chosen threshold. Green: found, red: missed, orange: false.
+    # Worst images: most missed plus false boxes at the chosen threshold. Green: found, red: missed, magenta: false.
     kept = [
         (b[s >= detector.score_threshold], s[s >= detector.score_threshold], c[s >= detector.score_threshold])
         for b, s, c in detections
@@ -361,7 +377,7 @@ def evaluate(args):
             kept[index],
             matches[index],
         )
-        colours = [(40, 180, 40) if tp else (255, 140, 0) for tp in true_positive] + [(220, 30, 30)] * int(
+        colours = [(40, 180, 40) if tp else (200, 0, 200) for tp in true_positive] + [(220, 30, 30)] * int(
             (~matched).sum()
         )
         drawn = draw_detections(
@@ -381,13 +397,15 @@ def evaluate(args):
             pictures,
             captions,
             output / "worst_images.png",
-            "Worst images (green: found, orange: false box, red: missed box)",
+            "Worst images (green: found, magenta: false box, red: missed box)",
             columns=4,
         )
     if args.exported:
         result["exported"] = _compare_exported(args.exported, images, detector)
     result["output"] = str(output)
-    result["files"] = sorted(path.name for path in output.iterdir())
+    if pictures:
+        written.append("worst_images.png")
+    result["files"] = sorted(written)
     (output / "metrics.json").write_text(to_json(result, indent=2) + "\n")
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in result["ap50_per_class"].items() if v is not None)
     emit(
@@ -462,16 +480,17 @@ def _detections_json(path, found, class_names, extra=None):
 def predict(args):
     detector, config = load_detector(args)
     class_names = config["class_names"]
-    output = check_output_folder(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     from models.data.video import is_video_file
 
+    output = check_output_folder(args.output)
     videos = [Path(p) for p in args.paths if is_video_file(p)]
     others = [p for p in args.paths if not is_video_file(p)]
     files, problems = list_image_files(others) if others else ([], [])
     for _, message in problems:
         warn(PROG, f"error: {message}")
     failures = len(problems)
+    if files or videos:
+        output.mkdir(parents=True, exist_ok=True)
     progress = ProgressBar(len(files), "detecting")
     for path in files:
         progress.update()
@@ -490,7 +509,7 @@ def predict(args):
         emit(args, _detections_json(path, found, class_names), f"{path}: {text}")
     for video in videos:
         failures += _predict_video(args, detector, video, output, class_names)
-    if not args.json:
+    if not args.json and len(files) + len(videos) > failures and not (args.no_images and not args.save_txt):
         print(f"wrote {output}/", file=sys.stderr)
     return 2 if failures else None
 
@@ -530,6 +549,7 @@ def export(args):
 
     from models.data.images import decode_image_bytes
     from models.export import export_graph, path_size
+    from models.tasks.yolo_detector import postprocess
 
     detector, config = load_detector(args)
     default_name = {"saved_model": "detector_saved_model", "tflite": "detector.tflite", "onnx": "detector.onnx"}
@@ -552,8 +572,22 @@ def export(args):
         "max_detections": detector.max_detections,
     }
     detector.serve_bytes = serve_bytes
-    # Combined NMS and antialiased resizing are not TFLite builtins: they run as TensorFlow (Flex) ops.
-    export_graph(detector, detector.detect, serve_bytes, output, args.format, info, select_tf_ops=True)
+    serve = detector.detect
+    if args.format == "tflite":
+        # The letterbox's antialiased resize (ScaleAndTranslate) is neither a TFLite nor a Flex op: the TFLite file
+        # takes the letterboxed canvas (models.tasks.yolo_detector.letterbox) and returns boxes in canvas pixels.
+        # Combined NMS runs as a TensorFlow (Flex) op.
+        size = detector.image_size
+
+        @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="canvas")])
+        def serve(canvas):
+            found = postprocess(detector.model(canvas, training=False), detector.anchors, detector.score_threshold,
+                                detector.iou_threshold, detector.max_detections, detector.class_agnostic)  # fmt: skip
+            return {**found, "boxes": found["boxes"] * size}
+
+        info["input"] = f"float32 (1, {size}, {size}, 3) 0-255: the image letterboxed (fitted, centred on grey 127)"
+        info["outputs"] = "boxes (1, M, 4) xmin ymin xmax ymax in canvas pixels; scores; classes; num_detections"
+    export_graph(detector, serve, serve_bytes, output, args.format, info, select_tf_ops=True)
     result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
     emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")
 

@@ -159,6 +159,8 @@ def _explain(losses, content, result, style_grams, args):
 def predict(args):
     if args.max_size is None:
         args.max_size = 1024 if args.model else 384
+    if args.model and args.style:
+        raise ValueError("give --style (optimisation mode) or --model (a fast style model), not both")
     if args.model:
         return _predict_fast(args)
     if not args.style:
@@ -339,9 +341,11 @@ def train(args):
 
     output = check_output_folder(args.output)
     if (output / "model.keras").exists():
-        raise FileExistsError(f"{output} already holds a style model; pick another --output")
+        raise FileExistsError(f"{output} already holds a finished style model; pick another --output")
     if (output / "checkpoints").exists() and not args.resume:
         raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
+    if args.resume and not (output / "checkpoints").exists():
+        raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
     keras.utils.set_random_seed(args.seed)
     files, problems = list_image_files(args.content)
     for _, message in problems:
@@ -404,23 +408,17 @@ def train(args):
     history = train_style_transformer(
         model, loss, dataset, dev_images, output, args.epochs, args.learning_rate, on_step, on_epoch_end
     )
-    save_atomically(model, output / "model.keras")
-    if history:
-        (output / "history.json").write_text(json.dumps(history, indent=2))
     from models.plots import plot_loss_curves
 
-    rows = json.loads((output / "history.json").read_text()) if (output / "history.json").exists() else []
-    plot_loss_curves(
-        [{**r, "step": r["epoch"]} for r in rows],
-        output / "training_curves.png",
-        f"{style_name}: mean losses per epoch",
-    )
+    rows = history
+    plot_loss_curves(rows, output / "training_curves.png", f"{style_name}: mean losses per epoch", x="epoch")
     if dev_images:
         contact_sheet(
             [dev_images, [stylise(model, i[None])[0].numpy() for i in dev_images]], output / "dev_contact_sheet.jpg"
         )
     metrics = {"style": style_name, "epochs": len(rows), "last": rows[-1] if rows else None}
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
+    save_atomically(model, output / "model.keras")  # last: a folder with model.keras is a finished run
     metrics["output"] = str(output)
     metrics["files"] = sorted(p.name for p in output.iterdir())
     emit(args, metrics, f"wrote {output}/: {', '.join(metrics['files'])}")

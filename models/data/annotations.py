@@ -249,7 +249,9 @@ def detect_format(folder):
         raise DataError(f"{link}: broken symbolic link")
     kinds = {
         "voc": [p for p in files if p.suffix.lower() == ".xml"],
-        "yolo": [p for p in files if p.suffix.lower() == ".txt" and p.name != "classes.txt"],
+        "yolo": [
+            p for p in files if p.suffix.lower() == ".txt" and p.parent.name == "labels" and p.name != "classes.txt"
+        ],
         "coco": [p for p in files if p.suffix.lower() == ".json"],
     }
     found = [kind for kind in FORMATS if kinds[kind]]
@@ -281,9 +283,16 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
         files = walk_files(folder)[0]
         images = _files_by_stem(p for p in files if is_image_file(p))
         suffix = ".xml" if kind == "voc" else ".txt"
-        labels = _files_by_stem(p for p in files if p.suffix.lower() == suffix and p.name != "classes.txt")
-        for stem in sorted(set(labels) - set(images)):
+        labels = _files_by_stem(
+            p
+            for p in files
+            if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or p.parent.name == "labels")
+        )
+        orphans = sorted(set(labels) - set(images))
+        for stem in orphans[:5]:
             on_warning(f"{labels[stem]}: no image named {stem}.*, left out")
+        if len(orphans) > 5:
+            on_warning(f"{folder}: {len(orphans) - 5} more annotation files without an image, left out")
         pairs = [(images[stem], labels.get(stem)) for stem in sorted(images)]
         if kind == "voc":
             records, names = read_voc(pairs, class_names, on_warning)
@@ -297,9 +306,23 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
 
 
 def write_annotations(records, class_names, output, kind):
-    """Write `records` to `output` in `kind` format (images are referenced by path, not copied)."""
+    """Write `records` to a new (or empty) folder `output` in `kind` format, with symbolic links to the images (so
+    the folder is a data set that every reader, and `dlapps detect train`, takes as it is).
+
+    Raises:
+        DataError: `output` holds files already, or two images share a name.
+    """
     output = Path(output)
+    if output.exists() and any(output.iterdir()):
+        raise DataError(f"{output}: not empty; convert into a new folder (the source is never overwritten)")
+    names = [record.image.name for record in records]
+    if len(set(names)) < len(names):
+        raise DataError(f"{output}: two images share a name; cannot lay them out in one folder")
     output.mkdir(parents=True, exist_ok=True)
+    images = output if kind == "voc" else output / "images"
+    images.mkdir(exist_ok=True)
+    for record in records:
+        (images / record.image.name).symlink_to(record.image.resolve())
     if kind == "coco":
         data = {"images": [], "annotations": [], "categories": []}
         data["categories"] = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
@@ -307,7 +330,7 @@ def write_annotations(records, class_names, output, kind):
             data["images"].append(
                 {
                     "id": image_id,
-                    "file_name": str(record.image.resolve()),
+                    "file_name": f"images/{record.image.name}",
                     "width": record.width,
                     "height": record.height,
                 }

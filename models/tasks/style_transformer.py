@@ -10,6 +10,8 @@ Pixels: float32 0-255 RGB in and out; `stylise` is the one rule (pad to a multip
 uint8) used by predict and by every export.
 """
 
+import json
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -181,8 +183,11 @@ def train_style_transformer(
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     manager = tf.train.CheckpointManager(checkpoint, str(output / "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint)
+        # expect_partial: Adam's slots are created lazily at the first step, so they are restored then.
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
     writer = tf.summary.create_file_writer(str(output / "logs"))
+    history_file = output / "history.json"
+    history = json.loads(history_file.read_text())[: int(epoch)] if history_file.exists() else []
 
     @tf.function
     def step(content):
@@ -193,7 +198,6 @@ def train_style_transformer(
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return total, j_content, j_style, j_tv
 
-    history = []
     while int(epoch) < epochs:
         sums, count = np.zeros(4), 0
         for batch in dataset:
@@ -206,8 +210,9 @@ def train_style_transformer(
         with writer.as_default():
             for key, value in means.items():
                 tf.summary.scalar(f"loss/{key}", value, step=int(epoch))
-        manager.save()
         history.append({"epoch": int(epoch), **means})
+        history_file.write_text(json.dumps(history, indent=2))
+        manager.save()
         if dev_images:
             styled = [stylise(model, image[None])[0].numpy() for image in dev_images]
             contact_sheet([dev_images, styled], output / f"dev_epoch{int(epoch):03d}.jpg")

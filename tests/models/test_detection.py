@@ -210,13 +210,12 @@ def test_readers_agree_and_convert_round_trips(tmp_path):
     for kind in ("yolo", "coco"):
         folder = tmp_path / kind
         write_annotations(records, names, folder, kind)
-        if kind == "yolo":
-            (folder / "images").mkdir()
-            (folder / "images" / "x.jpg").symlink_to(tmp_path / "voc" / "x.jpg")
         again, again_names, found = read_detection_folder(folder)
         assert found == kind and again_names == names == ["a", "b"]
         np.testing.assert_allclose(again[0].boxes, records[0].boxes, atol=1e-3)
         assert again[0].labels.tolist() == records[0].labels.tolist()
+    with pytest.raises(DataError, match="not empty"):  # never over the source or another data set
+        write_annotations(records, names, tmp_path / "voc", "voc")
 
 
 def test_yolo_reader_uses_data_yaml_and_unknown_classes_are_left_out(tmp_path):
