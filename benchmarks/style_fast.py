@@ -42,7 +42,7 @@ def main():
     import keras
     import tensorflow as tf
 
-    from apps.style_transfer.app import _resized, load_style_model
+    from apps.style_transfer.app import _resized, load_style_model, style_image_path
     from models.backbones.vgg import build_vgg16_features
     from models.data.images import read_image
     from models.tasks.style_transformer import PerceptualLoss, contact_sheet, stylise
@@ -57,7 +57,7 @@ def main():
     for model_dir in args.models:
         model, config = load_style_model(model_dir)
         network = build_vgg16_features([config["content_layer"], *config["style_layers"]], "hed")
-        style = _resized(read_image(config["style_image"]), config["style_size"]) * 255.0
+        style = _resized(read_image(style_image_path(model_dir, config)), config["style_size"]) * 255.0
         loss = PerceptualLoss(network, style, config["content_weight"], config["style_weight"], config["tv_weight"],
                               config["content_layer"], config["style_layers"])  # fmt: skip
         fast = stylise(model, image[None])

@@ -5,6 +5,7 @@ The procedure and its defaults are the TF tutorial's: content layer block5_conv2
 Adam(0.02, beta_1=0.99, epsilon=0.1) on 0-1 pixels, weights 1e4 / 1e-2 / 30."""
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -231,6 +232,12 @@ def load_style_model(model_dir):
     return model, config
 
 
+def style_image_path(model_dir, config):
+    """The style image a fast model was trained on: a copy in its folder (older folders: the recorded path)."""
+    path = Path(config["style_image"])
+    return path if path.is_absolute() else Path(model_dir) / path
+
+
 def _fit_max_size(image, max_size, path):
     """uint8 (H, W, 3) shrunk so its longest side is at most `max_size`, with a notice when it was shrunk."""
     from PIL import Image
@@ -361,10 +368,11 @@ def train(args):
     loss = PerceptualLoss(loss_network, style, args.content_weight, args.style_weight, args.tv_weight)
     model = build_style_transformer(tuple(args.filters), args.residual_blocks)
     output.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.style, output / f"style{Path(args.style).suffix.lower()}")
     config = {
         "app": APP,
         "style": style_name,
-        "style_image": str(Path(args.style).resolve()),
+        "style_image": f"style{Path(args.style).suffix.lower()}",  # copied into the folder: the model's own
         "content_images": count,
         "image_size": args.image_size,
         "style_size": args.style_size,
@@ -439,7 +447,7 @@ def evaluate(args):
     for _, message in problems:
         warn(PROG, f"error: {message}")
     network = build_vgg16_features([config["content_layer"], *config["style_layers"]], args.weights)
-    style = _resized(read_image(config["style_image"]), config["style_size"]) * 255.0
+    style = _resized(read_image(style_image_path(args.model, config)), config["style_size"]) * 255.0
     loss = PerceptualLoss(
         network,
         style,
