@@ -2,15 +2,13 @@
 
 import sys
 
-from apps.cli import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
+from apps.cli import Verb, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
     "Neural style transfer (the course's last week): paint a content photo in the style of another image by "
     "gradient descent on content and style costs (Gram matrices) measured by a pretrained VGG16 (Gatys et al.), or in "
-    "one pass with a fast style model trained on those costs (Johnson et al.; shipped: "
-    "saved_models/style_transfer/<style>)."
+    "one pass with a fast style model trained on those costs (Johnson et al.; `dlapps style train`)."
 )
-MODELS_DIR = default_model_dir("style_transfer")
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 
 
@@ -20,7 +18,7 @@ def add_predict_arguments(parser):
     parser.add_argument(
         "--model",
         default=None,
-        help=f"a fast style model folder (e.g. {MODELS_DIR}/starry_night): one pass per image instead of optimising",
+        help="a fast style model folder (made by `dlapps style train`): one pass per image instead of optimising",
     )
     parser.add_argument("--style-weights", type=positive_float, nargs="+", default=None, help="per style image")
     parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
