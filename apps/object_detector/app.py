@@ -49,16 +49,16 @@ def _class_counts(records, class_names):
     return dict(zip(class_names, counts.tolist(), strict=True))
 
 
-def _letterbox_scale(record):
-    return 1.0 / max(record.width, record.height)
+def box_sizes(records):
+    """Box widths and heights (N, 2) as fractions of the letterboxed input (divided by each image's longer side)."""
+    return np.concatenate([(r.boxes[:, 2:] - r.boxes[:, :2]) / max(r.width, r.height) for r in records if len(r.boxes)])
 
 
 def fit_anchors(records, k, seed=0):
     """k-means anchors (0-1 of the letterboxed input) from the boxes of `records`."""
     from models.metrics.detection import kmeans_anchors
 
-    sizes = np.concatenate([(r.boxes[:, 2:] - r.boxes[:, :2]) * _letterbox_scale(r) for r in records if len(r.boxes)])
-    return kmeans_anchors(sizes, k, seed=seed)
+    return kmeans_anchors(box_sizes(records), k, seed=seed)
 
 
 # === Train ===
@@ -598,8 +598,10 @@ def export(args):
 def anchors(args):
     from models.metrics.detection import kmeans_anchors
 
+    if args.image_size % 32:
+        raise ValueError(f"--image-size must be a multiple of 32 (as train's). Received: {args.image_size}")
     records, _, _, _ = _read(args.data)
-    sizes = np.concatenate([(r.boxes[:, 2:] - r.boxes[:, :2]) * _letterbox_scale(r) for r in records if len(r.boxes)])
+    sizes = box_sizes(records)
     curve = []
     for k in range(1, min(args.max_k, len(sizes)) + 1):
         curve.append({"k": k, "mean_iou": kmeans_anchors(sizes, k)[1]})
