@@ -573,10 +573,11 @@ def export(args):
     }
     detector.serve_bytes = serve_bytes
     serve = detector.detect
-    if args.format == "tflite":
-        # The letterbox's antialiased resize (ScaleAndTranslate) is neither a TFLite nor a Flex op: the TFLite file
-        # takes the letterboxed canvas (models.tasks.yolo_detector.letterbox) and returns boxes in canvas pixels.
-        # Combined NMS runs as a TensorFlow (Flex) op.
+    if args.format in ("tflite", "onnx"):
+        # The letterbox's antialiased resize (ScaleAndTranslate) is neither a TFLite, a Flex nor an ONNX op (tf2onnx
+        # writes it, ONNX Runtime refuses the graph): these files take the letterboxed canvas
+        # (models.tasks.yolo_detector.letterbox) and return boxes in canvas pixels. In TFLite, combined NMS is a Flex
+        # op (the tf.lite.Interpreter of the tensorflow wheel cannot run it: measured in benchmarks/detect_speed.py).
         size = detector.image_size
 
         @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="canvas")])
