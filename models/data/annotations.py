@@ -90,6 +90,40 @@ def _finish(records, class_names, on_warning, fixed, unknown):
     return records, list(class_names)
 
 
+def _read_label_files(pairs, parse, errors, what, class_names, fixed, on_warning):
+    """The loop VOC and YOLO share: each image's size from its header, its label file parsed by `parse(path, width,
+    height)` into (class name, xyxy pixel box) pairs, classes indexed, boxes cleaned. A label file raising one of
+    `errors` is named ("not a readable `what`") and skipped with its image. Returns (records, unknown class names)."""
+    records, unknown = [], set()
+    for image_path, label_path in pairs:
+        try:
+            width, height = image_size(image_path)
+        except DataError as error:
+            on_warning(str(error) + ", skipped")
+            continue
+        boxes, labels = [], []
+        try:
+            for name, box in parse(label_path, width, height) if label_path is not None else ():
+                index = _class_index(name, class_names, fixed)
+                if index is None:
+                    unknown.add(name)
+                    continue
+                boxes.append(box)
+                labels.append(index)
+        except errors as error:
+            on_warning(f"{label_path}: not a readable {what} ({error}), skipped with its image")
+            continue
+        kept, keep = clean_boxes(boxes, width, height, label_path, on_warning)
+        records.append(Annotation(Path(image_path), width, height, kept, np.asarray(labels, np.int32)[keep]))
+    return records, unknown
+
+
+def _voc_objects(xml_path, width, height):
+    for item in ElementTree.parse(xml_path).getroot().iter("object"):
+        box = item.find("bndbox")
+        yield item.findtext("name", "").strip(), [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+
+
 def read_voc(pairs, class_names=None, on_warning=print):
     """Pascal VOC: `pairs` of (image path, XML path or None for a background image).
 
@@ -97,32 +131,8 @@ def read_voc(pairs, class_names=None, on_warning=print):
     """
     fixed = class_names is not None
     class_names = list(class_names or [])
-    records, unknown = [], set()
-    for image_path, xml_path in pairs:
-        try:
-            width, height = image_size(image_path)
-        except DataError as error:
-            on_warning(str(error) + ", skipped")
-            continue
-        boxes, labels = [], []
-        if xml_path is not None:
-            try:
-                root = ElementTree.parse(xml_path).getroot()
-                for item in root.iter("object"):
-                    name = item.findtext("name", "").strip()
-                    box = item.find("bndbox")
-                    coordinates = [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
-                    index = _class_index(name, class_names, fixed)
-                    if index is None:
-                        unknown.add(name)
-                        continue
-                    boxes.append(coordinates)
-                    labels.append(index)
-            except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
-                on_warning(f"{xml_path}: not a readable VOC annotation ({error}), skipped with its image")
-                continue
-        kept, keep = clean_boxes(boxes, width, height, xml_path, on_warning)
-        records.append(Annotation(Path(image_path), width, height, kept, np.asarray(labels, np.int32)[keep]))
+    errors = (ElementTree.ParseError, AttributeError, TypeError, ValueError)
+    records, unknown = _read_label_files(pairs, _voc_objects, errors, "VOC annotation", class_names, fixed, on_warning)
     return _finish(records, class_names, on_warning, fixed, unknown)
 
 
@@ -130,32 +140,21 @@ def read_yolo(pairs, names, class_names=None, on_warning=print):
     """YOLO txt: `pairs` of (image path, txt path or None), `names` the data set's class names (index order)."""
     fixed = class_names is not None
     class_names = list(class_names if fixed else names)  # YOLO's own class order is the data set's: kept.
-    records, unknown = [], set()
-    for image_path, txt_path in pairs:
-        try:
-            width, height = image_size(image_path)
-        except DataError as error:
-            on_warning(str(error) + ", skipped")
-            continue
-        boxes, labels = [], []
-        try:
-            lines = Path(txt_path).read_text().splitlines() if txt_path else []
-            for line in filter(str.strip, lines):
-                values = line.split()
-                index, cx, cy, w, h = int(values[0]), *map(float, values[1:5])
-                if not 0 <= index < len(names):
-                    raise ValueError(f"class {index} is not in the {len(names)} names")
-                label = _class_index(names[index], class_names, fixed)
-                if label is None:
-                    unknown.add(names[index])
-                    continue
-                boxes.append([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height])
-                labels.append(label)
-        except (ValueError, IndexError) as error:
-            on_warning(f"{txt_path}: not a readable YOLO label file ({error}), skipped with its image")
-            continue
-        kept, keep = clean_boxes(boxes, width, height, txt_path, on_warning)
-        records.append(Annotation(Path(image_path), width, height, kept, np.asarray(labels, np.int32)[keep]))
+
+    def objects(txt_path, width, height):
+        for line in filter(str.strip, Path(txt_path).read_text().splitlines()):
+            values = line.split()
+            index, cx, cy, w, h = int(values[0]), *map(float, values[1:5])
+            if not 0 <= index < len(names):
+                raise ValueError(f"class {index} is not in the {len(names)} names")
+            yield (
+                names[index],
+                [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height],
+            )
+
+    records, unknown = _read_label_files(
+        pairs, objects, (ValueError, IndexError), "YOLO label file", class_names, True, on_warning
+    )
     return _finish(records, class_names, on_warning, True, unknown)
 
 
