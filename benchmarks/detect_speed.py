@@ -12,21 +12,10 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def median_seconds(function, runs, warmup):
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 
 def export(model, fmt, path):
@@ -62,7 +51,7 @@ def main():
         "size": list(image.shape[:2]),
         "threads": tf.config.threading.get_intra_op_parallelism_threads(),
     }
-    results["keras_ms"] = 1000 * median_seconds(lambda: detector.detect(image[None]), args.runs, args.warmup)
+    results["keras_ms"] = median_ms(lambda: detector.detect(image[None]), args.runs, args.warmup)
 
     def difference(boxes):
         count = min(len(boxes), len(reference[0]))
@@ -123,7 +112,7 @@ def main():
 
                 out = call()
                 boxes = out["boxes"][0, : int(out["count"][0])]
-            results[f"{fmt}_ms"] = 1000 * median_seconds(call, args.runs, args.warmup)
+            results[f"{fmt}_ms"] = median_ms(call, args.runs, args.warmup)
             results[f"{fmt}_max_box_difference_px"] = difference(boxes)
 
     # NMS on 10,000 candidate boxes: tf.image vs OpenCV.
@@ -138,8 +127,8 @@ def main():
     tf_nms = lambda: tf.image.non_max_suppression(yxyx, tf_scores, 100, 0.5, 0.25)  # noqa: E731
     xywh = np.concatenate([corners, sizes], 1).tolist()
     cv_nms = lambda: cv2.dnn.NMSBoxes(xywh, scores.tolist(), 0.25, 0.5, top_k=100)  # noqa: E731
-    results["nms_10000_tf_image_ms"] = 1000 * median_seconds(tf_nms, args.runs, args.warmup)
-    results["nms_10000_opencv_ms"] = 1000 * median_seconds(cv_nms, args.runs, args.warmup)
+    results["nms_10000_tf_image_ms"] = median_ms(tf_nms, args.runs, args.warmup)
+    results["nms_10000_opencv_ms"] = median_ms(cv_nms, args.runs, args.warmup)
     results["nms_same_boxes"] = sorted(tf_nms().numpy().tolist()) == sorted(np.asarray(cv_nms()).reshape(-1).tolist())
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))

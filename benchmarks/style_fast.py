@@ -17,16 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def median_seconds(function, runs):
-    function()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+from timing import median_ms  # benchmarks/timing.py, beside this script
 
 
 def main():
@@ -62,7 +53,7 @@ def main():
                               config["content_layer"], config["style_layers"])  # fmt: skip
         fast = stylise(model, image[None])
         fast_values = [float(v) for v in loss(content, tf.cast(fast, tf.float32))]
-        row = {"keras_ms": 1000 * median_seconds(lambda model=model: stylise(model, image[None]), args.runs),
+        row = {"keras_ms": median_ms(lambda model=model: stylise(model, image[None]), args.runs),
                "fast": dict(zip(("total", "content", "style", "tv"), fast_values, strict=True))}  # fmt: skip
 
         variable = tf.Variable(content)
@@ -105,7 +96,7 @@ def main():
                 except Exception as error:  # noqa: BLE001 (reported)
                     row[f"{fmt}_error"] = str(error).splitlines()[0]
                     continue
-                row[f"{fmt}_ms"] = 1000 * median_seconds(call, args.runs)
+                row[f"{fmt}_ms"] = median_ms(call, args.runs)
                 row[f"{fmt}_max_pixel_difference"] = int(np.max(np.abs(out.astype(int) - fast.numpy().astype(int))))
         results[config["style"]] = row
         optimised = np.clip(np.round(variable.numpy()[0]), 0, 255).astype(np.uint8)
