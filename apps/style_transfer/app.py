@@ -17,14 +17,12 @@ from models.data.images import ImageReadError, list_image_files, read_image
 PROG = "dlapps style"
 
 
-def _resized(image, max_size):
-    """Float32 (1, H, W, 3) 0-1 pixels, the longest side at most `max_size` (aspect kept)."""
+def _resized(image, max_size, path=None):
+    """Float32 (1, H, W, 3) 0-1 pixels, the longest side at most `max_size` (aspect kept; a notice naming `path`
+    when it was shrunk)."""
     import tensorflow as tf
 
-    height, width = image.shape[:2]
-    scale = min(1.0, max_size / max(height, width))
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return tf.image.resize(tf.cast(image[None], tf.float32) / 255.0, size, antialias=True)
+    return tf.constant(_fit_max_size(image, max_size, path)[None], tf.float32) / 255.0
 
 
 def stylise(content, styles, style_weights, loss_network, args, on_step=None):
@@ -181,14 +179,14 @@ def _predict_optimised(args):
     files, problems = list_image_files(args.content)
     for _, message in problems:
         warn(PROG, f"error: {message}")
-    styles = [_resized(read_image(path), args.max_size) for path in args.style]
+    styles = [_resized(read_image(path), args.max_size, path) for path in args.style]
     loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     failures = len(problems)
     for path in files:
         try:
-            content = _resized(read_image(path), args.max_size)
+            content = _resized(read_image(path), args.max_size, path)
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
             failures += 1
@@ -238,15 +236,17 @@ def style_image_path(model_dir, config):
     return path if path.is_absolute() else Path(model_dir) / path
 
 
-def _fit_max_size(image, max_size, path):
-    """uint8 (H, W, 3) shrunk so its longest side is at most `max_size`, with a notice when it was shrunk."""
+def _fit_max_size(image, max_size, path=None):
+    """uint8 (H, W, 3) shrunk (Lanczos) so its longest side is at most `max_size`; when it was shrunk, a notice
+    naming `path` (none without a path). The one resizing rule of both modes."""
     from PIL import Image
 
     height, width = image.shape[:2]
     if max(height, width) <= max_size:
         return image
     scale = max_size / max(height, width)
-    warn(PROG, f"{path}: {width}x{height} downscaled to a longest side of {max_size} (--max-size)")
+    if path is not None:
+        warn(PROG, f"{path}: {width}x{height} downscaled to a longest side of {max_size} (--max-size)")
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
 

@@ -36,6 +36,8 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
     assert image.shape == (32, 48, 3) and image.dtype == np.uint8
     assert (tmp_path / "chelsea_losses.png").is_file() and (tmp_path / "chelsea_step0006.png").is_file()
     assert len(json.loads((tmp_path / "chelsea_losses.json").read_text())) == 6
+    # Big photos are shrunk to --max-size with a notice naming the file (both modes share the rule).
+    assert "chelsea.png" in captured.err and "downscaled to a longest side of 48" in captured.err
 
 
 def test_style_weights_must_match_the_styles(tmp_path, capsys):
