@@ -157,6 +157,30 @@ def check_output_folder(output):
     return Path(output)
 
 
+def check_train_output(args):
+    """The training run's folder and its state ({"phase_done": N}, `models.training.fit_phases`'): a new run refuses
+    a folder holding a model or an interrupted run; `--resume` needs the latter.
+
+    Raises:
+        ValueError / FileExistsError: with the option to pass instead.
+    """
+    import json
+
+    output = check_output_folder(args.output)
+    state = output / "state.json"
+    if args.resume:
+        if (output / "model.keras").exists():
+            raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
+        if not state.exists():
+            raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
+        return output, json.loads(state.read_text())
+    if (output / "model.keras").exists():
+        raise FileExistsError(f"{output} already holds a model; pick another --output")
+    if state.exists():
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
+    return output, {"phase_done": 0}
+
+
 def default_output(model_dir, name, app):
     """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
     saved_models/ or the source tree)."""

@@ -58,6 +58,12 @@ def add_pairs_arguments(parser, output_help, output_default):
     parser.add_argument(
         "--pairs-per-person", type=positive_int, default=10, help="same-person pairs per identity (folders)"
     )
+    parser.add_argument(
+        "--same-pairs",
+        type=positive_int,
+        default=None,
+        help="folders: this many same-person pairs in all, round-robin over the people (e.g. 1000)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs built from a folder")
     _add_model(parser)
 
@@ -80,17 +86,25 @@ def add_train_arguments(parser):
         "--backbone", default=defaults.backbone, choices=["dlib", "efficientnet_lite0", "small_resnet"],
         help="dlib's face ResNet (pretrained), EfficientNet-Lite0 (ImageNet) or a compact ResNet from scratch",
     )  # fmt: skip
-    parser.add_argument("--weights", default=defaults.weights, help="'dlib', 'imagenet', 'none' or a weights PATH")
+    parser.add_argument("--weights", default=None,
+                        help="'dlib', 'imagenet', 'none' or a weights PATH (default: the backbone's own: "
+                             "dlib for dlib, imagenet for efficientnet_lite0, none for small_resnet)")  # fmt: skip
     parser.add_argument("--margin", type=positive_float, default=defaults.margin, help="triplet margin alpha")
     parser.add_argument("--mining", default=defaults.mining, choices=["semi_hard", "batch_hard"], help="triplets")
     parser.add_argument("--people-per-batch", type=positive_int, default=defaults.people_per_batch, help="P")
     parser.add_argument("--images-per-person", type=positive_int, default=defaults.images_per_person, help="K")
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="most epochs")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="most epochs (of fine-tuning)")
+    parser.add_argument(
+        "--head-epochs",
+        type=positive_int,
+        default=defaults.head_epochs,
+        help="efficientnet_lite0: epochs of the new projection alone on the frozen base first",
+    )
     parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="batches")
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
     parser.add_argument("--patience", type=positive_int, default=3, help="epochs without a better dev accuracy")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the dev people, batches, weights")
-    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
 
 
 def add_export_arguments(parser):

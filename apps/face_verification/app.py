@@ -11,13 +11,29 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.cli import EXIT_BAD_INPUT, ProgressBar, check_output_folder, emit, to_json, warn
+from apps.cli import (
+    EXIT_BAD_INPUT,
+    ProgressBar,
+    check_output_folder,
+    check_train_output,
+    emit,
+    keras_verbosity,
+    to_json,
+    warn,
+)
 from apps.face_verification.config import FaceConfig
 from models.data.faces import NoFaceError, read_face_chips
 from models.data.images import ImageReadError, list_image_files
+from models.data.pairs import read_pairs_file, sample_pairs
 from models.data.readers import DataError, read_image_folder
 from models.gallery import Gallery, rank_people
-from models.metrics.verification import best_threshold, roc_curve, verification_report
+from models.metrics.verification import (
+    best_threshold,
+    fit_confidence,
+    roc_curve,
+    ten_fold_accuracy,
+    verification_report,
+)
 from models.plots import plot_gallery, plot_roc, short_name
 from models.tasks.face_embedder import build_face_embedder, model_identity
 
@@ -211,35 +227,20 @@ def gallery(args):
 # === Evaluate and calibrate ===
 
 
-def read_pairs(path, pairs_per_person=10, seed=0):
-    """Pairs as [(path_a, path_b, same)]: from a pairs file (`a<TAB>b<TAB>1|0`, paths relative to the file's
-    folder) or built from a folder of identities (seeded: same pairs within each person, as many different pairs)."""
+def read_pairs(path, pairs_per_person=10, same_pairs=None, seed=0):
+    """Pairs as [(path_a, path_b, same)]: from a pairs file, or built from a folder of identities (seeded:
+    `models.data.pairs.sample_pairs`)."""
     path = Path(path)
     if path.is_file():
-        pairs = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip() or line.startswith("#"):
-                continue
-            fields = line.split("\t")
-            if len(fields) != 3 or fields[2].strip() not in ("0", "1"):
-                raise DataError(f"{path}:{number}: expected 'path_a<TAB>path_b<TAB>1|0'. Received: {line!r}")
-            pairs.append((path.parent / fields[0], path.parent / fields[1], int(fields[2])))
-        return pairs
+        return read_pairs_file(path)
     files, labels, names, _ = read_image_folder(path)
-    rng = np.random.default_rng(seed)
     by_person = [[f for f, label in zip(files, labels, strict=True) if label == i] for i in range(len(names))]
-    same = []
-    for person in by_person:
-        candidates = [(a, b) for i, a in enumerate(person) for b in person[i + 1 :]]
-        for index in rng.permutation(len(candidates))[:pairs_per_person]:
-            same.append((*candidates[index], 1))
-    if not same:
-        raise DataError(f"{path}: no person has two images; same-person pairs cannot be made")
-    different = []
-    while len(different) < len(same):
-        first, second = rng.choice(len(by_person), 2, replace=False)
-        different.append((rng.choice(by_person[first]), rng.choice(by_person[second]), 0))
-    return same + different
+    ordered = [f for person in by_person for f in person]
+    try:
+        pairs, same = sample_pairs([len(p) for p in by_person], pairs_per_person, same_pairs, seed)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
+    return [(ordered[a], ordered[b], int(s)) for (a, b), s in zip(pairs, same, strict=True)]
 
 
 def pair_distances(face_model, pairs):
@@ -255,21 +256,9 @@ def pair_distances(face_model, pairs):
     return kept, distances, np.array([s for _, _, s in kept]), failed
 
 
-def _fit_confidence(distances, same):
-    """Logistic regression of same on distance (Newton's method): P(same | d) = sigmoid(bias + slope d)."""
-    features = np.stack([np.ones_like(distances), distances], axis=1)
-    weights = np.zeros(2)
-    for _ in range(50):
-        p = 1.0 / (1.0 + np.exp(-features @ weights))
-        gradient = features.T @ (p - same)
-        hessian = features.T @ (features * (p * (1 - p) + 1e-6)[:, None]) + 1e-3 * np.eye(2)
-        weights -= np.linalg.solve(hessian, gradient)
-    return float(weights[0]), float(weights[1])
-
-
 def _measured_pairs(face_model, args):
     """The pairs of `args.pairs` and their distances; both kinds of pair must be there."""
-    pairs = read_pairs(args.pairs, args.pairs_per_person, args.seed)
+    pairs = read_pairs(args.pairs, args.pairs_per_person, args.same_pairs, args.seed)
     kept, distances, same, failed = pair_distances(face_model, pairs)
     if len(set(same.tolist())) < 2:
         raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
@@ -325,7 +314,7 @@ def calibrate(args):
     output.mkdir(parents=True, exist_ok=True)
     config = face_model.config
     config.threshold = best_threshold(distances, same)
-    config.confidence_bias, config.confidence_slope = _fit_confidence(distances, same)
+    config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
     if (face_model.folder / "model.keras").is_file():
         shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
     calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
@@ -383,67 +372,30 @@ def _chips_by_person(folder, seed):
     return {name: np.stack(chips[name]) for name in people}
 
 
-def _dev_pairs(chips, seed, pairs_per_person=5):
-    """(index pairs, same) over the dev people's chips: same-person pairs and as many different-people pairs."""
-    rng = np.random.default_rng(seed)
-    owners = np.concatenate([[i] * len(own) for i, own in enumerate(chips)])
-    first = np.cumsum([0] + [len(own) for own in chips])
-    same = []
-    for person, own in enumerate(chips):
-        candidates = [(first[person] + a, first[person] + b) for a in range(len(own)) for b in range(a + 1, len(own))]
-        same += [candidates[i] for i in rng.permutation(len(candidates))[:pairs_per_person]]
-    different = []
-    while len(different) < len(same):
-        a, b = rng.integers(0, len(owners), 2)
-        if owners[a] != owners[b]:
-            different.append((a, b))
-    pairs = np.array(same + different)
-    return pairs, np.array([1] * len(same) + [0] * len(different))
-
-
-def _pk_batches(chips, people_per_batch, images_per_person, seed):
-    """An endless tf.data stream of P x K batches (P people, K chips each, with replacement when a person has fewer),
-    flipped and brightness-jittered: the batches online triplet mining needs."""
-    import tensorflow as tf
-
-    rng = np.random.default_rng(seed)
-    people = list(chips)
-
-    def batches():
-        while True:
-            chosen = rng.choice(len(people), min(people_per_batch, len(people)), replace=False)
-            images, labels = [], []
-            for label in chosen:
-                own = chips[people[label]]
-                picks = rng.choice(len(own), images_per_person, replace=len(own) < images_per_person)
-                images.append(own[picks])
-                labels += [label] * images_per_person
-            yield np.concatenate(images).astype(np.float32), np.array(labels, np.int32)
-
-    signature = (tf.TensorSpec((None, 150, 150, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
-
-    def augment(images, labels):
-        images = tf.image.random_flip_left_right(images, seed=seed)
-        images = tf.clip_by_value(images + tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -20.0, 20.0), 0, 255)
-        return images, labels
-
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
 def train(args):
+    """Triplet training through `models.training.fit_phases`: resumable, the best epoch on the dev pairs' 10-fold
+    accuracy kept; the threshold and the confidence curve chosen on those pairs are stored with the model."""
     import keras
 
-    from models.losses.triplet import TripletLoss
+    from models.plots import plot_history
+    from models.tasks.face_embedder import DevPairs, pk_batches, triplet_phases
+    from models.training import fit_phases, save_atomically
 
-    output = check_output_folder(args.output)
-    if (output / "model.keras").exists() and not args.overwrite:
-        raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
+    output, state = check_train_output(args)
+    weights = args.weights or {"dlib": "dlib", "efficientnet_lite0": "imagenet", "small_resnet": "none"}[args.backbone]
     config = FaceConfig(
-        backbone=args.backbone, weights=args.weights, margin=args.margin, mining=args.mining, epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate, seed=args.seed,
-        people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
+        backbone=args.backbone, weights=weights, margin=args.margin, mining=args.mining, epochs=args.epochs,
+        head_epochs=args.head_epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
+        seed=args.seed, people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
     )  # fmt: skip
+    if args.resume:
+        saved = json.loads((output / "config.json").read_text())
+        options = ("backbone", "weights", "margin", "mining", "epochs", "head_epochs", "steps_per_epoch",
+                   "learning_rate", "seed", "people_per_batch", "images_per_person")  # fmt: skip
+        changed = [k for k in options if saved.get(k) != getattr(config, k)]
+        if changed:
+            raise ValueError(f"--resume with other options than the run's ({', '.join(changed)}); "
+                             f"resume with the same options, as in {output / 'config.json'}")  # fmt: skip
     keras.utils.set_random_seed(config.seed)
     chips = _chips_by_person(args.folder, config.seed)
     # Identities held out of training: the dev pairs that choose the epoch and the threshold.
@@ -451,51 +403,54 @@ def train(args):
     order = np.random.default_rng(config.seed).permutation(len(people))
     dev_count = max(2, int(round(config.dev_fraction * len(people))))
     dev_people = [people[i] for i in sorted(order[:dev_count])]
-    train_chips = {name: chips[name] for name in people if name not in dev_people}
-    dev_images = [chips[name] for name in dev_people]
-    pairs, same = _dev_pairs(dev_images, config.seed)
-    dev_stack = np.concatenate(dev_images).astype(np.float32)
+    train_people = [name for name in people if name not in dev_people]
+    pairs, same = sample_pairs([len(chips[name]) for name in dev_people], 5, seed=config.seed)
+    dev_stack = np.concatenate([chips[name] for name in dev_people]).astype(np.float32)
     if not args.json:
-        print(f"{len(train_chips)} training people ({sum(len(c) for c in train_chips.values())} faces), "
-              f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs)")  # fmt: skip
+        print(f"{len(train_people)} training people ({sum(len(chips[n]) for n in train_people)} faces), "
+              f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs); "
+              f"{config.backbone} ({config.weights}), margin {config.margin}, {config.mining} mining")  # fmt: skip
 
-    model = build_face_embedder(config.backbone, config.weights)
-
-    def dev_accuracy():
-        embeddings = np.concatenate([np.asarray(model(dev_stack[i : i + 32])) for i in range(0, len(dev_stack), 32)])
-        distances = np.linalg.norm(embeddings[pairs[:, 0]] - embeddings[pairs[:, 1]], axis=1)
-        threshold = best_threshold(distances, same)
-        return verification_report(distances, same, threshold), distances
-
-    before, _ = dev_accuracy()
-    history = [{"epoch": 0, "dev_accuracy": before["accuracy_10_fold"], "loss": None}]
-    best = {"accuracy": before["accuracy_10_fold"], "weights": model.get_weights(), "epoch": 0}
-
-    class DevPairs(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            report, _ = dev_accuracy()
-            accuracy = report["accuracy_10_fold"]
-            history.append({"epoch": epoch + 1, "dev_accuracy": accuracy, "loss": float(logs["loss"])})
-            warn(PROG, f"epoch {epoch + 1}: triplet loss {logs['loss']:.4f}, dev 10-fold accuracy {accuracy:.4f}")
-            if accuracy > best["accuracy"]:
-                best.update(accuracy=accuracy, weights=self.model.get_weights(), epoch=epoch + 1)
-            elif epoch + 1 - best["epoch"] >= args.patience:
-                self.model.stop_training = True
-
-    model.compile(keras.optimizers.Adam(config.learning_rate), loss=TripletLoss(config.margin, config.mining))
-    batches = _pk_batches(train_chips, config.people_per_batch, config.images_per_person, config.seed)
-    model.fit(batches, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch, callbacks=[DevPairs()], verbose=0)
-    model.set_weights(best["weights"])
-
-    # The threshold and the confidence curve, chosen on the dev pairs, are stored with the model.
-    report, distances = dev_accuracy()
-    config.threshold = report["best_threshold"]
-    config.confidence_bias, config.confidence_slope = _fit_confidence(distances, same)
     output.mkdir(parents=True, exist_ok=True)
-    model.save(output / "model.keras")
+    model = build_face_embedder(config.backbone, config.weights)
+    dev = DevPairs(dev_stack, pairs, same, on_measure=lambda epoch, logs: warn(
+        PROG, f"epoch {epoch}: triplet loss {logs.get('loss', float('nan')):.4f}, "
+              f"dev 10-fold accuracy {logs['val_pair_accuracy']:.4f}"))  # fmt: skip
+    before = verification_report(dev.distances(model), same, 1.0)
+    start = model.get_weights()
+    phases = triplet_phases(model, config.backbone, config.weights, config.learning_rate, config.margin,
+                            config.mining, config.epochs, config.head_epochs)  # fmt: skip
+    if state["phase_done"]:
+        finished = output / f"{phases[state['phase_done'] - 1]['name']}.keras"
+        model.set_weights(keras.saving.load_model(finished, compile=False).get_weights())
+    else:
+        (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}))
+        (output / "state.json").write_text(json.dumps(state))
+    batches = pk_batches([chips[n] for n in train_people], config.people_per_batch, config.images_per_person,
+                         config.seed).repeat()  # fmt: skip
+    # steps_per_epoch through a finite view: Keras' fit takes it from the dataset.
+    summary = fit_phases(
+        model, phases, batches.take(config.steps_per_epoch), None, output, args.patience,
+        verbose=keras_verbosity(args), monitor="val_pair_accuracy", mode="max", start_phase=state["phase_done"],
+        metric_callbacks=[dev],
+    )  # fmt: skip
+
+    # Training that made the dev pairs worse (fine-tuning a face network on a few people can) is not kept.
+    distances = dev.distances(model)
+    if ten_fold_accuracy(distances, same)[0] < before["accuracy_10_fold"]:
+        model.set_weights(start)
+        distances, summary["kept"] = dev.distances(model), "before training"
+    # The threshold and the confidence curve, chosen on the dev pairs, are stored with the model.
+    config.threshold = best_threshold(distances, same)
+    report = verification_report(distances, same, config.threshold)
+    config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
+    save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
-    metrics = {"dev_before_training": before, "dev": report, "best_epoch": best["epoch"], "history": history}
+    histories = [output / f"history_{phase['name']}.csv" for phase in phases]
+    plot_history([h for h in histories if h.exists()], output / "training_curves.png", monitor="val_pair_accuracy",
+                 keys=("loss", "pair_accuracy"), mode="max")  # fmt: skip
+    metrics = {"dev_before_training": before, "dev": report, "phases": summary}
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
     emit(args, {**metrics, "output": str(output)},
          f"dev 10-fold accuracy {before['accuracy_10_fold']:.4f} before training, {report['accuracy_10_fold']:.4f} "
-         f"after (best epoch {best['epoch']}); threshold {config.threshold:.3f} -> {output}")  # fmt: skip
+         f"after (kept: {summary.get('kept')}); threshold {config.threshold:.3f} -> {output}")  # fmt: skip

@@ -20,6 +20,7 @@ class FaceConfig:
     people_per_batch: int = 8
     images_per_person: int = 4
     epochs: int = 10
+    head_epochs: int = 3  # an ImageNet backbone's projection alone first, on the frozen base
     steps_per_epoch: int = 50
     learning_rate: float = 1e-4
     dev_fraction: float = 0.15

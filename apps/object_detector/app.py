@@ -11,6 +11,7 @@ import numpy as np
 from apps.cli import (
     ProgressBar,
     check_output_folder,
+    check_train_output,
     default_output,
     emit,
     keras_verbosity,
@@ -72,20 +73,6 @@ def _split(records, fraction, seed):
     return sorted(order[count:].tolist()), sorted(order[:count].tolist())
 
 
-def _check_train_output(args):
-    output = check_output_folder(args.output)
-    state = output / "state.json"
-    if args.resume:
-        if not state.exists():
-            raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
-        return output, json.loads(state.read_text())
-    if (output / "model.keras").exists():
-        raise FileExistsError(f"{output} already holds a model; pick another --output")
-    if state.exists():
-        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
-    return output, {"phase_done": 0}
-
-
 def train(args):
     import keras
 
@@ -104,7 +91,7 @@ def train(args):
         )
     if args.anchors % 3:
         raise ValueError(f"--anchors must be a multiple of 3 (the same number per scale). Received: {args.anchors}")
-    output, state = _check_train_output(args)
+    output, state = check_train_output(args)
     keras.utils.set_random_seed(args.seed)
     records, class_names, kind, _ = _read(args.data)
     if args.dev:

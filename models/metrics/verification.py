@@ -102,3 +102,17 @@ def verification_report(distances, same, threshold):
         "tar_at_far_1e-3_threshold": tar_threshold,
         "best_threshold": best_threshold(distances, same),
     }
+
+
+def fit_confidence(distances, same):
+    """(bias, slope) of P(same | distance) = sigmoid(bias + slope * distance): logistic regression of `same` on the
+    pair distances by Newton's method (a tiny ridge keeps separable pairs finite)."""
+    distances, same = np.asarray(distances, np.float64), np.asarray(same, np.float64)
+    features = np.stack([np.ones_like(distances), distances], axis=1)
+    weights = np.zeros(2)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-features @ weights))
+        gradient = features.T @ (p - same)
+        hessian = features.T @ (features * (p * (1 - p) + 1e-6)[:, None]) + 1e-3 * np.eye(2)
+        weights -= np.linalg.solve(hessian, gradient)
+    return float(weights[0]), float(weights[1])

@@ -51,3 +51,108 @@ def model_identity(model):
     for weight in model.weights:
         digest.update(keras.ops.convert_to_numpy(weight).tobytes())
     return f"sha256:{digest.hexdigest()[:12]}"
+
+
+def embed_chips(model, chips, batch_size=32):
+    """(n, 150, 150, 3) chips (uint8 or float32 0-255) to (n, d) float32 unit embeddings, in batches."""
+    import numpy as np
+
+    chips = np.asarray(chips, np.float32)
+    outputs = [np.asarray(model(chips[i : i + batch_size], training=False)) for i in range(0, len(chips), batch_size)]
+    return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def pk_batches(groups, people_per_batch, images_per_person, seed):
+    """An endless tf.data stream of P x K batches for online triplet mining (FaceNet's sampling): P people, K chips
+    of each (drawn with replacement when a person has fewer), flipped and brightness-jittered (+/- 20 grey levels).
+
+    Args:
+        groups: one uint8 array (n_i, 150, 150, 3) of chips per person (n_i >= 2).
+    Yields:
+        (float32 (P*K, 150, 150, 3) 0-255 chips, int32 (P*K,) person indices).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+
+    def batches():
+        while True:
+            chosen = rng.choice(len(groups), min(people_per_batch, len(groups)), replace=False)
+            images, labels = [], []
+            for label in chosen:
+                own = groups[label]
+                picks = rng.choice(len(own), images_per_person, replace=len(own) < images_per_person)
+                images.append(own[picks])
+                labels += [label] * images_per_person
+            yield np.concatenate(images).astype(np.float32), np.array(labels, np.int32)
+
+    signature = (tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+
+    def augment(images, labels):
+        images = tf.image.random_flip_left_right(images, seed=seed)
+        images = tf.clip_by_value(images + tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -20.0, 20.0), 0, 255)
+        return images, labels
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+class DevPairs(keras.callbacks.Callback):
+    """Puts the dev pairs' LFW 10-fold accuracy (`val_pair_accuracy`) in each epoch's logs, for checkpoints and early
+    stopping: `chips` float32 (n, 150, 150, 3) 0-255 of people held out of training, `pairs` (m, 2) indices into
+    them, `same` (m,) 1 for same-person pairs."""
+
+    def __init__(self, chips, pairs, same, on_measure=None):
+        super().__init__()
+        self.chips, self.pairs, self.same, self.on_measure = chips, pairs, same, on_measure
+
+    def distances(self, model=None):
+        import numpy as np
+
+        embeddings = embed_chips(model or self.model, self.chips)
+        return np.linalg.norm(embeddings[self.pairs[:, 0]] - embeddings[self.pairs[:, 1]], axis=1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from models.metrics.verification import ten_fold_accuracy
+
+        accuracy, _ = ten_fold_accuracy(self.distances(), self.same)
+        if logs is not None:
+            logs["val_pair_accuracy"] = accuracy
+        if self.on_measure:
+            self.on_measure(epoch + 1, logs or {})
+
+
+def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epochs, head_epochs=3):
+    """`models.training.fit_phases` phases for triplet training (`models.losses.triplet.TripletLoss`).
+
+    An ImageNet backbone first trains its new projection on the frozen base for `head_epochs` at 10x the rate
+    (the fine-tuner's two phases), then the whole base but its batch norm at `learning_rate`; dlib's network
+    (already a face embedder) and a network from scratch train whole in one phase.
+    """
+    from models.losses.triplet import TripletLoss
+    from models.training import unfreeze_top
+
+    def compile_with(rate):
+        model.compile(keras.optimizers.Adam(rate), loss=TripletLoss(margin, mining))
+
+    bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if backbone == "efficientnet_lite0" and weights not in (None, "none", "None") and bases:
+        base = bases[0]
+
+        def head(model):
+            base.trainable = False
+            compile_with(learning_rate * 10)
+
+        def fine_tune(model):
+            unfreeze_top(base)
+            compile_with(learning_rate)
+
+        return [{"name": "head", "epochs": head_epochs, "prepare": head},
+                {"name": "fine_tune", "epochs": epochs, "prepare": fine_tune}]  # fmt: skip
+
+    def whole(model):
+        model.trainable = True
+        compile_with(learning_rate)
+
+    return [{"name": "train", "epochs": epochs, "prepare": whole}]

@@ -1,5 +1,6 @@
 """Face verification through its command line: the shipped model (dlib's ResNet, offline), public-domain faces."""
 
+import csv
 import json
 
 import numpy as np
@@ -137,8 +138,18 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
     )  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
-    accuracies = [row["dev_accuracy"] for row in result["history"]]
-    assert len(accuracies) == 3 and result["best_epoch"] == int(np.argmax(accuracies))
+    with open(output / "history_train.csv") as file:
+        accuracies = [float(row["val_pair_accuracy"]) for row in csv.DictReader(file)]
+    phase = result["phases"]["train"]
+    assert len(accuracies) == 2 and phase["best_epoch"] == int(np.argmax(accuracies)) + 1
+    before = result["dev_before_training"]["accuracy_10_fold"]
+    kept = "before training" if max(accuracies) < before else "train"
+    assert result["phases"]["kept"] == kept and (output / "training_curves.png").is_file()
+    # A finished run is not resumed, nor overwritten.
+    code, _, err = run(capsys, "train", tmp_path / "people", "--output", output, "--resume")
+    assert code == 2 and "nothing to resume" in err
+    code, _, err = run(capsys, "train", tmp_path / "people", "--output", output)
+    assert code == 2 and "already holds a model" in err
     config = json.loads((output / "config.json").read_text())
     assert config["backbone"] == "small_resnet" and config["threshold"] == pytest.approx(
         result["dev"]["best_threshold"]

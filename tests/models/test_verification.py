@@ -36,3 +36,44 @@ def test_ten_fold_accuracy_on_separable_pairs_is_perfect():
     distances = np.where(same == 1, rng.uniform(0, 0.4, 200), rng.uniform(0.6, 1.0, 200))
     mean, std = ten_fold_accuracy(distances, same)
     assert mean == 1.0 and std == 0.0
+
+
+def test_sample_pairs_round_robin_unique_and_disjoint():
+    from models.data.pairs import sample_pairs
+
+    # Items 0-2 are person 0, 3-4 person 1, 5 person 2: 3 + 1 same pairs can be made.
+    pairs, same = sample_pairs([3, 2, 1], seed=0)
+    owners = np.array([0, 0, 0, 1, 1, 2])
+    assert same.tolist() == [1] * 4 + [0] * 4
+    assert all(owners[a] == owners[b] and a != b for a, b in pairs[:4])
+    assert all(owners[a] != owners[b] for a, b in pairs[4:])
+    assert len({(min(a, b), max(a, b)) for a, b in pairs}) == 8  # no pair twice
+    # same_total takes pairs round-robin: person 1's only pair is among the first two, whatever the seed.
+    for seed in range(5):
+        pairs, same = sample_pairs([3, 2, 1], same_total=2, seed=seed)
+        assert {tuple(owners[p]) for p in pairs[:2]} == {(0, 0), (1, 1)} and len(pairs) == 4
+    # One pair per person at most.
+    pairs, _ = sample_pairs([3, 2, 1], same_per_person=1, seed=0)
+    assert len(pairs) == 4
+
+
+def test_sample_pairs_refuses_what_cannot_be_made():
+    from models.data.pairs import sample_pairs
+    from models.data.readers import DataError
+
+    with pytest.raises(DataError, match="no person has two"):
+        sample_pairs([1, 1, 1])
+    with pytest.raises(DataError, match="fewer than two people"):
+        sample_pairs([4])
+    with pytest.raises(DataError, match="only 4 same-person pairs"):
+        sample_pairs([3, 2, 1], same_total=5)
+
+
+def test_pairs_file_round_trip_with_relative_paths(tmp_path):
+    from models.data.pairs import read_pairs_file, write_pairs_file
+
+    (tmp_path / "faces").mkdir()
+    a, b = tmp_path / "faces" / "a.jpg", tmp_path / "faces" / "b.jpg"
+    path = write_pairs_file(tmp_path / "lists" / "pairs.txt", [(a, b, 1), (b, a, 0)], header="test pairs")
+    assert path.read_text().splitlines()[1] == "../faces/a.jpg\t../faces/b.jpg\t1"
+    assert [(p.resolve(), q.resolve(), s) for p, q, s in read_pairs_file(path)] == [(a, b, 1), (b, a, 0)]
