@@ -26,7 +26,7 @@ def main():
     from apps.cli import default_model_dir
     from apps.face_verification.app import FaceModel, embed_files
     from models.data.readers import read_image_folder
-    from models.gallery import rank_people
+    from models.gallery import GalleryIndex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a folder of identities (one subfolder per person)")
@@ -51,10 +51,11 @@ def main():
     gallery_vectors = np.stack(gallery_vectors)
     threshold = face_model.config.threshold
     result = {"people": len(chosen), "enrolled_images": len(gallery_names), "queries": len(queries)}
+    index = GalleryIndex(gallery_names, gallery_vectors)
     for mode in ("nearest", "mean"):
         right = known = unknown = 0
         for name, embedding in queries:
-            ranked = rank_people(embedding, gallery_names, gallery_vectors, mode)
+            ranked = index.rank(embedding, mode)
             right += ranked[0][0] == name
             known += ranked[0][0] == name and ranked[0][1] <= threshold
             strangers = [(n, d) for n, d in ranked if n != name]

@@ -111,8 +111,47 @@ class Gallery:
         self.connection.close()
 
 
+class GalleryIndex:
+    """Enrolled embeddings arranged once for fast lookups: one (n, dim) matrix grouped by person, each person's
+    first row, and each person's L2-normalised mean embedding. A lookup is one matrix-vector product (NumPy's BLAS)
+    and a per-person minimum (`np.minimum.reduceat`): about a millisecond for 100,000 embeddings
+    (`benchmarks/faces_identify_speed.py`).
+
+    Args:
+        names: one person name per embedding (any order).
+        vectors: float (n, dim) embeddings, unit length.
+    """
+
+    def __init__(self, names, vectors):
+        names = np.asarray(names)
+        order = np.argsort(names, kind="stable")
+        self.vectors = np.ascontiguousarray(np.asarray(vectors, np.float32)[order])
+        self.people, self.starts = np.unique(names[order], return_index=True)
+        self.squared_norms = np.einsum("ij,ij->i", self.vectors, self.vectors)
+        means = np.add.reduceat(self.vectors, self.starts, axis=0) if len(self.vectors) else self.vectors
+        self.means = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+
+    def rank(self, query, mode="nearest", top_k=None):
+        """[(name, Euclidean distance)] of the `top_k` nearest people (all when None), nearest first.
+
+        mode: "nearest" (the distance to the person's closest image) or "mean" (to the person's mean embedding).
+        """
+        if not len(self.people):
+            return []
+        query = np.asarray(query, np.float32).reshape(-1)
+        if mode == "mean":
+            distances = np.linalg.norm(self.means - query, axis=1)
+        else:
+            squared = self.squared_norms - 2.0 * (self.vectors @ query) + float(query @ query)
+            distances = np.sqrt(np.maximum(np.minimum.reduceat(squared, self.starts), 0.0))
+        count = len(distances) if top_k is None else min(int(top_k), len(distances))
+        nearest = np.argpartition(distances, count - 1)[:count]
+        nearest = nearest[np.argsort(distances[nearest], kind="stable")]
+        return [(str(self.people[i]), float(distances[i])) for i in nearest]
+
+
 def rank_people(query, names, vectors, mode="nearest"):
-    """Each enrolled person's distance to a query embedding, nearest first.
+    """Each enrolled person's distance to a query embedding, nearest first (a one-off `GalleryIndex(...).rank`).
 
     Args:
         query: float (dim,) embedding.
@@ -123,15 +162,4 @@ def rank_people(query, names, vectors, mode="nearest"):
     Returns:
         [(name, Euclidean distance)] sorted by distance.
     """
-    if not len(names):
-        return []
-    query = np.asarray(query, np.float32)
-    names = np.asarray(names)
-    results = []
-    for name in dict.fromkeys(names.tolist()):
-        own = vectors[names == name]
-        if mode == "mean":
-            mean = own.mean(axis=0)
-            own = (mean / max(np.linalg.norm(mean), 1e-12))[None]
-        results.append((name, float(np.min(np.linalg.norm(own - query, axis=1)))))
-    return sorted(results, key=lambda item: item[1])
+    return GalleryIndex(names, vectors).rank(query, mode)

@@ -26,7 +26,7 @@ from models.data.faces import NoFaceError, read_face_chips
 from models.data.images import ImageReadError, list_image_files
 from models.data.pairs import read_pairs_file, sample_pairs
 from models.data.readers import DataError, read_image_folder
-from models.gallery import Gallery, rank_people
+from models.gallery import Gallery, GalleryIndex
 from models.metrics.verification import (
     best_threshold,
     fit_confidence,
@@ -181,6 +181,7 @@ def identify(args):
     names, vectors = gallery.embeddings()
     if not names:
         raise ValueError(f"{args.db}: the gallery is empty; enroll people first")
+    index = GalleryIndex(names, vectors)
     files, problems = list_image_files(args.paths)
     failures = len(problems)
     for _, message in problems:
@@ -193,7 +194,7 @@ def identify(args):
 
     threshold = face_model.config.threshold
     for path, face, embedding in embed_files(face_model, files, args.all_faces, on_error):
-        ranked = rank_people(embedding, names, vectors, args.match)[: args.top_k]
+        ranked = index.rank(embedding, args.match, args.top_k)
         best, distance = ranked[0]
         name = best if distance <= threshold else "unknown"
         result = {

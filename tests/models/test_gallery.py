@@ -45,3 +45,26 @@ def test_a_failed_enroll_leaves_nothing_half_written(tmp_path):
     # Another connection (another process) sees a consistent file while one writes.
     other = sqlite3.connect(tmp_path / "faces.db")
     assert other.execute("SELECT COUNT(*) FROM embeddings").fetchone() == (0,)
+
+
+def test_gallery_index_equals_brute_force_and_cuts_at_top_k():
+    from models.gallery import GalleryIndex
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    names = [f"p{i % 7}" for i in rng.permutation(60)]  # unsorted, several images each
+    query = vectors[5] * 0.9 + vectors[6] * 0.1
+    index = GalleryIndex(names, vectors)
+    for mode in ("nearest", "mean"):
+        expected = {}
+        for name in set(names):
+            own = vectors[[n == name for n in names]]
+            if mode == "mean":
+                own = own.mean(axis=0, keepdims=True) / np.linalg.norm(own.mean(axis=0))
+            expected[name] = float(np.min(np.linalg.norm(own - query, axis=1)))
+        ranked = index.rank(query, mode)
+        assert [n for n, _ in ranked] == sorted(expected, key=expected.get)
+        np.testing.assert_allclose([d for _, d in ranked], sorted(expected.values()), atol=1e-5)
+        assert index.rank(query, mode, top_k=3) == ranked[:3]
+    assert GalleryIndex([], np.zeros((0, 8), np.float32)).rank(query) == []
