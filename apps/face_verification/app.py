@@ -31,6 +31,7 @@ from models.metrics.verification import (
     best_threshold,
     fit_confidence,
     roc_curve,
+    tar_at_far,
     ten_fold_accuracy,
     verification_report,
 )
@@ -192,7 +193,8 @@ def identify(args):
         failures += 1
         _report_error(path, error)
 
-    threshold = face_model.config.threshold
+    config = face_model.config
+    threshold = args.threshold or config.open_set_threshold or config.threshold
     for path, face, embedding in embed_files(face_model, files, args.all_faces, on_error):
         ranked = index.rank(embedding, args.match, args.top_k)
         best, distance = ranked[0]
@@ -316,6 +318,7 @@ def calibrate(args):
     config = face_model.config
     config.threshold = best_threshold(distances, same)
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
+    config.open_set_threshold = tar_at_far(distances, same, 1e-3)[1]
     if (face_model.folder / "model.keras").is_file():
         shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
     calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
@@ -445,6 +448,7 @@ def train(args):
     config.threshold = best_threshold(distances, same)
     report = verification_report(distances, same, config.threshold)
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
+    config.open_set_threshold = report["tar_at_far_1e-3_threshold"]
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
     histories = [output / f"history_{phase['name']}.csv" for phase in phases]

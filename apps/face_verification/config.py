@@ -14,6 +14,9 @@ class FaceConfig:
     # P(same | distance) = sigmoid(confidence_bias + confidence_slope * distance), fitted on the same pairs.
     confidence_bias: float = 6.0
     confidence_slope: float = -10.0
+    # identify: a face is named only this close to an enrolled person (stricter than `threshold`: a gallery of many
+    # people gives a stranger many chances); the distance at a false accept rate of 1e-3 on the calibration pairs.
+    open_set_threshold: float | None = None
     # Training (dlapps faces train).
     margin: float = 0.2
     mining: str = "semi_hard"

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from apps.__main__ import main as dlapps
+from apps.cli import default_model_dir
 from tests.helpers import EXAMPLES
 
 FACES = EXAMPLES.parent / "tests" / "data" / "faces"
@@ -64,6 +65,11 @@ def test_enroll_identify_list_and_remove(people, capsys, keras_home, tmp_path):
     assert code == 2 and "cup.png" in err  # The cup is named; the probe is still identified.
     result = json.loads(out.splitlines()[0])
     assert result["name"] == "eileen" and [p["name"] for p in result["top_k"]] == ["eileen", "lav"]
+    # identify names a face only within the model's stricter open-set threshold; --threshold overrides it.
+    shipped = json.loads((default_model_dir("face_verification") / "config.json").read_text())
+    assert result["threshold"] == shipped["open_set_threshold"] < shipped["threshold"]
+    code, out, _ = run(capsys, "identify", people / "probe.jpg", "--db", db, "--json", "--threshold", "1e-3")
+    assert json.loads(out)["name"] == "unknown" and json.loads(out)["top_k"][0]["name"] == "eileen"
     code, out, _ = run(capsys, "gallery", "--db", db, "--remove", "eileen", "--json")
     assert code == 0 and json.loads(out)["people"] == {"lav": 2}
     code, out, _ = run(capsys, "identify", people / "probe.jpg", "--db", db, "--json")
@@ -85,6 +91,7 @@ def test_evaluate_and_calibrate_on_a_pairs_file(people, capsys, keras_home, tmp_
     assert code == 0, err
     config = json.loads((tmp_path / "calibrated" / "config.json").read_text())
     assert config["app"] == "faces" and config["threshold"] == pytest.approx(json.loads(out)["best_threshold"])
+    assert config["open_set_threshold"] == pytest.approx(json.loads(out)["tar_at_far_1e-3_threshold"])
     (people / "bad_pairs.txt").write_text("only one column\n")
     code, _, err = run(capsys, "evaluate", people / "bad_pairs.txt")
     assert code == 2 and "bad_pairs.txt:1" in err
