@@ -571,10 +571,13 @@ def export(args):
         def serve(canvas):
             found = postprocess(detector.model(canvas, training=False), detector.anchors, detector.score_threshold,
                                 detector.iou_threshold, detector.max_detections, detector.class_agnostic)  # fmt: skip
-            return {**found, "boxes": found["boxes"] * size}
+            return {**found, "boxes": tf.clip_by_value(found["boxes"] * size, 0.0, float(size))}
 
         info["input"] = f"float32 (1, {size}, {size}, 3) 0-255: the image letterboxed (fitted, centred on grey 127)"
-        info["outputs"] = "boxes (1, M, 4) xmin ymin xmax ymax in canvas pixels; scores; classes; num_detections"
+        info["outputs"] = (
+            "boxes (1, M, 4) xmin ymin xmax ymax in canvas pixels (image pixels: subtract the "
+            "letterbox offset, divide by its scale, clip to the image); scores; classes; num_detections"
+        )
     export_graph(detector, serve, serve_bytes, output, args.format, info, select_tf_ops=True)
     result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
     emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")
