@@ -72,6 +72,11 @@ def add_train_arguments(parser):
     parser.add_argument("--residual-blocks", type=positive_int, default=5, help="residual blocks")
     parser.add_argument("--weights", default="hed", help="loss network weights: hed (offline), imagenet, or PATH")
     parser.add_argument("--seed", type=int, default=0, help="shuffling")
+    parser.add_argument(
+        "--init-from", default=None, metavar="MODEL",
+        help="start from another fast style model's weights (same --filters and --residual-blocks): its network "
+             "already keeps the content, so a new style needs fewer steps",
+    )  # fmt: skip
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
 
 

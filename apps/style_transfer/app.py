@@ -367,6 +367,13 @@ def train(args):
     loss_network = build_vgg16_features([CONTENT_LAYER, *STYLE_LAYERS], args.weights)
     loss = PerceptualLoss(loss_network, style, args.content_weight, args.style_weight, args.tv_weight)
     model = build_style_transformer(tuple(args.filters), args.residual_blocks)
+    if args.init_from:
+        start, start_config = load_style_model(args.init_from)
+        shape = (list(start_config["filters"]), start_config["residual_blocks"])
+        if shape != (list(args.filters), args.residual_blocks):
+            raise ValueError(f"--init-from {args.init_from}: its network has filters {shape[0]} and {shape[1]} "
+                             f"residual blocks; pass the same --filters and --residual-blocks")  # fmt: skip
+        model.set_weights(start.get_weights())
     output.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(args.style, output / f"style{Path(args.style).suffix.lower()}")
     config = {
@@ -384,6 +391,7 @@ def train(args):
         "tv_weight": args.tv_weight,
         "filters": args.filters,
         "residual_blocks": args.residual_blocks,
+        "init_from": str(Path(args.init_from).resolve()) if args.init_from else None,
         "loss_network": f"vgg16 ({args.weights})",
         "content_layer": CONTENT_LAYER,
         "style_layers": list(STYLE_LAYERS),

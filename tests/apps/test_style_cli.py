@@ -134,6 +134,13 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     assert code in (0, None)
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 4 and "optimised_mean" in result and (tmp_path / "eval" / "contact_sheet.jpg").is_file()
+    # A second style starts from the first model's weights; a network of another shape is refused.
+    common = ["style", "train", "--style", str(EXAMPLES / "chelsea.png"), "--content", str(photos), "--epochs", "1",
+              "--batch-size", "2", "--image-size", "32", "--style-size", "32", "--init-from", str(model)]  # fmt: skip
+    code = dlapps([*common, "--output", str(tmp_path / "m2"), "--filters", "4", "8", "8", "--residual-blocks", "1"])
+    assert code in (0, None) and json.loads((tmp_path / "m2" / "config.json").read_text())["init_from"]
+    code = dlapps([*common, "--output", str(tmp_path / "m3"), "--filters", "4", "8", "16", "--residual-blocks", "1"])
+    assert code == 2 and "pass the same --filters" in capsys.readouterr().err
 
 
 def test_a_folder_that_is_not_a_style_model_is_refused(tmp_path, capsys):
