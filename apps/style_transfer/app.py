@@ -85,7 +85,7 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
             record(step(), image)
         result = image.numpy()
     if args.explain:
-        _explain(losses, content, result, style_grams, args)
+        _explain(history, style_grams, args)
     result = result[0]
     if args.preserve_colors:
         result = _keep_colours(result, content.numpy()[0])
@@ -131,24 +131,23 @@ def _keep_colours(stylised, content):
     return tf.image.yuv_to_rgb(tf.concat([luminance, colours], -1)).numpy()
 
 
-def _explain(losses, content, result, style_grams, args):
-    """The course's costs on this run's numbers: J = alpha J_content + beta J_style (+ tv), before and after."""
-    import tensorflow as tf
-
-    first = [float(v) for v in losses(content)]
-    last = [float(v) for v in losses(tf.constant(result))]
+def _explain(history, style_grams, args):
+    """The course's costs on this run's numbers: J = alpha J_content + beta J_style (+ tv), at the first and the last
+    step of `history` (the figures the run's summary line and loss curve show)."""
+    first = [history[0][key] for key in ("total", "content", "style")]
+    last = [history[-1][key] for key in ("total", "content", "style")]
     layer = args.style_layers[0]
     gram = style_grams[layer].numpy()[0]
     lines = [
         "How the cost is computed (the course's neural style transfer, the TF tutorial's normalisation):",
         f"  J_content = mean over {args.content_layer}'s activations of (a_G - a_C)^2",
         f"            = {first[1]:.4g} at the start (the content photo itself: 0 when starting from it), "
-        f"{last[1]:.4g} at the end",
+        f"{last[1]:.4g} at the last step",
         "  Gram matrix G = F^T F / (n_H n_W): the correlation of every pair of channels over all positions;",
         f"    the style image's G at {layer} is {gram.shape[0]}x{gram.shape[1]}, its top-left corner:",
         *(f"      {'  '.join(f'{v:10.4g}' for v in row)}" for row in gram[:3, :3]),
         f"  J_style = weighted mean over {len(args.style_layers)} layers of mean (G_generated - G_style)^2",
-        f"          = {first[2]:.4g} at the start, {last[2]:.4g} at the end",
+        f"          = {first[2]:.4g} at the start, {last[2]:.4g} at the last step",
         f"  J = {args.content_weight:g} x J_content + {args.style_weight:g} x J_style + {args.tv_weight:g} x tv",
         f"    = {first[0]:.4g} -> {last[0]:.4g}",
     ]

@@ -158,6 +158,9 @@ def test_lbfgs_lowers_the_loss_and_explain_prints_the_costs(tmp_path, capsys):
     assert "Gram matrix" in captured.out and "J_content" in captured.out
     history = json.loads((tmp_path / "chelsea_losses.json").read_text())
     assert history[-1]["total"] < history[0]["total"]
+    # --explain's figures are the run's own (first and last step), as the summary line prints them.
+    assert f"= {history[0]['total']:.4g} -> {history[-1]['total']:.4g}" in captured.out
+    assert f"total loss {history[0]['total']:.4g} -> {history[-1]['total']:.4g}" in captured.out
 
 
 def test_preserve_colors_keeps_the_content_chroma():
