@@ -502,17 +502,24 @@ def predict(args):
 
 
 def _predict_video(args, detector, path, output, class_names):
-    """Frame by frame: an annotated video (mp4) and, with --json, one object per frame."""
+    """Frame by frame: an annotated video (mp4), with --json one object per frame, and with --save-txt one YOLO
+    label file per frame (`labels/<video>_<frame>.txt`, frames counted from 0, as Ultralytics names them)."""
+    from models.data.annotations import yolo_lines
     from models.data.video import transform_video
     from models.plots import draw_detections
 
     frame_index = 0
+    if args.save_txt:
+        (output / "labels").mkdir(parents=True, exist_ok=True)
 
     def annotate(rgb):
         nonlocal frame_index
         found = run_detector(detector, rgb)
         if args.json:
             print(to_json(_detections_json(path, found, class_names, {"frame": frame_index})), flush=True)
+        if args.save_txt:
+            lines = yolo_lines(found[0], found[2], rgb.shape[1], rgb.shape[0])
+            (output / "labels" / f"{path.stem}_{frame_index}.txt").write_text(lines)
         frame_index += 1
         return draw_detections(rgb, found[0], found[2], found[1], class_names)
 

@@ -166,10 +166,14 @@ def test_video_is_annotated_frame_by_frame(trained, capsys, tmp_path):
         writer.write(cv2.cvtColor(np.asarray(Image.open(root / "data" / f"img{index}.png")), cv2.COLOR_RGB2BGR))
     writer.release()
     code = dlapps(["detect", "predict", str(tmp_path / "clip.mp4"), "--model", str(root / "model"),
-                   "--output", str(tmp_path / "out"), "--json"])  # fmt: skip
+                   "--output", str(tmp_path / "out"), "--json", "--save-txt"])  # fmt: skip
     assert code in (0, None)
     frames = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     assert [frame["frame"] for frame in frames] == [0, 1, 2]
+    # --save-txt: one YOLO label file per frame, a line per detection.
+    for frame in frames:
+        lines = (tmp_path / "out" / "labels" / f"clip_{frame['frame']}.txt").read_text().splitlines()
+        assert len(lines) == len(frame["detections"])
     capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
