@@ -37,15 +37,27 @@ class Gallery:
         model_id: the identity of the embedding model (e.g. "dlib_resnet_v1:55533b28"); a gallery made with
             another model is refused.
         dimension: the embedding size (128).
+        create: make the file and its tables if missing (enroll); False for read-only use, which refuses a file
+            that is not already a gallery.
 
     Raises:
         GalleryError: the file was made with another model or dimension, or is not a gallery.
     """
 
-    def __init__(self, path, model_id, dimension):
+    def __init__(self, path, model_id, dimension, create=True):
         self.path, self.model_id, self.dimension = Path(path), str(model_id), int(dimension)
         try:
-            self.connection = sqlite3.connect(self.path, timeout=30.0)
+            if not create:
+                # Read-only use (identify, listing): a file that is not already a gallery is refused, never changed.
+                if not self.path.is_file():
+                    raise GalleryError(f"{self.path}: no such gallery; enroll people first")
+                self.connection = sqlite3.connect(self.path, timeout=30.0)
+                tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master")}
+                if not {"settings", "people", "embeddings"} <= tables:
+                    self.connection.close()
+                    raise GalleryError(f"{self.path}: not a face gallery (an SQLite file without its tables)")
+            else:
+                self.connection = sqlite3.connect(self.path, timeout=30.0)
             self.connection.execute("PRAGMA foreign_keys = ON")
             with self.connection:
                 self.connection.executescript(SCHEMA)

@@ -1,5 +1,6 @@
 """Command line of face verification: `dlapps faces verify|enroll|identify|gallery|evaluate|calibrate|export`."""
 
+import argparse
 import sys
 
 from apps.cli import Verb, default_model_dir, positive_float, positive_int, run
@@ -96,8 +97,10 @@ def add_train_arguments(parser):
                              "dlib for dlib, imagenet for efficientnet_lite0, none for small_resnet)")  # fmt: skip
     parser.add_argument("--margin", type=positive_float, default=defaults.margin, help="triplet margin alpha")
     parser.add_argument("--mining", default=defaults.mining, choices=["semi_hard", "batch_hard"], help="triplets")
-    parser.add_argument("--people-per-batch", type=positive_int, default=defaults.people_per_batch, help="P")
-    parser.add_argument("--images-per-person", type=positive_int, default=defaults.images_per_person, help="K")
+    parser.add_argument("--people-per-batch", type=at_least_two, default=defaults.people_per_batch,
+                        help="P: people per batch (a triplet needs another person)")  # fmt: skip
+    parser.add_argument("--images-per-person", type=at_least_two, default=defaults.images_per_person,
+                        help="K: photos of each person per batch (a triplet needs two)")  # fmt: skip
     parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="most epochs (of fine-tuning)")
     parser.add_argument(
         "--head-epochs",
@@ -112,10 +115,22 @@ def add_train_arguments(parser):
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
 
 
+def at_least_two(text):
+    """argparse type: a whole number of at least 2 (P and K of a triplet batch)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 (a triplet needs two of each), got {text!r}")
+    return value
+
+
 def add_export_arguments(parser):
     _add_model(parser)
     parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"], help="export format")
-    parser.add_argument("--output", default="runs/faces/serving", help="the SavedModel folder or .tflite file")
+    parser.add_argument(
+        "--output", default=None,
+        help="the SavedModel folder or .tflite file (default: export/ beside your model; runs/faces/export/ for the "
+             "shipped one)",
+    )  # fmt: skip
 
 
 VERBS = [

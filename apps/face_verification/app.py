@@ -16,6 +16,7 @@ from apps.cli import (
     ProgressBar,
     check_output_folder,
     check_train_output,
+    default_output,
     emit,
     keras_verbosity,
     to_json,
@@ -28,10 +29,10 @@ from models.data.pairs import read_pairs_file, sample_pairs
 from models.data.readers import DataError, read_image_folder
 from models.gallery import Gallery, GalleryIndex
 from models.metrics.verification import (
+    MIN_PAIRS_10_FOLD,
     best_threshold,
     fit_confidence,
     roc_curve,
-    tar_at_far,
     ten_fold_accuracy,
     verification_report,
 )
@@ -143,11 +144,25 @@ def _one_face(face_model, path):
 # === Gallery: enroll, identify, list and remove ===
 
 
-def enroll(args):
-    face_model = FaceModel(args.model)
-    files, labels, names, skipped = read_image_folder(args.folder)
+def read_people(folder):
+    """(files, labels, names) of a folder of identities (one subfolder per person); non-image files, loose files
+    beside the person folders and person folders without photos are named and left out, not fatal."""
+    files, labels, names, skipped = read_image_folder(folder, allow_empty=True)
     for path in skipped:
         warn(PROG, f"skipping non-image file {path}")
+    loose = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")]
+    if loose:
+        warn(PROG, f"{folder}: {len(loose)} file(s) beside the person folders left out (e.g. {loose[0].name}); "
+                   "put each photo in its person's folder")  # fmt: skip
+    for index, name in enumerate(names):
+        if index not in labels:
+            warn(PROG, f"{Path(folder) / name}: no photos; this person is left out")
+    return files, labels, names
+
+
+def enroll(args):
+    face_model = FaceModel(args.model)
+    files, labels, names = read_people(args.folder)
     gallery = Gallery(args.db, face_model.identity, 128)
     failures = []
     summary = {}
@@ -173,7 +188,7 @@ def _open_gallery(db, face_model):
     """An existing gallery made with this model (a missing file is an error, not a new empty gallery)."""
     if not Path(db).is_file():
         raise ValueError(f"{db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {db})")
-    return Gallery(db, face_model.identity, 128)
+    return Gallery(db, face_model.identity, 128, create=False)
 
 
 def identify(args):
@@ -219,12 +234,15 @@ def identify(args):
 
 def gallery(args):
     store = _open_gallery(args.db, FaceModel(args.model))
+    unknown = [name for name in args.remove if name not in dict(store.people())]
+    if unknown:  # checked before removing anyone: a typo removes nobody
+        raise ValueError(f"{args.db}: no person named {', '.join(map(repr, unknown))}; nobody was removed")
     for name in args.remove:
-        if not store.remove(name):
-            raise ValueError(f"{args.db}: no person named {name!r}")
+        store.remove(name)
     people = store.people()
-    emit(args, {"db": str(args.db), "people": dict(people), "removed": args.remove},
-         "\n".join(f"{name}: {count} image(s)" for name, count in people) or f"{args.db}: empty")  # fmt: skip
+    removed = f"removed {', '.join(args.remove)}\n" if args.remove and not args.json else ""
+    listing = "\n".join(f"{name}: {count} image(s)" for name, count in people) or f"{args.db}: empty"
+    emit(args, {"db": str(args.db), "people": dict(people), "removed": args.remove}, removed + listing)
 
 
 # === Evaluate and calibrate ===
@@ -236,11 +254,13 @@ def read_pairs(path, pairs_per_person=10, same_pairs=None, seed=0):
     path = Path(path)
     if path.is_file():
         return read_pairs_file(path)
-    files, labels, names, _ = read_image_folder(path)
+    files, labels, names = read_people(path)
     by_person = [[f for f, label in zip(files, labels, strict=True) if label == i] for i in range(len(names))]
     ordered = [f for person in by_person for f in person]
     try:
-        pairs, same = sample_pairs([len(p) for p in by_person], pairs_per_person, same_pairs, seed)
+        # --same-pairs sets the total; the per-person cap applies only without it.
+        cap = None if same_pairs else pairs_per_person
+        pairs, same = sample_pairs([len(p) for p in by_person], cap, same_pairs, seed)
     except DataError as error:
         raise DataError(f"{path}: {error}") from None
     return [(ordered[a], ordered[b], int(s)) for (a, b), s in zip(pairs, same, strict=True)]
@@ -268,6 +288,24 @@ def _measured_pairs(face_model, args):
     return kept, distances, same, failed
 
 
+def _figure(value, report, far=False):
+    """A report figure, or why the pairs cannot measure it."""
+    if value is None:
+        return ("n/a (FAR 1e-3 needs 1,000 or more different-people pairs)" if far
+                else f"n/a (10 folds need {MIN_PAIRS_10_FOLD} or more pairs)")  # fmt: skip
+    if far:
+        return f"{value:.4f}"
+    return f"{value:.4f} +/- {report['accuracy_10_fold_std']:.4f}"
+
+
+def _open_set_threshold(report):
+    """The distance at FAR 1e-3 when the pairs can measure it; else None (identify then uses the pair threshold)."""
+    if report["tar_at_far_1e-3_threshold"] is None:
+        warn(PROG, "fewer than 1,000 different-people pairs: the open-set threshold (FAR 1e-3) cannot be measured; "
+                   "identify will use the pair threshold")  # fmt: skip
+    return report["tar_at_far_1e-3_threshold"]
+
+
 def evaluate(args):
     face_model = FaceModel(args.model)
     kept, distances, same, failed = _measured_pairs(face_model, args)
@@ -285,8 +323,10 @@ def evaluate(args):
         chips = [read_face_chips(p)[0][1] for p in (a, b)]
         images.append(np.concatenate(chips, axis=1))
         truth = "same person" if s else "different"
-        captions.append(f"{short_name(Path(a).name, 16)} | {short_name(Path(b).name, 16)}\n"
-                        f"truth: {truth}, distance {distances[i]:.3f}")  # fmt: skip
+        wrong = (distances[i] <= face_model.config.threshold) != bool(s)
+        label = lambda path: short_name(f"{Path(path).parent.name}/{Path(path).name}", 26)  # noqa: E731
+        captions.append(f"{label(a)}\n{label(b)}\ntruth: {truth}, d {distances[i]:.3f}"
+                        + (" (WRONG)" if wrong else ""))  # fmt: skip
     title = f"Worst pairs (threshold {face_model.config.threshold:.3f}): same people far apart, then different close"
     plot_gallery(images, captions, output / "worst_pairs.png", title, columns=4)
     result = {
@@ -298,9 +338,9 @@ def evaluate(args):
     text = [
         f"{report['pairs']} pairs ({report['same_pairs']} same person), {len(failed)} file(s) without a usable face",
         f"accuracy at the model's threshold {report['threshold']:.3f}: {report['accuracy_at_threshold']:.4f}",
-        f"accuracy, 10-fold threshold (LFW protocol): {report['accuracy_10_fold']:.4f} "
-        f"+/- {report['accuracy_10_fold_std']:.4f}",
-        f"ROC AUC {report['roc_auc']:.4f}  EER {report['eer']:.4f}  TAR@FAR=1e-3 {report['tar_at_far_1e-3']:.4f}",
+        f"accuracy, 10-fold threshold (LFW protocol): {_figure(report['accuracy_10_fold'], report)}",
+        f"ROC AUC {report['roc_auc']:.4f}  EER {report['eer']:.4f}  "
+        f"TAR@FAR=1e-3 {_figure(report['tar_at_far_1e-3'], report, far=True)}",
         f"pictures: {output / 'roc.png'}, {output / 'worst_pairs.png'}",
     ]
     emit(args, result, "\n".join(text))
@@ -312,13 +352,14 @@ def calibrate(args):
     face_model = FaceModel(args.model)
     kept, distances, same, failed = _measured_pairs(face_model, args)
     output = check_output_folder(args.output)
-    if output.resolve() == face_model.folder.resolve():
-        raise ValueError("--output must be a new folder: the calibrated model is written beside, never over, a model")
+    if output.resolve() == face_model.folder.resolve() or (output / "config.json").exists():
+        raise FileExistsError(f"{output} already holds a model (or a run's config.json); calibrate writes a new model "
+                              "folder beside, never over, another: pick a new --output")  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     config = face_model.config
     config.threshold = best_threshold(distances, same)
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
-    config.open_set_threshold = tar_at_far(distances, same, 1e-3)[1]
+    config.open_set_threshold = _open_set_threshold(verification_report(distances, same, config.threshold))
     if (face_model.folder / "model.keras").is_file():
         shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
     calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
@@ -326,7 +367,7 @@ def calibrate(args):
     report = verification_report(distances, same, config.threshold)
     emit(args, {**report, "output": str(output)},
          f"threshold {config.threshold:.3f}: accuracy {report['accuracy_at_threshold']:.4f} on {len(kept)} pairs "
-         f"(10-fold {report['accuracy_10_fold']:.4f}) -> {output}")  # fmt: skip
+         f"(10-fold {_figure(report['accuracy_10_fold'], report)}) -> {output}")  # fmt: skip
 
 
 # === Export ===
@@ -339,7 +380,8 @@ def export(args):
 
     face_model = FaceModel(args.model)
     model = face_model.model
-    output = Path(args.output)
+    name = {"saved_model": "faces_saved_model", "tflite": "faces.tflite"}[args.format]
+    output = check_output_folder(args.output or default_output(args.model, "export", APP) / name)
     if args.format == "saved_model" and output.exists():
         shutil.rmtree(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -363,14 +405,15 @@ def export(args):
 
 def _chips_by_person(folder, seed):
     """Every readable face chip of a folder of identities, grouped by person, in memory (uint8)."""
-    files, labels, names, skipped = read_image_folder(folder)
-    for path in skipped:
-        warn(PROG, f"skipping non-image file {path}")
+    files, labels, names = read_people(folder)
     label_of = dict(zip(files, labels, strict=True))
     chips = {}
     for path, _, chip in find_faces(files, on_error=_report_error):
         chips.setdefault(names[label_of[path]], []).append(chip)
     people = sorted(name for name, own in chips.items() if len(own) >= 2)
+    if len(people) < len(names):
+        warn(PROG, f"{len(names) - len(people)} of {len(names)} people have fewer than 2 faces found and are left out "
+                   "of triplet training (a triplet needs two photos of a person)")  # fmt: skip
     if len(people) < 4:
         raise DataError(f"{folder}: triplet training needs at least 4 people with 2 or more faces; found {len(people)}")
     return {name: np.stack(chips[name]) for name in people}
@@ -420,7 +463,9 @@ def train(args):
     dev = DevPairs(dev_stack, pairs, same, on_measure=lambda epoch, logs: warn(
         PROG, f"epoch {epoch}: triplet loss {logs.get('loss', float('nan')):.4f}, "
               f"dev 10-fold accuracy {logs['val_pair_accuracy']:.4f}"))  # fmt: skip
-    before = verification_report(dev.distances(model), same, 1.0)
+    before_distances = dev.distances(model)
+    before = verification_report(before_distances, same, best_threshold(before_distances, same))
+    before_accuracy = ten_fold_accuracy(before_distances, same)[0]
     start = model.get_weights()
     phases = triplet_phases(model, config.backbone, config.weights, config.learning_rate, config.margin,
                             config.mining, config.epochs, config.head_epochs)  # fmt: skip
@@ -441,21 +486,24 @@ def train(args):
 
     # Training that made the dev pairs worse (fine-tuning a face network on a few people can) is not kept.
     distances = dev.distances(model)
-    if ten_fold_accuracy(distances, same)[0] < before["accuracy_10_fold"]:
+    accuracy = ten_fold_accuracy(distances, same)[0]
+    if accuracy < before_accuracy:
+        accuracy = before_accuracy
         model.set_weights(start)
         distances, summary["kept"] = dev.distances(model), "before training"
     # The threshold and the confidence curve, chosen on the dev pairs, are stored with the model.
     config.threshold = best_threshold(distances, same)
     report = verification_report(distances, same, config.threshold)
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
-    config.open_set_threshold = report["tar_at_far_1e-3_threshold"]
+    config.open_set_threshold = _open_set_threshold(report)
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
     histories = [output / f"history_{phase['name']}.csv" for phase in phases]
     plot_history([h for h in histories if h.exists()], output / "training_curves.png", monitor="val_pair_accuracy",
                  keys=("loss", "pair_accuracy"), mode="max")  # fmt: skip
-    metrics = {"dev_before_training": before, "dev": report, "phases": summary}
+    metrics = {"dev_accuracy_before_training": before_accuracy, "dev_accuracy": accuracy,
+               "dev_before_training": before, "dev": report, "phases": summary}  # fmt: skip
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
     emit(args, {**metrics, "output": str(output)},
-         f"dev 10-fold accuracy {before['accuracy_10_fold']:.4f} before training, {report['accuracy_10_fold']:.4f} "
+         f"dev 10-fold accuracy {before_accuracy:.4f} before training, {accuracy:.4f} "
          f"after (kept: {summary.get('kept')}); threshold {config.threshold:.3f} -> {output}")  # fmt: skip

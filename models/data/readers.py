@@ -78,7 +78,7 @@ def _split_name(name):
     return None
 
 
-def read_image_folder(folder, class_names=None):
+def read_image_folder(folder, class_names=None, allow_empty=False):
     """List an image folder with one subfolder per class (folders nested inside a class are included).
 
     Hidden files and folders (`.DS_Store`, `._photo.jpg`, `.ipynb_checkpoints/`) and OS leftovers (`Thumbs.db`) are
@@ -88,6 +88,8 @@ def read_image_folder(folder, class_names=None):
         folder: the folder.
         class_names: if given, the expected classes in index order (e.g. from a trained model); extra
             subfolders are an error, missing ones are allowed (a test split may lack a class).
+        allow_empty: a subfolder without images is kept with no files (a person folder of a face gallery) instead
+            of an error (a class a classifier would never see).
 
     Returns:
         (files, labels, class_names, skipped): lists of paths and int labels, the class names, and the
@@ -123,7 +125,7 @@ def read_image_folder(folder, class_names=None):
             empty.append(subfolder.name)
         files.extend(images)
         labels.extend([label] * len(images))
-    if empty:
+    if empty and not allow_empty:
         raise DataError(f"{folder}: class folders with no images: {empty}")
     return files, labels, list(class_names), skipped
 

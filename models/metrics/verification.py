@@ -83,11 +83,17 @@ def ten_fold_accuracy(distances, same, folds=10, seed=0):
     return float(np.mean(scores)), float(np.std(scores))
 
 
+MIN_PAIRS_10_FOLD = 40
+
+
 def verification_report(distances, same, threshold):
-    """Every figure `evaluate` prints, as a dict."""
+    """Every figure `evaluate` prints, as a dict. Figures the pairs cannot measure are None: TAR at FAR 1e-3 below
+    1,000 different-people pairs, the 10-fold accuracy below `MIN_PAIRS_10_FOLD` pairs."""
     eer, eer_threshold = equal_error_rate(distances, same)
-    tar, tar_threshold = tar_at_far(distances, same, 1e-3)
-    mean, std = ten_fold_accuracy(distances, same)
+    negatives = int(len(distances) - np.sum(same))
+    # A FAR of 1e-3 needs 1,000 different-people pairs to be measured at all; 10 folds need a few pairs each.
+    tar, tar_threshold = tar_at_far(distances, same, 1e-3) if negatives >= 1000 else (None, None)
+    mean, std = ten_fold_accuracy(distances, same) if len(distances) >= MIN_PAIRS_10_FOLD else (None, None)
     return {
         "pairs": int(len(distances)),
         "same_pairs": int(np.sum(same)),

@@ -149,7 +149,7 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
         accuracies = [float(row["val_pair_accuracy"]) for row in csv.DictReader(file)]
     phase = result["phases"]["train"]
     assert len(accuracies) == 2 and phase["best_epoch"] == int(np.argmax(accuracies)) + 1
-    before = result["dev_before_training"]["accuracy_10_fold"]
+    before = result["dev_accuracy_before_training"]
     kept = "before training" if max(accuracies) < before else "train"
     assert result["phases"]["kept"] == kept and (output / "training_curves.png").is_file()
     # A finished run is not resumed, nor overwritten.
@@ -165,3 +165,44 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
         capsys, "verify", FACES / "astronaut_face.jpg", FACES / "astronaut_face.jpg", "--model", output
     )
     assert code == 0, err and "same person" in out
+
+
+def test_user_mistakes_change_nothing_and_say_so(people, capsys, keras_home, tmp_path):
+    import sqlite3
+
+    # A SQLite file that is not a gallery: identify and gallery refuse it and leave it as it was.
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE t (x)")
+    for verb in (["identify", people / "probe.jpg"], ["gallery"]):
+        code, _, err = run(capsys, *verb, "--db", other)
+        assert code == 2 and "not a face gallery" in err
+    with sqlite3.connect(other) as connection:
+        assert [r[0] for r in connection.execute("SELECT name FROM sqlite_master")] == ["t"]
+    # An empty person folder is named and left out; the others are enrolled.
+    folder = tmp_path / "people"
+    for name in ("eileen", "lav"):
+        (folder / name).mkdir(parents=True)
+        for photo in (people / "gallery" / name).iterdir():
+            (folder / name / photo.name).symlink_to(photo)
+    (folder / "nobody").mkdir()
+    db = tmp_path / "faces.db"
+    code, out, err = run(capsys, "enroll", folder, "--db", db, "--json")
+    assert code == 0 and "nobody: no photos" in err and json.loads(out)["enrolled"] == {"eileen": 2, "lav": 2}
+    # A typo among the names to remove removes nobody.
+    code, _, err = run(capsys, "gallery", "--db", db, "--remove", "lav", "Nobody Here")
+    assert code == 2 and "nobody was removed" in err
+    code, out, _ = run(capsys, "gallery", "--db", db, "--json")
+    assert json.loads(out)["people"] == {"eileen": 2, "lav": 2}
+    # calibrate never writes over a folder holding a model.
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    code, _, err = run(capsys, "calibrate", folder, "--output", model)
+    assert code == 2 and "already holds a model" in err and (model / "config.json").read_text() == "{}"
+    # Figures a handful of pairs cannot measure are not printed as numbers.
+    code, out, err = run(capsys, "evaluate", folder, "--output", tmp_path / "eval")
+    assert code == 0 and "TAR@FAR=1e-3 n/a" in out and "10-fold threshold (LFW protocol): n/a" in out
+    # A triplet needs two photos of a person in each batch.
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "t", "--images-per-person", "1")
+    assert code == 2 and "at least 2" in err
