@@ -525,27 +525,16 @@ def evaluate(args):
 
 
 def _optimise_with(loss, content, steps):
-    """The optimisation mode on the fast model's own loss: Adam on the pixels from the photo; (losses, image)."""
-    import keras
+    """The optimisation mode on the fast model's own loss: L-BFGS (this app's faster optimiser; scale-free, where
+    Adam's step depends on the loss's scale) on the pixels from the photo, `steps` function evaluations;
+    (losses, uint8 image)."""
     import tensorflow as tf
 
-    image = tf.Variable(content)
-    optimizer = keras.optimizers.Adam(2.0, beta_1=0.99, epsilon=0.1)  # the tutorial's Adam, on 0-255 pixels
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            values = loss(content, image)
-        optimizer.apply_gradients([(tape.gradient(values[0], image), image)])
-        image.assign(tf.clip_by_value(image, 0.0, 255.0))
-        return values
-
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    result = _lbfgs(lambda image: loss(content, image * 255.0), content / 255.0, steps, False, lambda *_: None)
     seconds = time.perf_counter() - start
-    total, j_content, j_style, _ = loss(content, image)
-    picture = np.clip(np.round(image.numpy()[0]), 0, 255).astype(np.uint8)
+    total, j_content, j_style, _ = loss(content, tf.constant(result) * 255.0)
+    picture = np.clip(np.round(result[0] * 255.0), 0, 255).astype(np.uint8)
     return {"total": float(total), "content": float(j_content), "style": float(j_style), "seconds": seconds}, picture
 
 
