@@ -73,12 +73,13 @@ def main():
 convolution, two stride-2 convolutions, {config["residual_blocks"]} residual blocks, two nearest-neighbour resize +
 convolution upsamplings, instance normalisation; filters {config["filters"]}; {size_mb:.1f} MB (`model.keras`).
 
-**Data.** Style image: {painting} (public domain; file from {source}; a copy is `style.jpg` here, resized to
-{config["style_size"]} px on its longest side for the Gram matrices). Content: {config["content_images"]} photos found on
-this machine (`../shared/data/`: alpaca, cat_photos, raccoon/images, fruit_detection/train, style/content), each
-resized and centre-cropped to {config["image_size"]} px, with four photos of `style/content` (tubingen, golden_gate,
-hoovertowernight, louvre) held out as dev; the photos keep their sources' licenses (see each SOURCE.md) and are not
-shipped.
+**Data.** Style image: {painting} (public domain; file from {source}; a copy is `style.jpg`
+here, resized to {config["style_size"]} px on its longest side for the Gram matrices). Content:
+{config["content_images"]} photos found on this machine (`../shared/data/`: alpaca, cat_photos,
+raccoon/images, fruit_detection/train, style/content), each resized and centre-cropped to
+{config["image_size"]} px, with four photos of `style/content` (tubingen, golden_gate,
+hoovertowernight, louvre) held out as dev; the photos keep their sources' licenses (see each
+SOURCE.md) and are not shipped.
 
 **Training.** Perceptual loss with the offline VGG16 (HED weights): content layer {config["content_layer"]}, style
 layers {", ".join(config["style_layers"])}; content weight {config["content_weight"]:g}, style weight
