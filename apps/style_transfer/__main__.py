@@ -95,6 +95,11 @@ def add_export_arguments(parser):
     parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"], help="format")
     parser.add_argument("--output", default=None, help="file or folder (default: runs/style/export/...)")
     parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
+    parser.add_argument(
+        "--image-size", type=positive_int, default=512,
+        help="tflite only: the fixed input side in pixels, (1, S, S, 3) (the converter cannot keep a free size here); "
+             "the SavedModel and ONNX files take any size",
+    )  # fmt: skip
 
 
 VERBS = [

@@ -568,6 +568,17 @@ def export(args):
         "output": "uint8 RGB, same size",
         "strength": args.strength,
     }
+    if args.format in ("tflite", "onnx"):
+        # The same rule under another input name: tf2onnx loses an input named like an output ("images"). The TFLite
+        # converter fails on the free-size convolutions (MLIR to FlatBuffer), so TFLite takes one fixed size.
+        side = args.image_size if args.format == "tflite" else None
+
+        @tf.function(input_signature=[tf.TensorSpec((1 if side else None, side, side, 3), tf.uint8, name="pixels")])
+        def serve(pixels):
+            return {"images": stylise(model, pixels, args.strength)}
+
+        info["input"] = (f"uint8 RGB (1, {side}, {side}, 3) named 'pixels' (resize or pad your image to it)" if side
+                         else "uint8 RGB (N, H, W, 3) named 'pixels', any size")  # fmt: skip
     export_graph(module, serve, serve_bytes, output, args.format, info)
     result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
     emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")

@@ -115,6 +115,21 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     np.testing.assert_array_equal(
         exported(images=tf.constant(pixels))["images"].numpy()[0], np.asarray(Image.open(written))
     )
+    # TFLite (one fixed size) and ONNX (any size) answer as predict does.
+    import onnxruntime
+
+    assert dlapps(["style", "export", "--model", str(model), "--format", "onnx",
+                   "--output", str(tmp_path / "s.onnx")]) in (0, None)  # fmt: skip
+    session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
+    onnx_pixels = session.run(None, {"pixels": pixels})[0][0]
+    assert np.abs(onnx_pixels.astype(int) - np.asarray(Image.open(written)).astype(int)).max() <= 1
+    square = np.asarray(Image.open(photos / "p1.png").convert("RGB").resize((32, 32)))[None]
+    assert dlapps(["style", "export", "--model", str(model), "--format", "tflite", "--image-size", "32",
+                   "--output", str(tmp_path / "s.tflite")]) in (0, None)  # fmt: skip
+    runner = tf.lite.Interpreter(str(tmp_path / "s.tflite")).get_signature_runner()
+    expected = exported(images=tf.constant(square))["images"].numpy()
+    assert np.abs(runner(pixels=square)["images"].astype(int) - expected.astype(int)).max() <= 1
+    capsys.readouterr()
     code = dlapps(
         [
             "style",
