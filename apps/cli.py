@@ -181,6 +181,21 @@ def check_train_output(args):
     return output, {"phase_done": 0}
 
 
+def output_names(paths):
+    """{path: a name for its outputs}: the file's stem, or, when two inputs share a stem (photo.png and photo.jpg,
+    or a/photo.jpg and b/photo.jpg), the stem with its extension and then its folder, so no output overwrites
+    another."""
+    paths = [Path(p) for p in paths]
+    names = {p: p.stem for p in paths}
+    for make in (lambda p: f"{p.stem}_{p.suffix.lstrip('.').lower()}", lambda p: f"{p.parent.name}_{p.stem}_"
+                 f"{p.suffix.lstrip('.').lower()}"):  # fmt: skip
+        counts = {}
+        for name in names.values():
+            counts[name] = counts.get(name, 0) + 1
+        names = {p: make(p) if counts[names[p]] > 1 else names[p] for p in paths}
+    return names
+
+
 def default_output(model_dir, name, app):
     """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
     saved_models/ or the source tree)."""

@@ -6,12 +6,13 @@ Adam(0.02, beta_1=0.99, epsilon=0.1) on 0-1 pixels, weights 1e4 / 1e-2 / 30."""
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from apps.cli import ProgressBar, emit, warn
+from apps.cli import ProgressBar, emit, output_names, warn
 from models.data.images import ImageReadError, list_image_files, read_image
 
 PROG = "dlapps style"
@@ -63,9 +64,10 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
 
     def record(values, image):
         total, j_content, j_style, j_tv = (float(v) for v in values)
-        history.append({"step": len(history) + 1, "total": total, "content": j_content, "style": j_style, "tv": j_tv})
+        # Step k: the image after k updates (step 0: the starting image; L-BFGS: after k function evaluations).
+        history.append({"step": len(history), "total": total, "content": j_content, "style": j_style, "tv": j_tv})
         if on_step:
-            on_step(len(history), image, history[-1])
+            on_step(history[-1]["step"], image, history[-1])
 
     if args.optimizer == "lbfgs":
         result = _lbfgs(losses, start, args.steps, args.xla, record)
@@ -83,6 +85,8 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
 
         for _ in range(args.steps):
             record(step(), image)
+        # step() measures the image before its update: one more measure, of the image the run returns.
+        record(losses(image), image)
         result = image.numpy()
     if args.explain:
         _explain(history, style_grams, args)
@@ -151,7 +155,7 @@ def _explain(history, style_grams, args):
         f"  J = {args.content_weight:g} x J_content + {args.style_weight:g} x J_style + {args.tv_weight:g} x tv",
         f"    = {first[0]:.4g} -> {last[0]:.4g}",
     ]
-    print("\n".join(lines), flush=True)
+    print("\n".join(lines), file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
 def predict(args):
@@ -167,6 +171,7 @@ def predict(args):
 
 
 def _predict_optimised(args):
+    import tensorflow as tf
     from PIL import Image
 
     from models.backbones.vgg import build_vgg16_features
@@ -183,17 +188,21 @@ def _predict_optimised(args):
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     failures = len(problems)
+    names = output_names(files)
     for path in files:
         try:
-            content = _resized(read_image(path), args.max_size, path)
+            content = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path, MIN_SIDE_OPTIMISATION)
+            content = tf.constant(content[None], tf.float32) / 255.0
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
             failures += 1
             continue
-        stem = Path(path).stem
+        stem = names[Path(path)]
         progress = ProgressBar(args.steps, f"{stem}")
 
         def on_step(number, image, losses, stem=stem, progress=progress):
+            if not number:
+                return  # the starting image
             progress.update()
             if args.save_every and number % args.save_every == 0:
                 frame = (np.clip(image.numpy()[0], 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -235,6 +244,23 @@ def style_image_path(model_dir, config):
     return path if path.is_absolute() else Path(model_dir) / path
 
 
+# The smallest photo side each mode takes: the fast network reflection-pads its quarter-resolution maps, and VGG16's
+# four poolings before block5 leave nothing of a side under 16 pixels.
+MIN_SIDE_FAST = MIN_SIDE_OPTIMISATION = 16
+# (option, argument name, default) of the optimisation mode, which --model ignores.
+OPTIMISATION_ONLY = (("--optimizer", "optimizer", "adam"), ("--steps", "steps", 200), ("--explain", "explain", False),
+                     ("--preserve-colors", "preserve_colors", False), ("--style-weights", "style_weights", None),
+                     ("--init", "init", "content"), ("--save-every", "save_every", 0))  # fmt: skip
+
+
+def _checked_size(image, path, min_side):
+    """The image, or ImageReadError naming `path` when a side is under `min_side` pixels."""
+    if min(image.shape[:2]) < min_side:
+        raise ImageReadError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels; this mode needs a side of at least "
+                             f"{min_side} (after --max-size)")  # fmt: skip
+    return image
+
+
 def _fit_max_size(image, max_size, path=None):
     """uint8 (H, W, 3) shrunk (Lanczos) so its longest side is at most `max_size`; when it was shrunk, a notice
     naming `path` (none without a path). The one resizing rule of both modes."""
@@ -265,29 +291,33 @@ def _predict_fast(args):
     for _, message in problems:
         warn(PROG, f"error: {message}")
     failures = len(problems)
+    ignored = [option for option, value, default in OPTIMISATION_ONLY if getattr(args, value) != default]
+    if ignored:
+        warn(PROG, f"{', '.join(ignored)}: options of the optimisation mode (--style), ignored with --model")
+    names = output_names([*files, *videos])
     progress = ProgressBar(len(files), "stylising")
     for path in files:
         progress.update()
         try:
-            image = _fit_max_size(read_image(path), args.max_size, path)
+            image = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path, MIN_SIDE_FAST)
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
             failures += 1
             continue
         result = stylise(model, image[None], args.strength)[0].numpy()
-        target = output / f"{Path(path).stem}_{config['style']}.png"
+        target = output / f"{names[Path(path)]}_{config['style']}.png"
         Image.fromarray(result).save(target)
         emit(args, {"content": str(path), "output": str(target), "style": config["style"]}, f"{path} -> {target}")
     for video in videos:
-        failures += _stylise_video(args, model, config, Path(video), output)
+        failures += _stylise_video(args, model, config, Path(video), output, names[Path(video)])
     return 2 if failures else None
 
 
-def _stylise_video(args, model, config, path, output):
+def _stylise_video(args, model, config, path, output, name):
     from models.data.video import transform_video
     from models.tasks.style_transformer import stylise
 
-    target = output / f"{path.stem}_{config['style']}.mp4"
+    target = output / f"{name}_{config['style']}.mp4"
     progress = ProgressBar(0, path.name)
     try:
         frames = transform_video(

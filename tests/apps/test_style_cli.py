@@ -1,6 +1,7 @@
 """Neural style transfer by optimisation, through its command line, on tiny images."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -35,7 +36,8 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
     image = np.asarray(Image.open(tmp_path / "chelsea_stylised.png"))
     assert image.shape == (32, 48, 3) and image.dtype == np.uint8
     assert (tmp_path / "chelsea_losses.png").is_file() and (tmp_path / "chelsea_step0006.png").is_file()
-    assert len(json.loads((tmp_path / "chelsea_losses.json").read_text())) == 6
+    history = json.loads((tmp_path / "chelsea_losses.json").read_text())
+    assert [row["step"] for row in history] == list(range(7))  # the start, then the image after each of 6 steps
     # Big photos are shrunk to --max-size with a notice naming the file (both modes share the rule).
     assert "chelsea.png" in captured.err and "downscaled to a longest side of 48" in captured.err
 
@@ -115,6 +117,19 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     np.testing.assert_array_equal(
         exported(images=tf.constant(pixels))["images"].numpy()[0], np.asarray(Image.open(written))
     )
+    # Same stems get distinct outputs; a photo too small for the network is named and skipped, the others stylised;
+    # options of the optimisation mode are named as ignored.
+    Image.open(photos / "p1.png").save(photos.parent / "p1.jpg")
+    Image.open(photos / "p1.png").resize((8, 8)).save(photos.parent / "tiny.png")
+    code = dlapps(["style", "predict", str(photos / "p1.png"), str(photos.parent / "p1.jpg"),
+                   str(photos.parent / "tiny.png"), "--model", str(model), "--output", str(tmp_path / "out2"),
+                   "--steps", "5", "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2 and "tiny.png: 8x8 pixels" in captured.err and "--steps: options of the optim" in captured.err
+    outputs = sorted(json.loads(line)["output"] for line in captured.out.splitlines())
+    assert [Path(o).name for o in outputs] == ["p1_jpg_" + json.loads((model / "config.json").read_text())["style"]
+                                               + ".png", "p1_png_" + json.loads((model / "config.json").read_text())[
+                                                   "style"] + ".png"]  # fmt: skip
     # TFLite (one fixed size) and ONNX (any size) answer as predict does.
     import onnxruntime
 
@@ -189,3 +204,11 @@ def test_preserve_colors_keeps_the_content_chroma():
     yuv = tf.image.rgb_to_yuv(kept).numpy()
     np.testing.assert_allclose(yuv[..., 0], tf.image.rgb_to_yuv(stylised).numpy()[..., 0], atol=1e-5)
     np.testing.assert_allclose(yuv[..., 1:], tf.image.rgb_to_yuv(content).numpy()[..., 1:], atol=1e-5)
+
+
+def test_output_names_never_collide():
+    from apps.cli import output_names
+
+    names = output_names([Path("a/photo.png"), Path("a/photo.jpg"), Path("b/photo.jpg"), Path("a/other.png")])
+    assert names == {Path("a/photo.png"): "photo_png", Path("a/photo.jpg"): "a_photo_jpg",
+                     Path("b/photo.jpg"): "b_photo_jpg", Path("a/other.png"): "other"}  # fmt: skip
