@@ -552,7 +552,7 @@ def export(args):
     )
     output.parent.mkdir(parents=True, exist_ok=True)
 
-    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec((1,), tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
         image = decode_image_bytes(image_bytes[0])
         return detector.detect(image[None])

@@ -587,7 +587,7 @@ def export(args):
     def serve(images):
         return {"images": stylise(model, images, args.strength)}
 
-    @tf.function(input_signature=[tf.TensorSpec((None,), tf.string)])
+    @tf.function(input_signature=[tf.TensorSpec((1,), tf.string, name="image_bytes")])
     def serve_bytes(image_bytes):
         return serve(decode_image_bytes(image_bytes[0])[None])
 
