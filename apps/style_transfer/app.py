@@ -392,7 +392,7 @@ def train(args):
     style_name = args.name or Path(args.style).stem
     style = _resized(read_image(args.style), args.style_size) * 255.0
     dataset, count = _content_dataset(files, args.image_size, args.batch_size, args.seed)
-    dev_images = [_fit_max_size(read_image(f), 256, f) for f in dev_files[:6]]
+    dev_images = [_fit_max_size(read_image(f), 256) for f in dev_files[:6]]  # shown at 256 px; no notice
     loss_network = build_vgg16_features([CONTENT_LAYER, *STYLE_LAYERS], args.weights)
     loss = PerceptualLoss(loss_network, style, args.content_weight, args.style_weight, args.tv_weight)
     model = build_style_transformer(tuple(args.filters), args.residual_blocks)

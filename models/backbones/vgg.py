@@ -86,7 +86,17 @@ def build_vgg16_features(layer_names, weights="hed", name="vgg16_features"):
         ValueError: an unknown layer name, or weights that cannot be found.
     """
     keras_weights = "imagenet" if weights == "imagenet" else None
-    vgg = keras.applications.VGG16(include_top=False, weights=keras_weights, input_shape=(None, None, 3))
+    try:
+        vgg = keras.applications.VGG16(include_top=False, weights=keras_weights, input_shape=(None, None, 3))
+    except Exception as error:  # Keras raises a bare Exception when the download fails.
+        if keras_weights is None or "URL fetch failure" not in str(error) and "download" not in str(error).lower():
+            raise
+        from models.backbones.applications import OfflineWeightsError
+
+        raise OfflineWeightsError(
+            "could not download VGG16's ImageNet weights (no network, and not in ~/.keras/models). Use --weights hed "
+            "(VGG16 with HED's weights, offline) or --weights PATH (a VGG16 notop .weights.h5 file)."
+        ) from None
     if weights == "hed":
         for layer_name, values in read_hed_vgg16(hed_weights_path()).items():
             vgg.get_layer(layer_name).set_weights(list(values))

@@ -62,3 +62,18 @@ def test_stylise_keeps_any_size_and_blends_by_strength():
     styled = stylise(model, images).numpy()
     assert styled.shape == images.shape and styled.dtype == np.uint8
     np.testing.assert_array_equal(stylise(model, images, 0.0).numpy(), images)
+
+
+def test_vgg_imagenet_offline_is_a_clear_error(monkeypatch):
+    import keras
+    import pytest
+
+    from models.backbones.applications import OfflineWeightsError
+    from models.backbones.vgg import build_vgg16_features
+
+    def offline(**kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    with pytest.raises(OfflineWeightsError, match="--weights hed"):
+        build_vgg16_features(["block1_conv1"], "imagenet")
