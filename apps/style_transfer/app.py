@@ -180,14 +180,21 @@ def _predict_optimised(args):
     if args.style_weights and len(args.style_weights) != len(args.style):
         raise ValueError(f"--style-weights: {len(args.style_weights)} weights for {len(args.style)} styles")
     style_weights = args.style_weights or [1.0 / len(args.style)] * len(args.style)
-    files, problems = list_image_files(args.content)
+    from models.data.video import is_video_file
+
+    videos = [p for p in args.content if is_video_file(p)]
+    for video in videos:
+        warn(PROG, f"error: {video}: a video is stylised frame by frame by a fast model (--model DIR), not --style")
+    files, problems = (
+        list_image_files([p for p in args.content if p not in videos]) if len(videos) < len(args.content) else ([], [])
+    )
     for _, message in problems:
         warn(PROG, f"error: {message}")
     styles = [_resized(read_image(path), args.max_size, path) for path in args.style]
     loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    failures = len(problems)
+    failures = len(problems) + len(videos)
     names = output_names(files)
     for path in files:
         try:
