@@ -83,7 +83,7 @@ def main():
             for fmt, name in (("saved_model", "sm"), ("tflite", "style.tflite")):
                 target = Path(folder) / name
                 command = ["dlapps", "style", "export", "--model", str(model_dir), "--format", fmt, "--output",
-                           str(target)]  # fmt: skip
+                           str(target), "--image-size", str(args.size)]  # fmt: skip
                 if subprocess.run(command, capture_output=True).returncode:
                     row[f"{fmt}_error"] = "export failed"
                     continue
@@ -93,7 +93,7 @@ def main():
                 else:
                     interpreter = tf.lite.Interpreter(str(target))
                     runner = interpreter.get_signature_runner()
-                    call = lambda runner=runner: runner(images=image[None])["images"]  # noqa: E731
+                    call = lambda runner=runner: runner(pixels=image[None])["images"]  # noqa: E731
                 try:
                     out = call()
                 except Exception as error:  # noqa: BLE001 (reported)
