@@ -95,11 +95,11 @@ layers {", ".join(config["style_layers"])}; content weight {config["content_weig
 |---|---|---|---|---|
 {rows}
 
-**Dev photos** (`dlapps style evaluate runs/style_dev --model saved_models/style_transfer/{name} --compare 0 --json`, photos at
-most {evaluation.get("max_size", 512)} px): mean content loss {evaluation["fast_mean"]["content"]:.1f}, style loss
-{evaluation["fast_mean"]["style"]:.4g}.
+**Dev photos** (`dlapps style evaluate runs/style_dev --model saved_models/style_transfer/{name} --compare 0
+--json`, photos at most {evaluation.get("max_size", 512)} px): mean content loss
+{evaluation["fast_mean"]["content"]:.1f}, style loss {evaluation["fast_mean"]["style"]:.4g}.
 
-| photo | content loss | style loss | one pass, ms (Keras; 2 cores shared with other work; the first photo includes tracing) |
+| photo | content loss | style loss | one pass, ms (Keras; 2 shared cores; the first includes tracing) |
 |---|---|---|---|
 {per_image}
 
