@@ -181,6 +181,11 @@ def check_train_output(args):
     return output, {"phase_done": 0}
 
 
+def counted(number, noun):
+    """'1 image', '2 images': a count with its noun in the right number (nouns taking a plain -s)."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def output_names(paths):
     """{path: a name for its outputs}: the file's stem, or, when two inputs share a stem (photo.png and photo.jpg,
     or a/photo.jpg and b/photo.jpg), the stem with its extension and then its folder, so no output overwrites

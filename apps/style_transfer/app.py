@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.cli import ProgressBar, emit, output_names, warn
+from apps.cli import ProgressBar, counted, emit, output_names, warn
 from models.data.images import ImageReadError, list_image_files, read_image
 
 PROG = "dlapps style"
@@ -41,7 +41,10 @@ def stylise(content, styles, style_weights, loss_network, args, on_step=None):
     content_layer, style_layers = args.content_layer, args.style_layers
     layer_weights = args.style_layer_weights or [1.0] * len(style_layers)
     if len(layer_weights) != len(style_layers):
-        raise ValueError(f"--style-layer-weights: {len(layer_weights)} weights for {len(style_layers)} style layers")
+        raise ValueError(
+            f"--style-layer-weights: {counted(len(layer_weights), 'weight')} for "
+            f"{counted(len(style_layers), 'style layer')}"
+        )
     layer_weights = [w / sum(layer_weights) for w in layer_weights]
     targets = loss_network(content * 255.0)
     content_target = targets[content_layer]
@@ -178,7 +181,9 @@ def _predict_optimised(args):
     from models.plots import plot_loss_curves
 
     if args.style_weights and len(args.style_weights) != len(args.style):
-        raise ValueError(f"--style-weights: {len(args.style_weights)} weights for {len(args.style)} styles")
+        raise ValueError(
+            f"--style-weights: {counted(len(args.style_weights), 'weight')} for {counted(len(args.style), 'style')}"
+        )
     style_weights = args.style_weights or [1.0 / len(args.style)] * len(args.style)
     from models.data.video import is_video_file
 
@@ -436,8 +441,8 @@ def train(args):
     (output / "config.json").write_text(json.dumps(config, indent=2))
     if not args.json:
         print(
-            f"{count} content images at {args.image_size} px, style {style_name} at {args.style_size} px; "
-            f"{args.epochs} epochs of {int(np.ceil(count / args.batch_size))} steps; "
+            f"{counted(count, 'content image')} at {args.image_size} px, style {style_name} at {args.style_size} px; "
+            f"{counted(args.epochs, 'epoch')} of {counted(int(np.ceil(count / args.batch_size)), 'step')}; "
             f"{model.count_params():,} parameters",
             flush=True,
         )
@@ -548,7 +553,7 @@ def evaluate(args):
     (output / "metrics.json").write_text(to_json(result, indent=2))
     result["output"] = str(output)
     text = (
-        f"{len(rows)} images, fast model: loss {summary['total']:.4g} (content {summary['content']:.4g}, "
+        f"{counted(len(rows), 'image')}, fast model: loss {summary['total']:.4g} (content {summary['content']:.4g}, "
         f"style {summary['style']:.4g})"
     )
     if compared:

@@ -57,7 +57,7 @@ def test_style_weights_must_match_the_styles(tmp_path, capsys):
             str(tmp_path),
         ]
     )
-    assert code == 2 and "2 weights for 1 styles" in capsys.readouterr().err
+    assert code == 2 and "2 weights for 1 style" in capsys.readouterr().err
 
 
 def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
