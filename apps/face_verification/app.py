@@ -37,7 +37,7 @@ from models.metrics.verification import (
     verification_report,
 )
 from models.plots import plot_gallery, plot_roc, short_name
-from models.tasks.face_embedder import build_face_embedder, model_identity
+from models.tasks.face_embedder import build_face_embedder, embed_chips, model_identity
 
 PROG = "dlapps faces"
 APP = "faces"
@@ -71,9 +71,7 @@ class FaceModel:
 
     def embed(self, chips):
         """(n, 150, 150, 3) uint8 chips to (n, d) float32 unit embeddings."""
-        chips = np.asarray(chips, np.float32)
-        outputs = [np.asarray(self.model(chips[i : i + 32], training=False)) for i in range(0, len(chips), 32)]
-        return np.concatenate(outputs) if outputs else np.zeros((0, 128), np.float32)
+        return embed_chips(self.model, chips)
 
     def confidence(self, distance):
         """P(same person | distance), from the logistic fitted on the calibration pairs."""
