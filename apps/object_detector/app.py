@@ -18,7 +18,7 @@ from apps.cli import (
     to_json,
     warn,
 )
-from models.data.images import ImageReadError, list_image_files, read_image
+from models.data.images import ImageReadError, read_image
 from models.data.readers import DataError
 
 PROG = "dlapps detect"
@@ -467,12 +467,10 @@ def _detections_json(path, found, class_names, extra=None):
 def predict(args):
     detector, config = load_detector(args)
     class_names = config["class_names"]
-    from models.data.video import is_video_file
+    from models.data.video import split_videos
 
     output = check_output_folder(args.output)
-    videos = [Path(p) for p in args.paths if is_video_file(p)]
-    others = [p for p in args.paths if not is_video_file(p)]
-    files, problems = list_image_files(others) if others else ([], [])
+    videos, files, problems = split_videos(args.paths)
     for _, message in problems:
         warn(PROG, f"error: {message}")
     failures = len(problems)

@@ -185,14 +185,11 @@ def _predict_optimised(args):
             f"--style-weights: {counted(len(args.style_weights), 'weight')} for {counted(len(args.style), 'style')}"
         )
     style_weights = args.style_weights or [1.0 / len(args.style)] * len(args.style)
-    from models.data.video import is_video_file
+    from models.data.video import split_videos
 
-    videos = [p for p in args.content if is_video_file(p)]
+    videos, files, problems = split_videos(args.content)
     for video in videos:
         warn(PROG, f"error: {video}: a video is stylised frame by frame by a fast model (--model DIR), not --style")
-    files, problems = (
-        list_image_files([p for p in args.content if p not in videos]) if len(videos) < len(args.content) else ([], [])
-    )
     for _, message in problems:
         warn(PROG, f"error: {message}")
     styles = [_resized(read_image(path), args.max_size, path) for path in args.style]
@@ -203,7 +200,7 @@ def _predict_optimised(args):
     names = output_names(files)
     for path in files:
         try:
-            content = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path, MIN_SIDE_OPTIMISATION)
+            content = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path)
             content = tf.constant(content[None], tf.float32) / 255.0
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
@@ -256,20 +253,20 @@ def style_image_path(model_dir, config):
     return path if path.is_absolute() else Path(model_dir) / path
 
 
-# The smallest photo side each mode takes: the fast network reflection-pads its quarter-resolution maps, and VGG16's
+# The smallest photo side both modes take: the fast network reflection-pads its quarter-resolution maps, and VGG16's
 # four poolings before block5 leave nothing of a side under 16 pixels.
-MIN_SIDE_FAST = MIN_SIDE_OPTIMISATION = 16
+MIN_SIDE = 16
 # (option, argument name, default) of the optimisation mode, which --model ignores.
 OPTIMISATION_ONLY = (("--optimizer", "optimizer", "adam"), ("--steps", "steps", 200), ("--explain", "explain", False),
                      ("--preserve-colors", "preserve_colors", False), ("--style-weights", "style_weights", None),
                      ("--init", "init", "content"), ("--save-every", "save_every", 0))  # fmt: skip
 
 
-def _checked_size(image, path, min_side):
-    """The image, or ImageReadError naming `path` when a side is under `min_side` pixels."""
-    if min(image.shape[:2]) < min_side:
+def _checked_size(image, path):
+    """The image, or ImageReadError naming `path` when a side is under `MIN_SIDE` pixels."""
+    if min(image.shape[:2]) < MIN_SIDE:
         raise ImageReadError(f"{path}: {image.shape[1]}x{image.shape[0]} pixels; this mode needs a side of at least "
-                             f"{min_side} (after --max-size)")  # fmt: skip
+                             f"{MIN_SIDE} (after --max-size)")  # fmt: skip
     return image
 
 
@@ -296,10 +293,9 @@ def _predict_fast(args):
     model, config = load_style_model(args.model)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    from models.data.video import is_video_file
+    from models.data.video import split_videos
 
-    videos = [p for p in args.content if is_video_file(p)]
-    files, problems = list_image_files([p for p in args.content if p not in videos])
+    videos, files, problems = split_videos(args.content)
     for _, message in problems:
         warn(PROG, f"error: {message}")
     failures = len(problems)
@@ -311,7 +307,7 @@ def _predict_fast(args):
     for path in files:
         progress.update()
         try:
-            image = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path, MIN_SIDE_FAST)
+            image = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path)
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
             failures += 1
@@ -321,7 +317,7 @@ def _predict_fast(args):
         Image.fromarray(result).save(target)
         emit(args, {"content": str(path), "output": str(target), "style": config["style"]}, f"{path} -> {target}")
     for video in videos:
-        failures += _stylise_video(args, model, config, Path(video), output, names[Path(video)])
+        failures += _stylise_video(args, model, config, video, output, names[video])
     return 2 if failures else None
 
 
@@ -467,13 +463,12 @@ def train(args):
     )
     from models.plots import plot_loss_curves
 
-    rows = history
-    plot_loss_curves(rows, output / "training_curves.png", f"{style_name}: mean losses per epoch", x="epoch")
+    plot_loss_curves(history, output / "training_curves.png", f"{style_name}: mean losses per epoch", x="epoch")
     if dev_images:
         contact_sheet(
             [dev_images, [stylise(model, i[None])[0].numpy() for i in dev_images]], output / "dev_contact_sheet.jpg"
         )
-    metrics = {"style": style_name, "epochs": len(rows), "last": rows[-1] if rows else None}
+    metrics = {"style": style_name, "epochs": len(history), "last": history[-1] if history else None}
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
     save_atomically(model, output / "model.keras")  # last: a folder with model.keras is a finished run
     metrics["output"] = str(output)

@@ -9,6 +9,16 @@ def is_video_file(path):
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
+def split_videos(paths):
+    """(videos, image files, problems) of command-line paths: video files as given (as Paths), the rest expanded by
+    `models.data.images.list_image_files` (folders walked; problems are (path, message) pairs)."""
+    from models.data.images import list_image_files
+
+    videos = [Path(p) for p in paths if is_video_file(p)]
+    files, problems = list_image_files([p for p in paths if not is_video_file(p)])
+    return videos, files, problems
+
+
 def transform_video(path, target, transform, max_size=None, on_frame=None):
     """Apply `transform` (RGB uint8 (H, W, 3) -> RGB uint8 of the same size) to every frame of a video file.
 
