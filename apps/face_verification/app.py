@@ -152,8 +152,9 @@ def read_people(folder):
     if loose:
         warn(PROG, f"{folder}: {len(loose)} file(s) beside the person folders left out (e.g. {loose[0].name}); "
                    "put each photo in its person's folder")  # fmt: skip
+    present = set(labels)
     for index, name in enumerate(names):
-        if index not in labels:
+        if index not in present:
             warn(PROG, f"{Path(folder) / name}: no photos; this person is left out")
     return files, labels, names
 
@@ -356,13 +357,13 @@ def calibrate(args):
     output.mkdir(parents=True, exist_ok=True)
     config = face_model.config
     config.threshold = best_threshold(distances, same)
+    report = verification_report(distances, same, config.threshold)
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
-    config.open_set_threshold = _open_set_threshold(verification_report(distances, same, config.threshold))
+    config.open_set_threshold = _open_set_threshold(report)
     if (face_model.folder / "model.keras").is_file():
         shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
     calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "calibration": calibration}, indent=2))
-    report = verification_report(distances, same, config.threshold)
     emit(args, {**report, "output": str(output)},
          f"threshold {config.threshold:.3f}: accuracy {report['accuracy_at_threshold']:.4f} on {len(kept)} pairs "
          f"(10-fold {_figure(report['accuracy_10_fold'], report)}) -> {output}")  # fmt: skip
