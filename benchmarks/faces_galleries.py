@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 COURSERA_PROBES = {"camera_0": "younes", "camera_1": "bertrand", "camera_2": "benoit", "camera_3": "bertrand"}
 
 
-def identify_all(index, queries, threshold, mode):
+def identify_all(index, queries, mode):
     """[(truth, best name, distance, nearest other person's distance)] for (truth, embedding) queries."""
     rows = []
     for truth, embedding in queries:
@@ -63,7 +63,7 @@ def main():
                 else:
                     queries.append((person.name, found[path]))
     index = GalleryIndex(names, np.stack(vectors))
-    rows = identify_all(index, [(t, e) for t, e in queries if t in set(names)], threshold, "nearest")
+    rows = identify_all(index, [(t, e) for t, e in queries if t in set(names)], "nearest")
     result["orl"] = {
         "people_enrolled": len(set(names)),
         "photos_enrolled": len(names),
