@@ -7,8 +7,9 @@ logit, Adam 1e-3 for 5 epochs, then the top ~22% of the base unfrozen at Adam 1e
 
     python benchmarks/course_vs_finetune.py ../shared/data/alpaca --output runs/course_vs_finetune
 
-Prints one JSON object: val accuracy and seconds for each (the course's time counts from building its datasets to
-the end of training; dlapps' is the whole command, start-up included).
+Prints one JSON object: val accuracy and seconds for each. Both are timed the same way, as one command from start to
+exit (Python start-up, imports and model building included: `seconds`); the course's `training_seconds` counts only
+from building its datasets to the end of training, as the issue first measured it.
 """
 
 import argparse
@@ -58,7 +59,18 @@ def course_procedure(data, seed=42):
     model.compile(keras.optimizers.Adam(1e-4), loss, metrics=[metric])
     history = model.fit(train, validation_data=val, epochs=10, initial_epoch=5, verbose=0)
     seconds = time.perf_counter() - start
-    return {"val_accuracy": history.history["val_accuracy"][-1], "seconds": seconds}, files
+    return {"val_accuracy": float(history.history["val_accuracy"][-1]), "training_seconds": seconds}, files
+
+
+def course_command(data, output):
+    """The course's procedure as one command (this script with --course-only), timed from start to exit."""
+    start = time.perf_counter()
+    command = [sys.executable, __file__, str(data), "--output", str(output), "--course-only"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode:
+        raise SystemExit(result.stderr[-2000:])
+    return {**json.loads(result.stdout.strip().splitlines()[-1]), "seconds": seconds}
 
 
 def write_split(files, data, folder):
@@ -88,12 +100,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a folder of class subfolders (the course's alpaca folder)")
     parser.add_argument("--output", default="runs/course_vs_finetune", help="where the split and the model go")
+    parser.add_argument("--course-only", action="store_true", help="run the course's procedure only, write the split")
     args = parser.parse_args()
     output = Path(args.output)
-    course, files = course_procedure(args.data)
-    split = write_split(files, args.data, output / "split")
+    if args.course_only:
+        course, files = course_procedure(args.data)
+        write_split(files, args.data, output / "split")
+        print(json.dumps(course))
+        return
+    course = course_command(args.data, output)
+    split = output / "split"
     ours = dlapps_defaults(split, output / "dlapps")
-    print(json.dumps({"course": course, "dlapps_defaults": ours, "val_images": len(files["val"])}, indent=2))
+    val_images = len([path for path in (split / "val").rglob("*") if path.is_file() or path.is_symlink()])
+    print(json.dumps({"course": course, "dlapps_defaults": ours, "val_images": val_images}, indent=2))
 
 
 if __name__ == "__main__":

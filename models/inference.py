@@ -111,7 +111,8 @@ def dataset_outputs(model, dataset):
     """
     labels, outputs = [], []
     for images, batch_labels in dataset:
-        outputs.append(np.asarray(model(images, training=False)))
+        # predict_on_batch runs Keras' compiled predict function: eager calls were 3x slower on Lite0.
+        outputs.append(np.asarray(model.predict_on_batch(images)))
         labels.append(np.asarray(batch_labels))
     if not labels:
         return np.zeros(0, np.int64), np.zeros(0)

@@ -277,7 +277,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
 
     Each phase `p` is a dict with `name`, `epochs` and `prepare(model)` (freezes or unfreezes layers and compiles).
     Every epoch is backed up (`backup_<name>/`) and logged (`history_<name>.csv`); the best epoch on `monitor` is
-    saved to `best_<name>.keras`, also across an interruption, and is what the phase ends with; a finished phase is
+    saved to `best_<name>.weights.h5`, also across an interruption, and is what the phase ends with; a finished phase is
     saved to `<name>.keras` so that `--resume` starts the next phase from it, in full. A NaN loss stops training
     and raises `TrainingDiverged`, keeping the best checkpoint.
 
@@ -308,7 +308,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             continue
         phase["prepare"](model)
         previous = [row[monitor] for row in read_history(history_file) if monitor in row]
-        best_file = output_dir / f"best_{name}.keras"
+        # Weights only: saving and reading back a whole .keras file cost about a second each (measured on Lite0).
+        best_file = output_dir / f"best_{name}.weights.h5"
         stop_on_nan = StopOnNaN()
         callbacks = [
             # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup,
@@ -317,7 +318,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
             stop_on_nan,
             keras.callbacks.ModelCheckpoint(
-                str(best_file), monitor=monitor, save_best_only=True, mode=mode,
+                str(best_file), monitor=monitor, save_best_only=True, save_weights_only=True, mode=mode,
                 initial_value_threshold=best_of(previous) if previous else None,
             ),
             keras.callbacks.CSVLogger(str(history_file), append=True),
@@ -336,7 +337,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         )  # fmt: skip
         if best_file.exists():
             # The best epoch of the whole phase, interruptions included.
-            model.set_weights(keras.saving.load_model(best_file, compile=False).get_weights())
+            model.load_weights(best_file)
         if stop_on_nan.nan_epoch is not None:
             kept = f"the best weights before it are in {best_file}" if best_file.exists() else "no epoch finished"
             raise TrainingDiverged(
@@ -355,6 +356,15 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             model.set_weights(keras.saving.load_model(output_dir / f"{best}.keras", compile=False).get_weights())
         summary["kept"] = best
     return summary
+
+
+def remove_phase_files(output_dir, phases):
+    """Delete what `fit_phases` kept for `--resume` (each phase's final model and best weights, and state.json), once
+    the run's own model is saved."""
+    for phase in phases:
+        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.weights.h5"):
+            (output_dir / leftover).unlink(missing_ok=True)
+    (output_dir / "state.json").unlink(missing_ok=True)
 
 
 def _phase_summary(history_file, monitor, mode="min"):

@@ -425,7 +425,7 @@ def train(args):
 
     from models.plots import plot_history
     from models.tasks.face_embedder import DevPairs, pk_batches, triplet_phases
-    from models.training import fit_phases, save_atomically
+    from models.training import fit_phases, remove_phase_files, save_atomically
 
     output, state = check_train_output(args)
     weights = args.weights or {"dlib": "dlib", "efficientnet_lite0": "imagenet", "small_resnet": "none"}[args.backbone]
@@ -497,6 +497,7 @@ def train(args):
     config.open_set_threshold = _open_set_threshold(report)
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
+    remove_phase_files(output, phases)
     histories = [output / f"history_{phase['name']}.csv" for phase in phases]
     plot_history([h for h in histories if h.exists()], output / "training_curves.png", monitor="val_pair_accuracy",
                  keys=("loss", "pair_accuracy"), mode="max")  # fmt: skip

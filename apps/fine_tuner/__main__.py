@@ -3,7 +3,7 @@
 import sys
 
 from apps.cli import Verb, fraction, non_negative_int, positive_float, positive_int, run
-from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig
+from apps.fine_tuner.config import SCRATCH_RECIPE, SCRATCH_STEPS, FineTuneConfig
 from models.backbones import BACKBONES
 
 DESCRIPTION = (
@@ -45,14 +45,16 @@ def add_train_arguments(parser):
         type=positive_int,
         default=None,
         help=f"phase 1: new head, frozen base (default {DEFAULTS.head_epochs}; from scratch: the one phase, "
-        f"{SCRATCH_RECIPE['head_epochs']})",
+        f"about {SCRATCH_STEPS} steps, at most 150 epochs)",
     )
     parser.add_argument(
         "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)"
     )
     parser.add_argument(
-        "--learning-rate", type=positive_float, default=DEFAULTS.learning_rate, help="phase 1; phase 2 uses a tenth"
-    )
+        "--learning-rate", type=positive_float, default=None,
+        help=f"phase 1; phase 2 uses a tenth (default {DEFAULTS.learning_rate:g}; "
+        f"{SCRATCH_RECIPE['learning_rate']:g} from scratch, cosine-annealed)",
+    )  # fmt: skip
     parser.add_argument(
         "--fine-tune-from",
         default=DEFAULTS.fine_tune_from,
@@ -67,6 +69,11 @@ def add_train_arguments(parser):
         "--augment-strength", type=positive_float, default=None,
         help=f"scales flip/rotation/zoom/colour augmentation (default {DEFAULTS.augment_strength}; "
         f"{SCRATCH_RECIPE['augment_strength']} from scratch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--augment-crop", type=fraction, default=None,
+        help=f"random crops: zoom in by up to this fraction of the side, shifted (default {DEFAULTS.augment_crop}; "
+        f"{SCRATCH_RECIPE['augment_crop']} from scratch)",
     )  # fmt: skip
     parser.add_argument(
         "--no-class-weights", dest="class_weights", action="store_false", help="do not weight classes by rarity"

@@ -21,7 +21,7 @@ from apps.cli import (
     to_json,
     warn,
 )
-from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig
+from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig, scratch_epochs
 from models.backbones.applications import build_backbone
 from models.data.images import ImageReadError, list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
@@ -45,6 +45,7 @@ from models.training import (
     fit_phases,
     make_learning_rate,
     make_strategy,
+    remove_phase_files,
     save_atomically,
     unfreeze_top,
 )
@@ -114,7 +115,7 @@ def make_datasets(splits, config, skipped):
     if config.augment:
         augmentation = build_augmentation(
             size, rotation=0.05 * strength, zoom=0.1 * strength, brightness=0.1 * strength,
-            contrast=0.1 * strength, seed=config.seed,
+            contrast=0.1 * strength, crop=config.augment_crop, seed=config.seed,
         )  # fmt: skip
     datasets = {}
     for name, (files, labels) in splits.items():
@@ -221,10 +222,19 @@ def _config_from_args(args):
     for key in config.to_dict():
         value = getattr(args, key, None)
         if value is None and scratch and key in SCRATCH_RECIPE:
-            value = SCRATCH_RECIPE[key]
-        if value is not None:
+            setattr(config, key, SCRATCH_RECIPE[key])  # head_epochs None: set from the data by read_splits_for
+        elif value is not None:
             setattr(config, key, value)
     return config
+
+
+def read_splits_for(args, config):
+    """`read_splits`, then the from-scratch schedule's epochs when left to the recipe (a number of steps, whatever
+    the folder's size)."""
+    splits, class_names = read_splits(args.data, config)
+    if config.head_epochs is None:
+        config.head_epochs = scratch_epochs(len(splits["train"][0]), config.batch_size)
+    return splits, class_names
 
 
 def make_phases(model, config, steps_per_epoch=1):
@@ -280,7 +290,7 @@ def train(args):
     strategy = make_strategy(config.strategy)
 
     # Data and model first: a bad folder or unavailable weights stop the run before anything is written.
-    splits, class_names = read_splits(args.data, config)
+    splits, class_names = read_splits_for(args, config)
     with strategy.scope():
         done = state["phase_done"]
         model = keras.saving.load_model(output / f"phase{done}.keras") if done else None
@@ -338,10 +348,7 @@ def train(args):
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
     histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
     plot_history(histories, output / "training_curves.png")
-    for phase in phases:
-        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.keras"):
-            (output / leftover).unlink(missing_ok=True)
-    (output / "state.json").unlink(missing_ok=True)
+    remove_phase_files(output, phases)
     files = sorted(p.name for p in output.iterdir())
     metrics["output"] = str(output)
     metrics["files"] = files
@@ -370,7 +377,7 @@ def tune(args):
         raise ValueError("tune needs keras-tuner: pip install keras-tuner") from None
     config = _config_from_args(args)
     keras.utils.set_random_seed(config.seed)
-    splits, class_names = read_splits(args.data, config)
+    splits, class_names = read_splits_for(args, config)
     datasets = make_datasets(splits, config, [])
     datasets.pop("test", None)  # The test split plays no part in choosing hyperparameters.
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None

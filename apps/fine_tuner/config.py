@@ -2,8 +2,8 @@
 
 Learning rate, dropout and fine-tune depth come from `dlapps finetune tune ../shared/data/alpaca --trials 6
 --head-epochs 8 --fine-tune-epochs 6` (random search, scored on the dev split only; best trial dev accuracy 0.98).
-With these defaults, `dlapps finetune train ../shared/data/alpaca --output runs/alpaca` takes about 3 minutes on
-2 CPU cores and reaches dev 0.959 / test 0.959 (49 images each).
+Epochs are the course's 5 + 5 (they were 8 + 6), chosen on alpaca dev: 224x224 and 5 + 5 epochs keep dev 0.959 in
+75 s end to end; 160x160 (the course's size) lost dev accuracy (0.898 with 5 + 5, 0.918 with 8 + 6).
 """
 
 from dataclasses import asdict, dataclass
@@ -18,8 +18,8 @@ class FineTuneConfig:
     base: str = ""
     image_size: int = 224
     batch_size: int = 32
-    head_epochs: int = 8
-    fine_tune_epochs: int = 6
+    head_epochs: int = 5
+    fine_tune_epochs: int = 5
     learning_rate: float = 1.9e-3
     fine_tune_from: str = ""
     fine_tune_fraction: float = 0.2
@@ -28,6 +28,8 @@ class FineTuneConfig:
     augment: bool = True
     # Multiplies the augmentation (rotation 0.05, zoom 0.1, brightness 0.1, contrast 0.1 of the range at 1.0).
     augment_strength: float = 1.0
+    # Random crops: zoom in by up to this fraction of the side, shifted (0: none; the from-scratch recipe's 0.5).
+    augment_crop: float = 0.0
     patience: int = 4
     dev_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -39,15 +41,27 @@ class FineTuneConfig:
         return asdict(self)
 
 
-# The from-scratch recipe (`--weights none`): a compact ResNet instead of a deep ImageNet backbone, smaller images,
-# a long cosine-annealed schedule with patient early stopping (dev loss of a network trained from scratch on a few
-# hundred images jumps from epoch to epoch: patience 15 stopped alpaca at epoch 18 with the best at epoch 3 while
-# training accuracy was still climbing). Chosen on alpaca dev; options given on the command line override it.
+# The from-scratch recipe (`--weights none`), chosen on alpaca dev (runs of 150 epochs, dev accuracy over the last 50):
+# a narrow compact ResNet (16-32-64-128 filters, 0.18 M parameters) at 128x128; random crops (zoom in up to half the
+# side) on top of flips, rotation and colour (dev 0.65-0.71 -> 0.69-0.80: what stops a network that fits its training
+# set in 30 epochs from memorising it); Adam 1e-3 on a cosine schedule of about SCRATCH_STEPS steps (150 epochs of
+# alpaca's 229 images, fewer of a bigger folder), run to the end (the best dev-loss epoch is kept). Measured by
+# `python benchmarks/from_scratch.py ../shared/data`: alpaca test 0.69 (goal 0.75, not met), sklearn digits (10
+# classes, 1,797 images) test 0.985 in 5 min, ORL (40 people, 400 images) test 0.90. Command-line options override it.
+SCRATCH_STEPS = 1200
 SCRATCH_RECIPE = {
     "backbone": "small_resnet",
     "image_size": 128,
-    "head_epochs": 80,
-    "patience": 40,
-    "dropout": 0.3,
-    "augment_strength": 2.5,
+    "head_epochs": None,  # from SCRATCH_STEPS and the size of the training split: see scratch_epochs
+    "learning_rate": 1e-3,
+    "patience": 150,  # no early stopping: patience 50 stopped alpaca at epoch 97 (dev 0.735 vs 0.776 run to 150)
+    "dropout": 0.0,
+    "augment_strength": 2.0,
+    "augment_crop": 0.5,
 }
+
+
+def scratch_epochs(train_images, batch_size, steps=SCRATCH_STEPS, minimum=20, maximum=150):
+    """Epochs of the from-scratch schedule: about `steps` updates, between `minimum` and `maximum` epochs."""
+    steps_per_epoch = max(1, -(-train_images // batch_size))
+    return int(min(maximum, max(minimum, round(steps / steps_per_epoch))))

@@ -79,7 +79,14 @@ def train(args):
     from models.data.detection import cache_images, letterboxed_set, make_detection_dataset
     from models.plots import plot_history
     from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
-    from models.training import fit_phases, make_learning_rate, make_strategy, save_atomically, unfreeze_top
+    from models.training import (
+        fit_phases,
+        make_learning_rate,
+        make_strategy,
+        remove_phase_files,
+        save_atomically,
+        unfreeze_top,
+    )  # fmt: skip
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
@@ -253,10 +260,7 @@ def train(args):
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
     histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
     plot_history(histories, output / "training_curves.png", monitor="val_map50", keys=("loss", "map50"), mode="max")
-    for phase in phases:
-        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.keras"):
-            (output / leftover).unlink(missing_ok=True)
-    (output / "state.json").unlink(missing_ok=True)
+    remove_phase_files(output, phases)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())
     best = "; ".join(

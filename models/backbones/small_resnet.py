@@ -2,7 +2,8 @@
 
 Pretrained ImageNet backbones are millions of parameters deep; from random weights, on a small folder, they overfit or
 do not train at all on a CPU. This network is the course's ResNet in miniature (conv-BN-ReLU stem, residual stages
-of two 3x3 blocks each, global average pooling), about 2.8 M parameters at the default widths.
+of two 3x3 blocks each, global average pooling), 0.18 M parameters at the default widths (16-32-64-128): on
+alpaca's 229 training images, 32-64-128-256 (2.8 M) reached no better dev accuracy at 1.5 times the time.
 """
 
 import keras
@@ -55,7 +56,7 @@ def residual_block(x, filters, strides, l2, batch_norm, name, momentum=0.99):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def build_small_resnet(input_shape, filters=(32, 64, 128, 256), l2=0.0, name="small_resnet"):
+def build_small_resnet(input_shape, filters=(16, 32, 64, 128), l2=0.0, name="small_resnet"):
     """A pooled feature extractor taking (H, W, 3) 0-255 pixels (rescaled to 0-1 inside), from random weights.
 
     Args:

@@ -120,6 +120,40 @@ def test_from_scratch_is_one_phase_with_the_whole_network_learning(tmp_path, fol
     assert not (tmp_path / "scratch" / "history_phase2.csv").exists()
 
 
+def test_the_from_scratch_recipe_fills_only_what_the_command_line_leaves_unset(tmp_path, folder, capsys):
+    from apps.fine_tuner.config import SCRATCH_RECIPE, scratch_epochs
+
+    argv = ["train", folder, "--output", tmp_path / "run", "--weights", "none", "--image-size", "32"]
+    argv += ["--batch-size", "8", "--learning-rate", "0.002", "--patience", "1", "--json"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["image_size"] == 32 and config["learning_rate"] == 0.002 and config["patience"] == 1
+    assert config["backbone"] == "small_resnet" and config["augment_crop"] == SCRATCH_RECIPE["augment_crop"] > 0
+    # 24 images split 70/15/15 leave 16 to train on: 2 steps an epoch, so the schedule's cap of 150 epochs.
+    assert config["head_epochs"] == scratch_epochs(16, 8) == 150
+    assert json.loads(out)["phases"]["phase1"]["epochs"] <= 150
+
+
+def test_from_scratch_fits_its_own_training_set(tmp_path, capsys):
+    # The course's first check: a network trained from random weights must fit its training set (here "cat" images
+    # have a bright top half). --weights none once stayed at the majority rate: batch norm ran on moving statistics.
+    pictures = write_tiny_image_folder(tmp_path / "pictures", {"cat": 12, "dog": 12}, size=32)
+    argv = ["train", pictures, "--output", tmp_path / "run", "--weights", "none", "--image-size", "32", "--no-augment"]
+    code, out, err = run(capsys, *argv, "--batch-size", "8", "--head-epochs", "40", "--json")
+    assert code == 0, err
+    history = (tmp_path / "run" / "history_phase1.csv").read_text().splitlines()
+    assert float(history[-1].split(",")[1]) == 1.0  # the last epoch's training accuracy
+
+
+def test_scratch_epochs_is_a_step_budget_within_bounds():
+    from apps.fine_tuner.config import scratch_epochs
+
+    assert scratch_epochs(229, 32) == 150  # alpaca: 8 steps an epoch
+    assert scratch_epochs(1258, 32) == 30  # 40 steps an epoch: 1,200 steps
+    assert scratch_epochs(100_000, 32) == 20  # never fewer than 20 epochs
+
+
 def test_resume_after_interruption(tmp_path, folder, capsys, monkeypatch, pretrained):
     output = tmp_path / "model"
 
@@ -366,7 +400,7 @@ def test_resume_in_phase_2_keeps_the_best_epoch_from_before_the_interruption(tmp
         fine_tuner_app._compile(model, 1e-3)
         assert model.evaluate(datasets["dev"], verbose=0)[0] == pytest.approx(best_loss, rel=1e-4)
     else:
-        assert "NaN" in err and (output / "best_phase2.keras").is_file()
+        assert "NaN" in err and (output / "best_phase2.weights.h5").is_file()
 
 
 def fine_tuner_app_history(path):

@@ -184,3 +184,18 @@ def test_list_image_files_reports_missing_and_empty(tmp_path):
     files, problems = list_image_files([EXAMPLES, tmp_path / "empty", tmp_path / "nope.jpg"])
     assert len(files) == len([p for p in EXAMPLES.iterdir() if p.suffix in (".png", ".jpg")])  # SOURCE.md is not one
     assert [str(p) for p, _ in problems] == [str(tmp_path / "empty"), str(tmp_path / "nope.jpg")]
+
+
+def test_crop_augmentation_zooms_in_and_shifts_and_keeps_the_shape():
+    from models.data.pipelines import build_augmentation
+
+    augmentation = build_augmentation((32, 32), crop=0.5, seed=0)
+    layers = {layer.name: layer for layer in augmentation.layers}
+    assert layers["random_zoom"].height_factor == (-0.5, 0.1) and layers["random_shift"].height_factor == 0.15
+    assert "random_shift" not in {layer.name for layer in build_augmentation((32, 32)).layers}
+    images = np.zeros((4, 32, 32, 3), np.float32)
+    images[:, 12:20, 12:20] = 255.0  # a bright square in the middle
+    out = np.asarray(augmentation(images, training=True))
+    assert out.shape == images.shape
+    # Zoomed in, the square covers more of the frame on average than it did.
+    assert (out > 128).mean() > (images > 128).mean()
