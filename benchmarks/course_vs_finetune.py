@@ -16,13 +16,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.timing import timed_json_command  # noqa: E402
 
 
 def course_procedure(data, seed=42):
@@ -64,13 +64,9 @@ def course_procedure(data, seed=42):
 
 def course_command(data, output):
     """The course's procedure as one command (this script with --course-only), timed from start to exit."""
-    start = time.perf_counter()
     command = [sys.executable, __file__, str(data), "--output", str(output), "--course-only"]
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise SystemExit(result.stderr[-2000:])
-    return {**json.loads(result.stdout.strip().splitlines()[-1]), "seconds": seconds}
+    course, seconds = timed_json_command(command)
+    return {**course, "seconds": seconds}
 
 
 def write_split(files, data, folder):
@@ -87,12 +83,7 @@ def write_split(files, data, folder):
 
 def dlapps_defaults(split_folder, output):
     command = [sys.executable, "-m", "apps", "finetune", "train", str(split_folder), "--output", str(output)]
-    start = time.perf_counter()
-    result = subprocess.run([*command, "--overwrite", "--json"], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise SystemExit(result.stderr[-2000:])
-    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    metrics, seconds = timed_json_command([*command, "--overwrite", "--json"])
     return {"val_accuracy": metrics["dev_accuracy"], "seconds": seconds, "phases": metrics["phases"]}
 
 

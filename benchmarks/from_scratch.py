@@ -17,12 +17,11 @@ Each folder is trained by `dlapps finetune train FOLDER --weights none` with the
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import timed_json_command  # benchmarks/timing.py, beside this script
 
 
 def orl_folder(data, folder):
@@ -54,12 +53,7 @@ def digits_folder(folder):
 def train(folder, output, extra):
     command = [sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output)]
     command += ["--weights", "none", "--overwrite", "--json", *extra]
-    start = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if result.returncode:
-        raise SystemExit(result.stderr[-3000:])
-    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    metrics, seconds = timed_json_command(command)
     keys = ("train_accuracy", "dev_accuracy", "test_accuracy", "test_examples", "phases")
     return {"seconds": round(seconds, 1), **{key: metrics[key] for key in keys}}
 

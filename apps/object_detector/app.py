@@ -86,7 +86,7 @@ def train(args):
         remove_phase_files,
         save_atomically,
         unfreeze_top,
-    )  # fmt: skip
+    )
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
