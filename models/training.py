@@ -276,6 +276,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
     """Train through phases (e.g. a head on a frozen base, then fine-tuning), resumable after any interruption.
 
     Each phase `p` is a dict with `name`, `epochs` and `prepare(model)` (freezes or unfreezes layers and compiles).
+    `prepare` may return a dict of `model`, `train_data` and `dev_data` that the phase fits instead (e.g. a head
+    sharing the model's layers, on features computed once: see `head_on_features`); the model is saved as usual.
     Every epoch is backed up (`backup_<name>/`) and logged (`history_<name>.csv`); the best epoch on `monitor` is
     saved to `best_<name>.weights.h5`, also across an interruption, and is what the phase ends with; a finished phase is
     saved to `<name>.keras` so that `--resume` starts the next phase from it, in full. A NaN loss stops training
@@ -306,7 +308,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         if index < start_phase:
             summary[name] = _phase_summary(history_file, monitor, mode)
             continue
-        phase["prepare"](model)
+        overrides = phase["prepare"](model) or {}
+        trained = overrides.get("model", model)
         previous = [row[monitor] for row in read_history(history_file) if monitor in row]
         # Weights only: saving and reading back a whole .keras file cost about a second each (measured on Lite0).
         best_file = output_dir / f"best_{name}.weights.h5"
@@ -330,14 +333,14 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             callbacks.append(keras.callbacks.TensorBoard(str(output_dir / "logs" / name), write_graph=False))
         # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
         # phase's fit() would start part-way (or, past its epochs, be skipped). Each phase starts from its own backup.
-        model._initial_epoch = None
-        model.fit(
-            train_data, validation_data=dev_data, epochs=phase["epochs"], class_weight=class_weight,
-            callbacks=callbacks, verbose=verbose,
+        trained._initial_epoch = None
+        trained.fit(
+            overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
+            epochs=phase["epochs"], class_weight=class_weight, callbacks=callbacks, verbose=verbose,
         )  # fmt: skip
         if best_file.exists():
             # The best epoch of the whole phase, interruptions included.
-            model.load_weights(best_file)
+            trained.load_weights(best_file)
         if stop_on_nan.nan_epoch is not None:
             kept = f"the best weights before it are in {best_file}" if best_file.exists() else "no epoch finished"
             raise TrainingDiverged(
@@ -356,6 +359,37 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             model.set_weights(keras.saving.load_model(output_dir / f"{best}.keras", compile=False).get_weights())
         summary["kept"] = best
     return summary
+
+
+def head_on_features(model, base_name):
+    """The layers after the base in a chain-shaped functional model (base -> dropout -> dense ...), as a model that
+    takes the base's outputs. It shares those layers, so training it trains `model`'s head.
+
+    Returns a Keras model whose input has the shape of the base's output (batch, features).
+    """
+    base = model.get_layer(base_name)
+    x = inputs = keras.Input(base.output.shape[1:], name="features")
+    for layer in model.layers[model.layers.index(base) + 1 :]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{model.name}_head")
+
+
+def feature_dataset(base, dataset, batch_size, shuffle_seed=None):
+    """`base` run once over a dataset of (images, labels), as a dataset of (features, labels) batches held in memory.
+
+    Phase 1 of transfer learning on these trains the head in a fraction of a second per epoch instead of a full
+    forward pass of the frozen base each epoch (Chollet, Deep Learning with Python, "fast feature extraction"), at
+    the price of no augmentation in that phase. `shuffle_seed`: reshuffle every epoch (training); None: in order.
+    """
+    import tensorflow as tf
+
+    from models.inference import dataset_outputs
+
+    labels, features = dataset_outputs(base, dataset)
+    data = tf.data.Dataset.from_tensor_slices((features, labels))
+    if shuffle_seed is not None:
+        data = data.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def remove_phase_files(output_dir, phases):

@@ -82,6 +82,10 @@ def add_train_arguments(parser):
         "--no-augment", dest="augment", action="store_false", help="no flip/rotation/zoom/colour augmentation"
     )
     parser.add_argument(
+        "--no-feature-cache", dest="cache_features", action="store_false",
+        help="phase 1 on augmented images through the frozen base every epoch, not on its features computed once",
+    )  # fmt: skip
+    parser.add_argument(
         "--patience",
         type=positive_int,
         default=None,

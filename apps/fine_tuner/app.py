@@ -41,8 +41,10 @@ from models.inference import (
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import (
+    feature_dataset,
     fit_multi_worker,
     fit_phases,
+    head_on_features,
     make_learning_rate,
     make_strategy,
     remove_phase_files,
@@ -125,6 +127,12 @@ def make_datasets(splits, config, skipped):
             dataset, config.batch_size, training, augmentation if training else None, config.seed
         )
     return datasets
+
+
+def plain_dataset(files_and_labels, config):
+    """A split's images in order, without augmentation (the frozen base's features, the training-split readout)."""
+    size = (config.image_size, config.image_size)
+    return finalize_dataset(make_file_dataset(*files_and_labels, size), config.batch_size, False)
 
 
 # === Model ===
@@ -237,9 +245,13 @@ def read_splits_for(args, config):
     return splits, class_names
 
 
-def make_phases(model, config, steps_per_epoch=1):
+def make_phases(model, config, steps_per_epoch=1, feature_data=None):
     """The fine-tuner's phases for `models.training.fit_phases`: a head on the frozen base, then the top of the base
-    unfrozen at a tenth of the learning rate (one phase, the whole network, when training from scratch)."""
+    unfrozen at a tenth of the learning rate (one phase, the whole network, when training from scratch).
+
+    feature_data: {"train": dataset, "dev": dataset} of un-augmented images; given (and `config.cache_features`),
+    phase 1 trains the head on the frozen base's features of these, computed once.
+    """
     unfrozen = {}
 
     def compile_phase1(trained):
@@ -247,7 +259,18 @@ def make_phases(model, config, steps_per_epoch=1):
         if from_scratch(config):
             # From random weights, a long schedule annealed to zero: dev loss settles instead of jumping between epochs.
             learning_rate = make_learning_rate(learning_rate, "cosine", steps_per_epoch, config.head_epochs)
-        _compile(trained, learning_rate)
+        if from_scratch(config) or not (config.cache_features and feature_data):
+            _compile(trained, learning_rate)
+            return None
+        # The frozen base gives the same features every epoch: computed once, phase 1 costs one forward pass of the
+        # base instead of one per epoch (alpaca: ~27 s -> ~5 s). Augmentation waits for phase 2.
+        base, head = trained.get_layer(BASE_LAYER), head_on_features(trained, BASE_LAYER)
+        _compile(head, learning_rate)
+        return {
+            "model": head,
+            "train_data": feature_dataset(base, feature_data["train"], config.batch_size, shuffle_seed=config.seed),
+            "dev_data": feature_dataset(base, feature_data["dev"], config.batch_size),
+        }
 
     def compile_phase2(trained):
         unfrozen["index"], unfrozen["layer"] = unfreeze_top(
@@ -317,11 +340,15 @@ def train(args):
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
     # Train: the phases, with the best checkpoint, CSV history, TensorBoard logs and per-epoch backups for --resume.
-    phases, unfrozen = make_phases(model, config, int(np.ceil(len(splits["train"][0]) / config.batch_size)))
     import tensorflow as tf
 
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    plain_train = plain_dataset(splits["train"], config)
+    features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"]}
+    steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
+    phases, unfrozen = make_phases(model, config, steps_per_epoch, features)
     with strategy.scope():
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        if multi_worker:
             _fit_multi_worker(model, phases, datasets, config, class_weight, strategy)
             phase_summary = {}
         else:
@@ -334,13 +361,9 @@ def train(args):
 
     # Evaluate: dev for selection, test once.
     metrics = {"classes": class_names, "counts": counts, "phases": phase_summary, "unfrozen_from": unfrozen or None}
-    size = (config.image_size, config.image_size)
     for name in ("train", "dev", "test"):
         if name in datasets:
-            # The training split is measured without augmentation.
-            dataset = datasets[name] if name != "train" else finalize_dataset(
-                make_file_dataset(*splits["train"], size), config.batch_size, False
-            )  # fmt: skip
+            dataset = datasets[name] if name != "train" else plain_train  # measured without augmentation
             labels, probabilities = dataset_outputs(model, dataset)
             metrics[f"{name}_accuracy"] = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
             metrics[f"{name}_examples"] = int(len(labels))
@@ -380,6 +403,7 @@ def tune(args):
     splits, class_names = read_splits_for(args, config)
     datasets = make_datasets(splits, config, [])
     datasets.pop("test", None)  # The test split plays no part in choosing hyperparameters.
+    features = {"train": plain_dataset(splits["train"], config), "dev": datasets["dev"]}
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
     class TwoPhaseTuner(keras_tuner.RandomSearch):
@@ -391,7 +415,8 @@ def tune(args):
             trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
             trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
             model = build_fine_tune_model(trial_config, len(class_names))
-            phases, _ = make_phases(model, trial_config, int(np.ceil(len(splits["train"][0]) / config.batch_size)))
+            steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
+            phases, _ = make_phases(model, trial_config, steps_per_epoch, features)
             trial_dir = Path(self.get_trial_dir(trial.trial_id))
             fit_phases(
                 model, phases, datasets["train"], datasets["dev"], trial_dir, trial_config.patience,

@@ -342,8 +342,8 @@ def _interrupting(monkeypatch, phase, epoch):
         prepare = phases[phase]["prepare"]
 
         def arm(trained):
-            prepare(trained)
             interrupt.armed = True
+            return prepare(trained)  # phase 1's head on cached features: the model and data it fits
 
         phases[phase]["prepare"] = arm
         return original(model, phases, *args, extra_callbacks=[interrupt], **kwargs)
