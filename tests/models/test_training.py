@@ -78,3 +78,28 @@ def test_recalibrate_batch_norm_sets_the_plain_mean_of_the_batches():
     np.testing.assert_allclose(model.get_layer("bn").moving_mean.numpy(), batch_means.mean(axis=0), rtol=1e-5)
     np.testing.assert_allclose(frozen.moving_mean.numpy(), 0.0)  # frozen layers keep theirs
     assert model.get_layer("bn").momentum == 0.99  # restored
+
+
+def test_head_on_features_shares_the_head_and_answers_as_the_whole_model():
+    import keras
+    import numpy as np
+
+    from models.training import feature_dataset, head_on_features
+
+    keras.utils.set_random_seed(0)
+    image = keras.Input((8, 8, 3))
+    base = keras.Model(image, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(image)), name="base")
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Dropout(0.1)(base(inputs)))
+    model = keras.Model(inputs, outputs)
+    head = head_on_features(model, "base")
+    images = np.random.default_rng(0).random((5, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(head(base(images)), model(images), atol=1e-6)
+    import tensorflow as tf
+
+    data = feature_dataset(base, tf.data.Dataset.from_tensor_slices((images, np.arange(5) % 2)).batch(2), 2)
+    features, labels = map(np.concatenate, zip(*[(np.asarray(f), np.asarray(y)) for f, y in data], strict=True))
+    np.testing.assert_allclose(features, base(images), atol=1e-6)
+    assert labels.tolist() == [0, 1, 0, 1, 0]
+    head.layers[-1].kernel.assign(np.zeros((4, 2), "float32"))  # the head's layers are the model's layers
+    np.testing.assert_allclose(model(images), 0.5, atol=1e-6)
