@@ -263,7 +263,8 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
             _compile(trained, learning_rate)
             return None
         # The frozen base gives the same features every epoch: computed once, phase 1 costs one forward pass of the
-        # base instead of one per epoch (alpaca: ~27 s -> ~5 s). Augmentation waits for phase 2.
+        # base instead of one per epoch (alpaca's course split, whole run: 72.8 s -> 55.2 s). Augmentation waits for
+        # phase 2.
         base, head = trained.get_layer(BASE_LAYER), head_on_features(trained, BASE_LAYER)
         _compile(head, learning_rate)
         return {
