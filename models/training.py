@@ -209,22 +209,12 @@ def unfreeze_top(base, fine_tune_from=None, fraction=1.0):
 
     Returns the index and name of the first unfrozen layer. Raises ValueError for a name not in the base.
     """
+    start = unfreeze_start(base, fine_tune_from, fraction)
     base.trainable = True
     layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
-    names = [layer.name for layer in layers]
-    if str(fine_tune_from).lstrip("-").isdigit():
-        start = int(fine_tune_from) % len(layers)
-    elif fine_tune_from:
-        if fine_tune_from not in names:
-            raise ValueError(
-                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
-            )
-        start = names.index(fine_tune_from)
-    else:
-        start = int(len(layers) * (1 - fraction))
     for index, layer in enumerate(layers):
         layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
-    return start, names[start]
+    return start, layers[start].name
 
 
 def recalibrate_batch_norm(model, images, batch_size=16):
@@ -361,34 +351,101 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
     return summary
 
 
-def head_on_features(model, base_name):
-    """The layers after the base in a chain-shaped functional model (base -> dropout -> dense ...), as a model that
-    takes the base's outputs. It shares those layers, so training it trains `model`'s head.
+def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
+    """The index (in `flat_layers(base)` without input layers) of the first layer `unfreeze_top` would unfreeze.
 
-    Returns a Keras model whose input has the shape of the base's output (batch, features).
+    Raises ValueError for a name not in the base.
+    """
+    layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+    names = [layer.name for layer in layers]
+    if str(fine_tune_from).lstrip("-").isdigit():
+        return int(fine_tune_from) % len(layers)
+    if fine_tune_from:
+        if fine_tune_from not in names:
+            raise ValueError(
+                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
+            )
+        return names.index(fine_tune_from)
+    return int(len(layers) * (1 - fraction))
+
+
+def frozen_cut(base, start):
+    """The tensor of a functional base that everything from layer `start` on depends on: the output of the frozen
+    part of a base unfrozen from `start`, moved back to the nearest point where one tensor joins the two parts (a
+    residual block is never cut in half). None when the base holds nested models or shared layers.
+
+    Returns a KerasTensor of `base`'s graph (e.g. EfficientNet-Lite0 at 224 px unfrozen from its top 20%: the output
+    of block6b, shape (None, 7, 7, 192)), or `base.input` when no later point joins the parts.
+    """
+    layers = [layer for layer in base.layers if not isinstance(layer, keras.layers.InputLayer)]
+    if any(isinstance(layer, keras.Model) or len(layer._inbound_nodes) != 1 for layer in layers):
+        return None
+    for cut in range(min(start, len(layers)), 0, -1):
+        later = {id(layer) for layer in layers[cut:]}
+        frontier = {
+            id(tensor): tensor
+            for layer in layers[cut:]
+            for tensor in keras.tree.flatten(layer._inbound_nodes[0].input_tensors)
+            if id(tensor._keras_history.operation) not in later
+        }
+        if len(frontier) == 1:
+            return next(iter(frontier.values()))
+    return base.input
+
+
+def head_on_features(model, base_name, cut=None):
+    """The part of a chain-shaped functional model (input -> base -> dropout -> dense ...) after a point, as a model
+    that takes that point's tensor: after the base by default, or after `cut`, a tensor inside the base (see
+    `frozen_cut`). It shares the layers, so training it trains `model`.
+
+    Returns a Keras model whose input has the shape of the base's output (batch, features), or of `cut`.
     """
     base = model.get_layer(base_name)
-    x = inputs = keras.Input(base.output.shape[1:], name="features")
+    x = inputs = keras.Input((cut if cut is not None else base.output).shape[1:], name="features")
+    if cut is not None:
+        x = keras.Model(cut, base.output, name=f"{base_name}_top")(x)
     for layer in model.layers[model.layers.index(base) + 1 :]:
         x = layer(x)
     return keras.Model(inputs, x, name=f"{model.name}_head")
 
 
-def feature_dataset(base, dataset, batch_size, shuffle_seed=None):
-    """`base` run once over a dataset of (images, labels), as a dataset of (features, labels) batches held in memory.
+def feature_arrays(extractor, dataset, flip=False):
+    """`extractor` run once over a dataset of (images, labels) batches: (labels, features) as NumPy arrays.
 
-    Phase 1 of transfer learning on these trains the head in a fraction of a second per epoch instead of a full
-    forward pass of the frozen base each epoch (Chollet, Deep Learning with Python, "fast feature extraction"), at
-    the price of no augmentation in that phase. `shuffle_seed`: reshuffle every epoch (training); None: in order.
+    flip: of the horizontally mirrored images (the one augmentation that survives computing features once).
     """
     import tensorflow as tf
 
     from models.inference import dataset_outputs
 
-    labels, features = dataset_outputs(base, dataset)
-    data = tf.data.Dataset.from_tensor_slices((features, labels))
+    if flip:
+        dataset = dataset.map(lambda images, labels: (tf.reverse(images, axis=[2]), labels))
+    return dataset_outputs(extractor, dataset)
+
+
+def feature_dataset(features, labels, batch_size, shuffle_seed=None, flipped=None):
+    """Features computed once (see `feature_arrays`) as a dataset of (features, labels) batches held in memory.
+
+    Training a head (or the unfrozen top of a base) on these costs a fraction of a second per epoch instead of a
+    forward pass of the frozen part each epoch (Chollet, Deep Learning with Python, "fast feature extraction"), at
+    the price of the image augmentations. `flipped`: the features of the mirrored images; each example is drawn
+    from one of the two at random every epoch. `shuffle_seed`: reshuffle every epoch (training); None: in order.
+    """
+    import tensorflow as tf
+
+    if flipped is None:
+        data = tf.data.Dataset.from_tensor_slices((features, labels))
+    else:
+        data = tf.data.Dataset.from_tensor_slices(((features, flipped), labels))
     if shuffle_seed is not None:
         data = data.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    if flipped is not None:
+        seed = 0 if shuffle_seed is None else shuffle_seed
+
+        def either(pair, label):
+            return tf.where(tf.random.uniform([], seed=seed) < 0.5, pair[0], pair[1]), label
+
+        data = data.map(either)
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -41,14 +41,17 @@ from models.inference import (
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import (
+    feature_arrays,
     feature_dataset,
     fit_multi_worker,
     fit_phases,
+    frozen_cut,
     head_on_features,
     make_learning_rate,
     make_strategy,
     remove_phase_files,
     save_atomically,
+    unfreeze_start,
     unfreeze_top,
 )
 
@@ -249,10 +252,15 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
     """The fine-tuner's phases for `models.training.fit_phases`: a head on the frozen base, then the top of the base
     unfrozen at a tenth of the learning rate (one phase, the whole network, when training from scratch).
 
-    feature_data: {"train": dataset, "dev": dataset} of un-augmented images; given (and `config.cache_features`),
-    phase 1 trains the head on the frozen base's features of these, computed once.
+    feature_data: {"train": dataset, "dev": dataset, "examples": int} of un-augmented images, in order; given (and
+    `config.cache_features`), both phases train on features of these computed once (see `cached_features`).
     """
-    unfrozen = {}
+    unfrozen, cache = {}, {}
+
+    def features(trained):
+        if not cache:
+            cache.update(cached_features(trained, config, feature_data))
+        return cache
 
     def compile_phase1(trained):
         learning_rate = config.learning_rate
@@ -262,27 +270,69 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
         if from_scratch(config) or not (config.cache_features and feature_data):
             _compile(trained, learning_rate)
             return None
-        # The frozen base gives the same features every epoch: computed once, phase 1 costs one forward pass of the
-        # base instead of one per epoch (alpaca's course split, whole run: 72.8 s -> 55.2 s). Augmentation waits for
-        # phase 2.
-        base, head = trained.get_layer(BASE_LAYER), head_on_features(trained, BASE_LAYER)
+        head = head_on_features(trained, BASE_LAYER)
         _compile(head, learning_rate)
-        return {
-            "model": head,
-            "train_data": feature_dataset(base, feature_data["train"], config.batch_size, shuffle_seed=config.seed),
-            "dev_data": feature_dataset(base, feature_data["dev"], config.batch_size),
-        }
+        return {"model": head, **features(trained)["phase1"]}
 
     def compile_phase2(trained):
         unfrozen["index"], unfrozen["layer"] = unfreeze_top(
             trained.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction
         )
-        _compile(trained, config.learning_rate / 10)
+        if not (config.cache_features and feature_data) or features(trained)["cut"] is None:
+            _compile(trained, config.learning_rate / 10)
+            return None
+        top = head_on_features(trained, BASE_LAYER, cut=features(trained)["cut"])
+        _compile(top, config.learning_rate / 10)
+        return {"model": top, **features(trained)["phase2"]}
 
     phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1}]
     if config.fine_tune_epochs > 0 and not from_scratch(config):
         phases.append({"name": "phase2", "epochs": config.fine_tune_epochs, "prepare": compile_phase2})
     return phases, unfrozen
+
+
+# Features of the frozen part are held in memory up to this size; a bigger folder fine-tunes on images.
+MAX_CACHED_BYTES = 2 * 1024**3
+
+
+def cached_features(model, config, feature_data):
+    """The datasets both phases train on, from one forward pass of the frozen part of the base.
+
+    The frozen part (everything below the layers phase 2 unfreezes, cut at a block boundary: `frozen_cut`) gives the
+    same output every epoch: computed once over the training images and their mirror images (flips are the
+    augmentation kept) and the dev images, phase 2 trains the unfrozen top on it, and phase 1's features are the
+    frozen top run once over it. Alpaca's course split, whole run: 72.8 s (images every epoch) -> 55.2 s (phase 1
+    only) -> see benchmarks/course_vs_finetune.py.
+
+    Returns {"phase1": {"train_data", "dev_data"}, "phase2": {"train_data", "dev_data"} or None, "cut": the
+    KerasTensor phase 2 starts from, or None when phase 2 trains on images (no cut point, or over MAX_CACHED_BYTES)}.
+    """
+    base = model.get_layer(BASE_LAYER)
+    flip, batch = config.augment, config.batch_size
+    cut = None
+    if config.fine_tune_epochs > 0:
+        cut = frozen_cut(base, unfreeze_start(base, config.fine_tune_from, config.fine_tune_fraction))
+        values = feature_data["examples"] * (2 if flip else 1) * int(np.prod(cut.shape[1:])) if cut is not None else 0
+        if cut is base.input or values * 4 > MAX_CACHED_BYTES:
+            cut = None
+    bottom = keras.Model(base.input, cut) if cut is not None else base
+    labels, train = feature_arrays(bottom, feature_data["train"])
+    flipped = feature_arrays(bottom, feature_data["train"], flip=True)[1] if flip else None
+    dev_labels, dev = feature_arrays(bottom, feature_data["dev"])
+    phase2 = None
+    if cut is not None:
+        phase2 = {
+            "train_data": feature_dataset(train, labels, batch, shuffle_seed=config.seed, flipped=flipped),
+            "dev_data": feature_dataset(dev, dev_labels, batch),
+        }
+        top = keras.Model(cut, base.output)
+        train, dev = (top.predict(array, batch_size=batch, verbose=0) for array in (train, dev))
+        flipped = top.predict(flipped, batch_size=batch, verbose=0) if flip else None
+    phase1 = {
+        "train_data": feature_dataset(train, labels, batch, shuffle_seed=config.seed, flipped=flipped),
+        "dev_data": feature_dataset(dev, dev_labels, batch),
+    }
+    return {"phase1": phase1, "phase2": phase2, "cut": cut}
 
 
 def _fit_multi_worker(model, phases, datasets, config, class_weight, strategy):
@@ -345,7 +395,8 @@ def train(args):
 
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     plain_train = plain_dataset(splits["train"], config)
-    features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"]}
+    examples = len(splits["train"][0])
+    features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"], "examples": examples}
     steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
     phases, unfrozen = make_phases(model, config, steps_per_epoch, features)
     with strategy.scope():
@@ -404,7 +455,8 @@ def tune(args):
     splits, class_names = read_splits_for(args, config)
     datasets = make_datasets(splits, config, [])
     datasets.pop("test", None)  # The test split plays no part in choosing hyperparameters.
-    features = {"train": plain_dataset(splits["train"], config), "dev": datasets["dev"]}
+    train_images = plain_dataset(splits["train"], config)
+    features = {"train": train_images, "dev": datasets["dev"], "examples": len(splits["train"][0])}
     class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
 
     class TwoPhaseTuner(keras_tuner.RandomSearch):

@@ -77,6 +77,10 @@ def add_train_arguments(parser):
     parser.add_argument("--dev-fraction", type=fraction, default=0.15, help="training images held out as dev")
     parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
+    parser.add_argument(
+        "--mosaic", type=fraction, default=0.0, metavar="RATE",
+        help="fraction of training images made mosaics of four augmented images (YOLOv4); 0 turns it off",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="dev split, shuffling and augmentation")
     parser.add_argument(
         "--strategy", default="default", choices=["default", "mirrored"],

@@ -156,6 +156,7 @@ def train(args):
         True,
         args.seed,
         augmentation=not args.no_augment,
+        mosaic_rate=args.mosaic,
     )
     canvases, truths = letterboxed_set(cache, dev_rows, size)
     train_canvases, train_truths = letterboxed_set(cache, train_rows, size)
@@ -214,6 +215,7 @@ def train(args):
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
         "augment": not args.no_augment,
+        "mosaic": args.mosaic,
         "seed": args.seed,
         **DEFAULT_THRESHOLDS,
     }

@@ -113,13 +113,39 @@ def augment(pixels, size, boxes, image_size, seed, zoom=(0.6, 1.4), translate=0.
     return view, out
 
 
+def mosaic(pixels, sizes, boxes, labels, index, image_size, seed, colour=True):
+    """Image `index` and three others drawn at random, each an augmented view (`augment`) at half the side, tiled
+    2 x 2: YOLOv4's mosaic (Bochkovskiy et al. 2020), four images' objects at half their size in one picture.
+
+    Args:
+        pixels, sizes, boxes, labels: the cached images (`cache_images`' first four arrays, as tensors).
+        index: int, the row of the first image; seed: int32 (2,) for stateless randomness; colour: jitter each tile.
+    Returns (image float32 (S, S, 3) 0-255, boxes float32 (4 x MAX_BOXES, 4) 0-1 xyxy with zero rows for none,
+    labels int32 (4 x MAX_BOXES,)).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 5)
+    others = tf.random.stateless_uniform((3,), seeds[0], 0, tf.shape(sizes)[0], dtype=tf.int32)
+    rows = tf.concat([tf.cast(index, tf.int32)[None], others], 0)
+    half = image_size // 2
+    views, tiled_boxes = [], []
+    for tile in range(4):
+        row = rows[tile]
+        view, box = augment(pixels[row], sizes[row], boxes[row], half, seeds[tile + 1], colour=colour)
+        offset = tf.constant([tile % 2, tile // 2, tile % 2, tile // 2], tf.float32) * 0.5
+        tiled_boxes.append(tf.where(box[:, 2:3] > box[:, 0:1], box * 0.5 + offset, 0.0))
+        views.append(view)
+    image = tf.concat([tf.concat(views[:2], axis=1), tf.concat(views[2:], axis=1)], axis=0)
+    return image, tf.concat(tiled_boxes, 0), tf.reshape(tf.gather(labels, rows), [-1])
+
+
 def make_detection_dataset(
-    cache, indices, anchors, image_size, num_classes, batch_size, training, seed=0, augmentation=True
+    cache, indices, anchors, image_size, num_classes, batch_size, training, seed=0, augmentation=True, mosaic_rate=0.0
 ):
     """Batches of (images float32 (B, S, S, 3) 0-255, (targets per stride)) for `model.fit`.
 
     `cache` is `cache_images`' output; `indices` select its rows. Training shuffles (seeded, a new order and new
-    augmentation every epoch); otherwise the letterboxed views, in order.
+    augmentation every epoch); otherwise the letterboxed views, in order. `mosaic_rate`: the fraction of training
+    images that are mosaics of four (`mosaic`; augmentation only).
     """
     pixels, sizes, boxes, labels = (tf.constant(array[indices]) for array in cache[:4])
     anchors = np.asarray(anchors, np.float32)
@@ -128,11 +154,25 @@ def make_detection_dataset(
         dataset = dataset.shuffle(len(indices), seed=seed, reshuffle_each_iteration=True)
         dataset = tf.data.Dataset.zip(dataset, tf.data.Dataset.random(seed=seed).batch(2))
 
-        def view(index, random_seed):
-            seed_pair = tf.cast(random_seed % (2**31 - 1), tf.int32)
+        def single(index, seed_pair):
             if augmentation:
                 return augment(pixels[index], sizes[index], boxes[index], image_size, seed_pair) + (labels[index],)
             return letterboxed(pixels[index], sizes[index], boxes[index], image_size) + (labels[index],)
+
+        def padded(index, seed_pair):  # a single view with as many box rows as a mosaic
+            image, box, label = single(index, seed_pair)
+            return image, tf.pad(box, [[0, 3 * MAX_BOXES], [0, 0]]), tf.pad(label, [[0, 3 * MAX_BOXES]])
+
+        def view(index, random_seed):
+            seed_pair = tf.cast(random_seed % (2**31 - 1), tf.int32)
+            if not (augmentation and mosaic_rate > 0):
+                return single(index, seed_pair)
+            tiled = tf.random.stateless_uniform((), seed_pair[::-1]) < mosaic_rate
+            return tf.cond(
+                tiled,
+                lambda: mosaic(pixels, sizes, boxes, labels, index, image_size, seed_pair),
+                lambda: padded(index, seed_pair),
+            )
     else:
 
         def view(index):

@@ -156,6 +156,43 @@ def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
         assert inside.size and np.allclose(inside.mean(axis=(0, 1)), [255, 0, 0], atol=25), seed
 
 
+def test_mosaic_tiles_four_images_with_each_box_on_its_object(tmp_path):
+    from models.data.annotations import Annotation
+    from models.data.detection import MAX_BOXES, cache_images, mosaic
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+    records = []
+    for label, colour in enumerate(colours):
+        image = np.full((60, 90, 3), 255, np.uint8)
+        image[10:40, 20:60] = colour  # a square of the class's colour at x 20-60, y 10-40
+        Image.fromarray(image).save(tmp_path / f"{label}.png")
+        box = np.array([[20, 10, 60, 40]], np.float32)
+        records.append(Annotation(tmp_path / f"{label}.png", 90, 60, box, np.array([label], np.int32)))
+    cache = [tf.constant(array) for array in cache_images(records, 64)[:4]]
+    found = 0
+    for seed in range(6):
+        view, boxes, labels = mosaic(*cache, 1, 64, tf.constant([seed, 3]), colour=False)
+        assert view.shape == (64, 64, 3) and boxes.shape == (4 * MAX_BOXES, 4) and labels.shape == (4 * MAX_BOXES,)
+        for box, label in zip(boxes.numpy() * 64, labels.numpy(), strict=True):
+            if box[2] - box[0] < 4 or box[3] - box[1] < 4:
+                continue  # padding, or a box that left its tile
+            x1, y1, x2, y2 = np.round(box + [1.5, 1.5, -1.5, -1.5]).astype(int)
+            inside = view.numpy()[y1:y2, x1:x2].mean(axis=(0, 1))
+            assert np.allclose(inside, colours[label], atol=25), (seed, label, inside)
+            found += 1
+        # The first tile is always image 1 (the one asked for): its box, if kept, is in the top-left quarter.
+        first = boxes.numpy()[:MAX_BOXES][labels.numpy()[:MAX_BOXES] == 1]
+        assert np.all(first[first[:, 2] > first[:, 0]] <= 0.5 + 1e-6)
+    assert found >= 12
+    # In the training pipeline, mosaics and single views mix in one batch.
+    from models.data.detection import make_detection_dataset
+
+    anchors = np.array([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]] * 3, np.float32)
+    data = make_detection_dataset(cache_images(records, 64), np.arange(4), anchors, 64, 4, 4, True, mosaic_rate=0.5)
+    images, targets = next(iter(data))
+    assert images.shape == (4, 64, 64, 3) and all(target.shape[0] == 4 for target in targets)
+
+
 # === Readers ===
 
 

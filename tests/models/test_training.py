@@ -80,26 +80,72 @@ def test_recalibrate_batch_norm_sets_the_plain_mean_of_the_batches():
     assert model.get_layer("bn").momentum == 0.99  # restored
 
 
-def test_head_on_features_shares_the_head_and_answers_as_the_whole_model():
+def _residual_classifier():
+    """input -> base (conv1 -> conv2 -> add(conv1, conv2) -> conv3 -> pool) -> dropout -> dense, seeded."""
     import keras
-    import numpy as np
-
-    from models.training import feature_dataset, head_on_features
 
     keras.utils.set_random_seed(0)
     image = keras.Input((8, 8, 3))
-    base = keras.Model(image, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(image)), name="base")
+    x1 = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(image)
+    x2 = keras.layers.Conv2D(4, 3, padding="same", name="conv2")(x1)
+    x = keras.layers.Add(name="add")([x1, x2])
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(keras.layers.Conv2D(4, 3, name="conv3")(x))
+    base = keras.Model(image, x, name="base")
     inputs = keras.Input((8, 8, 3))
     outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Dropout(0.1)(base(inputs)))
-    model = keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs), base
+
+
+def test_head_on_features_shares_the_head_and_answers_as_the_whole_model():
+    import numpy as np
+
+    from models.training import feature_arrays, feature_dataset, head_on_features
+
+    model, base = _residual_classifier()
     head = head_on_features(model, "base")
     images = np.random.default_rng(0).random((5, 8, 8, 3)).astype("float32")
     np.testing.assert_allclose(head(base(images)), model(images), atol=1e-6)
     import tensorflow as tf
 
-    data = feature_dataset(base, tf.data.Dataset.from_tensor_slices((images, np.arange(5) % 2)).batch(2), 2)
+    labels, features = feature_arrays(base, tf.data.Dataset.from_tensor_slices((images, np.arange(5) % 2)).batch(2))
+    data = feature_dataset(features, labels, 2)
     features, labels = map(np.concatenate, zip(*[(np.asarray(f), np.asarray(y)) for f, y in data], strict=True))
     np.testing.assert_allclose(features, base(images), atol=1e-6)
     assert labels.tolist() == [0, 1, 0, 1, 0]
     head.layers[-1].kernel.assign(np.zeros((4, 2), "float32"))  # the head's layers are the model's layers
     np.testing.assert_allclose(model(images), 0.5, atol=1e-6)
+
+
+def test_frozen_cut_never_cuts_a_residual_block_and_the_top_answers_as_the_whole_model():
+    import keras
+    import numpy as np
+
+    from models.training import frozen_cut, head_on_features, unfreeze_start
+
+    model, base = _residual_classifier()
+    names = [layer.name for layer in base.layers[1:]]  # conv1, conv2, add, conv3, pool
+    # Unfrozen from conv3: the add's output feeds it. From conv2 or from the add: both need conv1's output, and a cut
+    # between conv2 and the add would need two tensors, so it moves back to conv1's output.
+    assert frozen_cut(base, names.index("conv3")) is base.get_layer("add").output
+    assert frozen_cut(base, names.index("add")) is base.get_layer("conv1").output
+    assert frozen_cut(base, names.index("conv2")) is base.get_layer("conv1").output
+    assert frozen_cut(base, names.index("conv1")) is base.input
+    assert unfreeze_start(base, "conv3") == names.index("conv3") and unfreeze_start(base, fraction=0.4) == 3
+    images = np.random.default_rng(1).random((3, 8, 8, 3)).astype("float32")
+    cut = frozen_cut(base, names.index("add"))
+    top = head_on_features(model, "base", cut=cut)
+    np.testing.assert_allclose(top(keras.Model(base.input, cut)(images)), model(images), atol=1e-6)
+    assert {id(v) for v in top.weights} <= {id(v) for v in model.weights}  # training the top trains the model
+
+
+def test_feature_dataset_draws_each_example_from_the_features_or_their_mirror():
+    import numpy as np
+
+    from models.training import feature_dataset
+
+    features, flipped = np.zeros((64, 2), "float32"), np.ones((64, 2), "float32")
+    data = feature_dataset(features, np.arange(64), 8, shuffle_seed=0, flipped=flipped)
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in data]
+    values, labels = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+    assert sorted(labels.tolist()) == list(range(64))  # every example once per epoch
+    assert np.all(values[:, 0] == values[:, 1]) and 10 < values[:, 0].sum() < 54  # whole rows, both sources drawn
