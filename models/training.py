@@ -303,6 +303,9 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         previous = [row[monitor] for row in read_history(history_file) if monitor in row]
         # Weights only: saving and reading back a whole .keras file cost about a second each (measured on Lite0).
         best_file = output_dir / f"best_{name}.weights.h5"
+        # Written under a temporary name, then renamed: a process killed while writing keeps the previous best.
+        best_written = output_dir / f".best_{name}.tmp.weights.h5"
+        best_written.unlink(missing_ok=True)
         stop_on_nan = StopOnNaN()
         callbacks = [
             # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup,
@@ -311,8 +314,11 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
             stop_on_nan,
             keras.callbacks.ModelCheckpoint(
-                str(best_file), monitor=monitor, save_best_only=True, save_weights_only=True, mode=mode,
+                str(best_written), monitor=monitor, save_best_only=True, save_weights_only=True, mode=mode,
                 initial_value_threshold=best_of(previous) if previous else None,
+            ),
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda *_, src=best_written, dst=best_file: src.exists() and src.replace(dst)
             ),
             keras.callbacks.CSVLogger(str(history_file), append=True),
             *extra_callbacks,

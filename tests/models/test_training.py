@@ -149,3 +149,39 @@ def test_feature_dataset_draws_each_example_from_the_features_or_their_mirror():
     values, labels = np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
     assert sorted(labels.tolist()) == list(range(64))  # every example once per epoch
     assert np.all(values[:, 0] == values[:, 1]) and 10 < values[:, 0].sum() < 54  # whole rows, both sources drawn
+
+
+def test_a_process_killed_while_writing_the_best_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from models.training import fit_phases
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax", name="out")])
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+    def prepare(trained):
+        trained.compile(keras.optimizers.Adam(0.05), "sparse_categorical_crossentropy")
+
+    phases = [{"name": "phase1", "epochs": 3, "prepare": prepare}]
+    save_weights, calls = keras.Model.save_weights, []
+
+    def killed_at_the_second_write(self, filepath, *args, **kwargs):
+        if "best" in str(filepath):
+            calls.append(filepath)
+            if len(calls) == 2:  # the second improvement: a few bytes written, then the process dies
+                open(filepath, "wb").write(b"\x89HDF\r\n" + b"\0" * 90)
+                raise KeyboardInterrupt
+        return save_weights(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save_weights", killed_at_the_second_write)
+    with pytest.raises(KeyboardInterrupt):
+        fit_phases(model, phases, data, data, tmp_path, patience=None, verbose=0, tensorboard=False)
+    model.load_weights(tmp_path / "best_phase1.weights.h5")  # the first epoch's checkpoint, whole
+    monkeypatch.setattr(keras.Model, "save_weights", save_weights)
+    summary = fit_phases(model, phases, data, data, tmp_path, patience=None, verbose=0, tensorboard=False)
+    # The resumed run ends with the phase's best weights (none half-written left behind).
+    assert summary["phase1"]["best_epoch"] is not None and not list(tmp_path.glob(".best_*"))
+    model.load_weights(tmp_path / "best_phase1.weights.h5")
