@@ -83,7 +83,7 @@ def add_train_arguments(parser):
     )
     parser.add_argument(
         "--no-feature-cache", dest="cache_features", action="store_false",
-        help="phase 1 on augmented images through the frozen base every epoch, not on its features computed once",
+        help="train on augmented images every epoch (twice the time), not on the frozen part's features computed once",
     )  # fmt: skip
     parser.add_argument(
         "--patience",

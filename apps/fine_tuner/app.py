@@ -301,8 +301,9 @@ def cached_features(model, config, feature_data):
     The frozen part (everything below the layers phase 2 unfreezes, cut at a block boundary: `frozen_cut`) gives the
     same output every epoch: computed once over the training images and their mirror images (flips are the
     augmentation kept) and the dev images, phase 2 trains the unfrozen top on it, and phase 1's features are the
-    frozen top run once over it. Alpaca's course split, whole run: 72.8 s (images every epoch) -> 55.2 s (phase 1
-    only) -> see benchmarks/course_vs_finetune.py.
+    frozen top run once over it. Alpaca's course split, whole run (`benchmarks/course_vs_finetune.py`): 72.8 s
+    (images every epoch), 55.2 s (phase 1 only on features), 33 s (both); alpaca's seeded dev accuracy over four
+    seeds 0.965 (images) vs 0.949 (features): about one dev image in 49.
 
     Returns {"phase1": {"train_data", "dev_data"}, "phase2": {"train_data", "dev_data"} or None, "cut": the
     KerasTensor phase 2 starts from, or None when phase 2 trains on images (no cut point, or over MAX_CACHED_BYTES)}.

@@ -30,7 +30,7 @@ class FineTuneConfig:
     augment_strength: float = 1.0
     # Random crops: zoom in by up to this fraction of the side, shifted (0: none; the from-scratch recipe's 0.5).
     augment_crop: float = 0.0
-    # Phase 1 on the frozen base's features computed once (no augmentation in that phase), not on images each epoch.
+    # Both phases on the frozen part's features computed once (flips the only augmentation), not on images each epoch.
     cache_features: bool = True
     patience: int = 4
     dev_fraction: float = 0.15
