@@ -455,6 +455,57 @@ def feature_dataset(features, labels, batch_size, shuffle_seed=None, flipped=Non
     return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+# Features of a frozen part are held in memory up to this size; beyond it, `frozen_part_features` cuts nothing.
+MAX_CACHED_BYTES = 2 * 1024**3
+
+
+def frozen_part_features(model, base_name, start, feature_data, batch_size, seed, flip=True,
+                         max_bytes=MAX_CACHED_BYTES):  # fmt: skip
+    """The datasets of a two-phase transfer (a head on a frozen base, then the base's top unfrozen from layer `start`)
+    from one forward pass of the frozen part.
+
+    The frozen part (everything below `start`, cut at a block boundary: `frozen_cut`) gives the same output every
+    epoch: computed once over the training images, their mirror images (`flip`: the augmentation kept) and the dev
+    images, phase 2 trains the unfrozen top on it, and phase 1's features are the frozen top run once over it.
+
+    Args:
+        model: a chain-shaped functional model with the base as its layer `base_name` (see `head_on_features`).
+        start: the first layer phase 2 unfreezes (`unfreeze_start`), or None for no phase 2.
+        feature_data: {"train": dataset, "dev": dataset, "examples": int}: (images, labels) batches, un-augmented.
+        batch_size, seed: of the datasets returned (training shuffled with `seed`).
+        max_bytes: features bigger than this are not held for phase 2 ("cut" None: it trains on images).
+    Returns:
+        {"phase1": {"train_data", "dev_data"}, "phase2": {"train_data", "dev_data"} or None, "cut": the KerasTensor
+        of the base that phase 2's model starts from (`head_on_features(model, base_name, cut)`), or None}.
+    """
+    import numpy as np
+
+    base = model.get_layer(base_name)
+    cut = frozen_cut(base, start) if start is not None else None
+    if cut is not None:
+        values = feature_data["examples"] * (2 if flip else 1) * int(np.prod(cut.shape[1:]))
+        if cut is base.input or values * 4 > max_bytes:
+            cut = None
+    bottom = keras.Model(base.input, cut) if cut is not None else base
+    labels, train = feature_arrays(bottom, feature_data["train"])
+    flipped = feature_arrays(bottom, feature_data["train"], flip=True)[1] if flip else None
+    dev_labels, dev = feature_arrays(bottom, feature_data["dev"])
+    phase2 = None
+    if cut is not None:
+        phase2 = {
+            "train_data": feature_dataset(train, labels, batch_size, shuffle_seed=seed, flipped=flipped),
+            "dev_data": feature_dataset(dev, dev_labels, batch_size),
+        }
+        top = keras.Model(cut, base.output)
+        train, dev = (top.predict(array, batch_size=batch_size, verbose=0) for array in (train, dev))
+        flipped = top.predict(flipped, batch_size=batch_size, verbose=0) if flip else None
+    phase1 = {
+        "train_data": feature_dataset(train, labels, batch_size, shuffle_seed=seed, flipped=flipped),
+        "dev_data": feature_dataset(dev, dev_labels, batch_size),
+    }
+    return {"phase1": phase1, "phase2": phase2, "cut": cut}
+
+
 def remove_phase_files(output_dir, phases):
     """Delete what `fit_phases` kept for `--resume` (each phase's final model and best weights, and state.json), once
     the run's own model is saved."""

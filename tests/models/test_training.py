@@ -185,3 +185,31 @@ def test_a_process_killed_while_writing_the_best_checkpoint_keeps_the_previous_o
     # The resumed run ends with the phase's best weights (none half-written left behind).
     assert summary["phase1"]["best_epoch"] is not None and not list(tmp_path.glob(".best_*"))
     model.load_weights(tmp_path / "best_phase1.weights.h5")
+
+
+def test_frozen_part_features_feed_both_phases_from_one_pass_of_the_frozen_part():
+    import tensorflow as tf
+
+    from models.training import frozen_part_features, head_on_features
+
+    model, base = _residual_classifier()
+    images = np.random.default_rng(2).random((4, 8, 8, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, np.arange(4))).batch(2)  # labels: the rows, to find them
+    feature_data = {"train": data, "dev": data, "examples": 4}
+    names = [layer.name for layer in base.layers[1:]]
+    found = frozen_part_features(model, "base", names.index("conv3"), feature_data, 4, seed=0, flip=True)
+    assert found["cut"] is base.get_layer("add").output
+    mirrored = images[:, :, ::-1]
+    for phase, extractor in (("phase2", keras.Model(base.input, found["cut"])), ("phase1", base)):
+        features, labels = next(iter(found[phase]["dev_data"]))  # dev: in order, not mirrored
+        np.testing.assert_allclose(features, extractor(images), atol=1e-5)
+        features, labels = next(iter(found[phase]["train_data"]))  # train: each example as it is or mirrored
+        for feature, label in zip(np.asarray(features), np.asarray(labels), strict=True):
+            plain, flipped = (np.asarray(extractor(x[label : label + 1]))[0] for x in (images, mirrored))
+            assert np.allclose(feature, plain, atol=1e-5) or np.allclose(feature, flipped, atol=1e-5)
+    top = head_on_features(model, "base", found["cut"])
+    features, _ = next(iter(found["phase2"]["dev_data"]))
+    np.testing.assert_allclose(top(features), model(images), atol=1e-5)
+    # Too big to hold: phase 2 trains on images; phase 1 still on the whole base's features.
+    small = frozen_part_features(model, "base", names.index("conv3"), feature_data, 4, seed=0, max_bytes=0)
+    assert small["cut"] is None and small["phase2"] is None and small["phase1"]["train_data"] is not None
