@@ -3,7 +3,9 @@
 Learning rate, dropout and fine-tune depth come from `dlapps finetune tune ../shared/data/alpaca --trials 6
 --head-epochs 8 --fine-tune-epochs 6` (random search, scored on the dev split only; best trial dev accuracy 0.98).
 Epochs are the course's 5 + 5 (they were 8 + 6), chosen on alpaca dev: 224x224 and 5 + 5 epochs keep dev 0.959 in
-75 s end to end; 160x160 (the course's size) lost dev accuracy (0.898 with 5 + 5, 0.918 with 8 + 6).
+75 s end to end (24 s since both phases train on features computed once: `cache_features`); 160x160 (the course's
+size) lost dev accuracy (0.898 with 5 + 5, 0.918 with 8 + 6). 10 fine-tuning epochs instead of 5 on features: dev
+accuracy over seeds 42, 1, 2, 3 unchanged or lower (0.959, 0.980, 0.959, 0.878 vs 0.959, 0.980, 0.980, 0.878).
 """
 
 from dataclasses import asdict, dataclass
