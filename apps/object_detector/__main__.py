@@ -79,7 +79,7 @@ def add_train_arguments(parser):
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
     parser.add_argument(
         "--mosaic", type=fraction, default=0.0, metavar="RATE",
-        help="fraction of training images made mosaics of four augmented images (YOLOv4); 0 turns it off",
+        help="fraction of training images made mosaics of four (YOLOv4); off: it lowered fruit dev mAP",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="dev split, shuffling and augmentation")
     parser.add_argument(
