@@ -333,6 +333,9 @@ def train(args):
         model = keras.saving.load_model(output / f"phase{done}.keras") if done else None
         model = model or build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
+    if config.fine_tune_epochs > 0 and not from_scratch(config):
+        # A --fine-tune-from that names no layer is refused now, before anything is written.
+        unfreeze_start(model.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction)
     counts, table = data_summary(splits, class_names)
     if not args.json:
         base = f"--base {config.base}" if config.base else f"{config.backbone} ({config.weights} weights)"

@@ -261,6 +261,16 @@ def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_pat
     assert code == 0, err
 
 
+def test_a_fine_tune_layer_that_does_not_exist_is_refused_before_anything_is_written(
+    tmp_path, folder, pretrained, capsys
+):
+    argv = ["train", folder, "--output", tmp_path / "o", *FAST, *pretrained]
+    code, _, err = run(capsys, *argv, "--fine-tune-from", "no_such_layer")
+    assert code == 2 and "no layer named 'no_such_layer'" in err and not (tmp_path / "o" / "config.json").exists()
+    code, _, err = run(capsys, *argv, "--fine-tune-from", "block6a_expand_conv")
+    assert code == 0, err
+
+
 def test_offline_imagenet_weights_fail_fast_with_the_alternatives(tmp_path, folder, capsys, monkeypatch):
     import keras.src.backend.config as keras_config
 
