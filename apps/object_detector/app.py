@@ -574,8 +574,8 @@ def export(args):
     if args.format in ("tflite", "onnx"):
         # The letterbox's antialiased resize (ScaleAndTranslate) is neither a TFLite, a Flex nor an ONNX op (tf2onnx
         # writes it, ONNX Runtime refuses the graph): these files take the letterboxed canvas
-        # (models.tasks.yolo_detector.letterbox) and return boxes in canvas pixels. In TFLite, combined NMS is a Flex
-        # op (the tf.lite.Interpreter of the tensorflow wheel cannot run it: measured in benchmarks/detect_speed.py).
+        # (models.tasks.yolo_detector.letterbox) and return boxes in canvas pixels. NMS is inside, with TFLite builtin
+        # ops only (see nms_one_image), so any TFLite runtime runs the file.
         size = detector.image_size
 
         @tf.function(input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name="canvas")])
@@ -589,7 +589,7 @@ def export(args):
             "boxes (1, M, 4) xmin ymin xmax ymax in canvas pixels (image pixels: subtract the "
             "letterbox offset, divide by its scale, clip to the image); scores; classes; num_detections"
         )
-    export_graph(detector, serve, serve_bytes, output, args.format, info, select_tf_ops=True)
+    export_graph(detector, serve, serve_bytes, output, args.format, info)
     result = {"format": args.format, "output": str(output), "size_bytes": path_size(output)}
     emit(args, result, f"wrote {output} ({result['size_bytes'] / 1e6:.1f} MB)")
 

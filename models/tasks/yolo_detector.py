@@ -257,6 +257,11 @@ def make_losses(anchors, image_size, num_classes):
 # === Inference ===
 
 
+# Candidates (the highest scores) kept for non-max suppression. YOLOv5 keeps up to 30,000; at 100 detections a few
+# thousand change nothing measurable and keep NMS fast.
+NMS_CANDIDATES = 4000
+
+
 def postprocess(raws, anchors, score_threshold, iou_threshold, max_detections, class_agnostic=False):
     """Decode every scale and run non-max suppression (tf.image), per class unless `class_agnostic`.
 
@@ -278,37 +283,63 @@ def postprocess(raws, anchors, score_threshold, iou_threshold, max_detections, c
         all_scores.append(tf.reshape(scores, (batch, -1, scores.shape[-1])))
     boxes = tf.concat(all_boxes, axis=1)
     scores = tf.concat(all_scores, axis=1)
-    yxyx = tf.gather(boxes, [1, 0, 3, 2], axis=-1)
+
+    def one_image(pair):
+        return nms_one_image(pair[0], pair[1], score_threshold, iou_threshold, max_detections, class_agnostic)
+
+    if boxes.shape[0] == 1:  # a fixed batch of one (the TFLite and ONNX exports): no loop in the graph
+        return {key: value[None] for key, value in one_image((boxes[0], scores[0])).items()}
+    signature = {
+        "boxes": tf.TensorSpec((max_detections, 4), tf.float32),
+        "scores": tf.TensorSpec((max_detections,), tf.float32),
+        "classes": tf.TensorSpec((max_detections,), tf.int32),
+        "num_detections": tf.TensorSpec((), tf.int32),
+    }
+    return tf.map_fn(one_image, (boxes, scores), fn_output_signature=signature)
+
+
+def nms_one_image(boxes, scores, score_threshold, iou_threshold, max_detections, class_agnostic=False):
+    """Non-max suppression of one image's boxes, per class unless `class_agnostic`.
+
+    Per class by the coordinate-offset trick (torchvision's `batched_nms`): each (box, class) pair is a candidate, and
+    each class's boxes are moved apart by more than the boxes' span, so one greedy NMS (`tf.image`'s
+    NonMaxSuppressionV4, a TFLite builtin; combined NMS is a Flex op that TFLite interpreters lack) never lets boxes of
+    different classes suppress each other. Only the NMS_CANDIDATES highest scores take part.
+
+    Args:
+        boxes: float32 (N, 4) xyxy; scores: float32 (N, C).
+    Returns:
+        dict of boxes (M, 4), scores (M,), classes int32 (M,) and num_detections int32 (), M = max_detections, in
+        decreasing score; rows past num_detections are zeros.
+    """
+    num_classes = scores.shape[-1]
     if class_agnostic:
-        best_scores = tf.reduce_max(scores, axis=-1)
-        best_classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        indices, count = tf.image.non_max_suppression_padded(
-            yxyx,
-            best_scores,
-            max_detections,
-            iou_threshold=iou_threshold,
-            score_threshold=score_threshold,
-            pad_to_max_output_size=True,
-        )
-        valid = tf.range(max_detections)[None, :] < count[:, None]
-        kept_boxes = tf.where(valid[..., None], tf.gather(boxes, indices, batch_dims=1), 0.0)
-        kept_scores = tf.where(valid, tf.gather(best_scores, indices, batch_dims=1), 0.0)
-        kept_classes = tf.where(valid, tf.gather(best_classes, indices, batch_dims=1), 0)
-        return {"boxes": kept_boxes, "scores": kept_scores, "classes": kept_classes, "num_detections": count}
-    nms_boxes, nms_scores, nms_classes, count = tf.image.combined_non_max_suppression(
-        yxyx[:, :, None, :],
-        scores,
-        max_output_size_per_class=max_detections,
-        max_total_size=max_detections,
-        iou_threshold=iou_threshold,
-        score_threshold=score_threshold,
-        clip_boxes=False,
-    )
+        flat_scores = tf.reduce_max(scores, axis=-1)
+        flat_classes = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        flat_boxes = boxes
+    else:
+        flat_scores = tf.reshape(scores, [-1])
+        pairs = tf.range(tf.shape(flat_scores)[0])
+        flat_classes = pairs % num_classes
+        flat_boxes = tf.gather(boxes, pairs // num_classes)
+    count = flat_scores.shape[0]
+    candidates = min(NMS_CANDIDATES, count) if count is not None else tf.minimum(NMS_CANDIDATES, tf.size(flat_scores))
+    top_scores, top = tf.math.top_k(flat_scores, candidates)
+    top_boxes, top_classes = tf.gather(flat_boxes, top), tf.gather(flat_classes, top)
+    shifted = top_boxes
+    if not class_agnostic:
+        span = tf.reduce_max(top_boxes) - tf.reduce_min(top_boxes) + 1.0
+        shifted = top_boxes + tf.cast(top_classes, tf.float32)[:, None] * span
+    kept, found = tf.image.non_max_suppression_padded(
+        tf.gather(shifted, [1, 0, 3, 2], axis=-1), top_scores, max_detections, iou_threshold=iou_threshold,
+        score_threshold=score_threshold, pad_to_max_output_size=True,
+    )  # fmt: skip
+    valid = tf.range(max_detections) < found
     return {
-        "boxes": tf.gather(nms_boxes, [1, 0, 3, 2], axis=-1),
-        "scores": nms_scores,
-        "classes": tf.cast(nms_classes, tf.int32),
-        "num_detections": count,
+        "boxes": tf.where(valid[:, None], tf.gather(top_boxes, kept), 0.0),
+        "scores": tf.where(valid, tf.gather(top_scores, kept), 0.0),
+        "classes": tf.where(valid, tf.gather(top_classes, kept), 0),
+        "num_detections": tf.cast(found, tf.int32),
     }
 
 

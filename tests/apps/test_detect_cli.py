@@ -178,16 +178,32 @@ def test_video_is_annotated_frame_by_frame(trained, capsys, tmp_path):
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
 
 
-def test_onnx_export_answers_as_keras_on_the_letterboxed_canvas(trained, capsys, tmp_path):
+def _tflite_outputs(path, canvas):
+    import tensorflow as tf
+
+    runner = tf.lite.Interpreter(str(path)).get_signature_runner()
+    return runner(canvas=canvas)
+
+
+def _onnx_outputs(path, canvas):
     import onnxruntime
 
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [output.name for output in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: canvas}), strict=True))
+    return {key: out[next(n for n in names if key in n)] for key in ("boxes", "scores", "num_detections")}
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_onnx_and_tflite_exports_answer_as_keras_on_the_letterboxed_canvas(trained, capsys, tmp_path, fmt):
+    """NMS included: in TFLite with builtin ops only (tf.image's NonMaxSuppressionV4), so any TFLite runtime runs it."""
     from apps.object_detector.app import run_detector
     from models.inference import load_model_dir
     from models.tasks.yolo_detector import Detector, letterbox
 
     root, _ = trained
-    path = tmp_path / "detector.onnx"
-    code = dlapps(["detect", "export", "--model", str(root / "model"), "--format", "onnx", "--output", str(path)])
+    path = tmp_path / f"detector.{fmt}"
+    code = dlapps(["detect", "export", "--model", str(root / "model"), "--format", fmt, "--output", str(path)])
     assert code in (0, None) and path.is_file()
     capsys.readouterr()
     model, config = load_model_dir(root / "model", "detect")
@@ -195,15 +211,13 @@ def test_onnx_export_answers_as_keras_on_the_letterboxed_canvas(trained, capsys,
                         config["max_detections"])  # fmt: skip
     image = np.asarray(Image.open(root / "data" / "img1.png").convert("RGB"))
     boxes, scores, classes = run_detector(detector, image)
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     canvas, scale, pad = letterbox(image[None], config["image_size"])
-    names = [output.name for output in session.get_outputs()]
-    out = dict(zip(names, session.run(None, {session.get_inputs()[0].name: canvas.numpy()}), strict=True))
-    count = int(out[next(n for n in names if "num_detections" in n)][0])
-    onnx_boxes = (out[next(n for n in names if "boxes" in n)][0, :count] - np.tile(pad.numpy(), 2)) / float(scale)
+    out = (_onnx_outputs if fmt == "onnx" else _tflite_outputs)(path, canvas.numpy())
+    count = int(out["num_detections"][0])
+    onnx_boxes = (out["boxes"][0, :count] - np.tile(pad.numpy(), 2)) / float(scale)
     # As the export's info says: back from canvas to image pixels, clipped to the image (predict does the same).
     height, width = image.shape[:2]
     onnx_boxes = np.clip(onnx_boxes, 0, [width, height, width, height])
     assert count == len(boxes) > 0
     np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2)
-    np.testing.assert_allclose(out[next(n for n in names if "scores" in n)][0, :count], scores, atol=1e-4)
+    np.testing.assert_allclose(out["scores"][0, :count], scores, atol=1e-4)
