@@ -5,6 +5,7 @@ accepts encoded JPEG/PNG/BMP/GIF bytes. Both resize in the graph exactly as trai
 post-processing a deployed model needs: probabilities per class, the predicted class index and its name.
 """
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -69,7 +70,26 @@ def export_saved_model(model, path, class_names, threshold=0.5):
     archive.add_endpoint("serve", serve)
     archive.add_endpoint("serve_bytes", serve_bytes)
     archive.write_out(str(path), verbose=False)
+    # Beside the graph, where TF Serving keeps extra files: the names a reader can check without running it.
+    (Path(path) / "assets.extra").mkdir(exist_ok=True)
+    (Path(path) / "assets.extra" / "class_names.json").write_text(json.dumps(list(class_names)) + "\n")
     return Path(path)
+
+
+def exported_class_names(path):
+    """The class names an export carries: `assets.extra/class_names.json` of a SavedModel folder, or the
+    `<file>.json` written beside a TFLite or ONNX file. None when the export does not say (older exports).
+
+    Raises FileNotFoundError for a path that does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such exported model: {path}")
+    info = path / "assets.extra" / "class_names.json" if path.is_dir() else Path(f"{path}.json")
+    if not info.exists():
+        return None
+    names = json.loads(info.read_text())
+    return list(names["class_names"] if isinstance(names, dict) else names)
 
 
 def export_tflite(model, path, quantization="float", representative_images=None):
@@ -170,7 +190,6 @@ def write_model_info(path, model, class_names, quantization="float"):
     TFLite and ONNX files take already-resized float32 pixels, not raw images; this says so, for whoever deploys
     them. ONNX files also carry the same facts in their metadata (`metadata_props`).
     """
-    import json
 
     height, width = (int(v) for v in model.input_shape[1:3])
     info = {
@@ -215,7 +234,6 @@ def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=Fals
         info: what the export takes and returns; written as `assets/model_info.json` or `<file>.json`.
         select_tf_ops: let TFLite fall back to TensorFlow ops (Flex) for ops it lacks (e.g. combined NMS).
     """
-    import json
 
     path = Path(path)
     if fmt == "saved_model":

@@ -265,7 +265,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
                metric_callbacks=()):  # fmt: skip
     """Train through phases (e.g. a head on a frozen base, then fine-tuning), resumable after any interruption.
 
-    Each phase `p` is a dict with `name`, `epochs` and `prepare(model)` (freezes or unfreezes layers and compiles).
+    Each phase `p` is a dict with `name`, `epochs`, `prepare(model)` (freezes or unfreezes layers and compiles) and
+    optionally `description` (printed above its epochs, e.g. "the head on the frozen base").
     `prepare` may return a dict of `model`, `train_data` and `dev_data` that the phase fits instead (e.g. a head
     sharing the model's layers, on features computed once: see `head_on_features`); the model is saved as usual.
     Every epoch is backed up (`backup_<name>/`) and logged (`history_<name>.csv`); the best epoch on `monitor` is
@@ -330,6 +331,9 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
         # phase's fit() would start part-way (or, past its epochs, be skipped). Each phase starts from its own backup.
         trained._initial_epoch = None
+        if verbose and len(phases) > 1:  # the epoch lines of each phase under its name
+            about = f", {phase['description']}" if phase.get("description") else ""
+            print(f"{name} ({phase['epochs']} epochs{about})", flush=True)
         trained.fit(
             overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
             epochs=phase["epochs"], class_weight=class_weight, callbacks=callbacks, verbose=verbose,
@@ -360,17 +364,28 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
 def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
     """The index (in `flat_layers(base)` without input layers) of the first layer `unfreeze_top` would unfreeze.
 
-    Raises ValueError for a name not in the base.
+    fine_tune_from: a layer name, an index (negative: counted from the end, as in Python), or empty for the top
+    `fraction` of the layers.
+
+    Raises ValueError for a name not in the base (naming the closest names) or an index outside it.
     """
+    import difflib
+
     layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
     names = [layer.name for layer in layers]
     if str(fine_tune_from).lstrip("-").isdigit():
-        return int(fine_tune_from) % len(layers)
+        index = int(fine_tune_from)
+        if not -len(layers) <= index < len(layers):
+            raise ValueError(
+                f"--fine-tune-from {index}: the base has {len(layers)} layers, so an index is from 0 to "
+                f"{len(layers) - 1} (or -{len(layers)} to -1, counted from the end)"
+            )
+        return index % len(layers)
     if fine_tune_from:
         if fine_tune_from not in names:
-            raise ValueError(
-                f"--fine-tune-from: no layer named '{fine_tune_from}' in the base. Received: {fine_tune_from}"
-            )
+            close = difflib.get_close_matches(str(fine_tune_from), names, n=5, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}" if close else f"its layers run from {names[0]} to {names[-1]}"
+            raise ValueError(f"--fine-tune-from: the base has no layer named '{fine_tune_from}' ({hint})")
         return names.index(fine_tune_from)
     return int(len(layers) * (1 - fraction))
 

@@ -13,6 +13,7 @@ import numpy as np
 from apps.cli import (
     EXIT_BAD_INPUT,
     check_output_folder,
+    counted,
     default_output,
     emit,
     keras_verbosity,
@@ -43,6 +44,7 @@ from models.plots import plot_confusion_matrix, plot_gallery, plot_history, shor
 from models.training import (
     fit_multi_worker,
     fit_phases,
+    flat_layers,
     frozen_part_features,
     head_on_features,
     make_learning_rate,
@@ -203,6 +205,8 @@ def _check_output(args):
     output = check_output_folder(args.output)
     state_file = output / "state.json"
     if args.resume:
+        if (output / "model.keras").exists():
+            raise FileExistsError(f"--resume: {output} holds a finished run (model.keras); nothing to resume")
         if not state_file.exists() or not (output / "config.json").exists():
             raise ValueError(f"--resume: {output} holds no interrupted run to resume")
         saved = json.loads((output / "config.json").read_text())
@@ -292,9 +296,12 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
         _compile(top, config.learning_rate / 10)
         return {"model": top, **features(trained)["phase2"]}
 
-    phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1}]
+    phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1, "description": "the head"}]
     if config.fine_tune_epochs > 0 and not from_scratch(config):
-        phases.append({"name": "phase2", "epochs": config.fine_tune_epochs, "prepare": compile_phase2})
+        about = "the base's top unfrozen"
+        phases.append(
+            {"name": "phase2", "epochs": config.fine_tune_epochs, "prepare": compile_phase2, "description": about}
+        )
     return phases, unfrozen
 
 
@@ -333,15 +340,22 @@ def train(args):
         model = keras.saving.load_model(output / f"phase{done}.keras") if done else None
         model = model or build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
+    top = ""
     if config.fine_tune_epochs > 0 and not from_scratch(config):
         # A --fine-tune-from that names no layer is refused now, before anything is written.
-        unfreeze_start(model.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction)
+        base_model = model.get_layer(BASE_LAYER)
+        layers = [layer for layer in flat_layers(base_model) if not isinstance(layer, keras.layers.InputLayer)]
+        start = unfreeze_start(base_model, config.fine_tune_from, config.fine_tune_fraction)
+        top = f" from layer {start} of {len(layers)}, {layers[start].name}"
     counts, table = data_summary(splits, class_names)
     if not args.json:
         base = f"--base {config.base}" if config.base else f"{config.backbone} ({config.weights} weights)"
-        plan = f"one phase of {config.head_epochs} epochs, the whole network"
+        plan = f"one phase of {counted(config.head_epochs, 'epoch')}, the whole network"
         if not from_scratch(config):
-            plan = f"phase 1: {config.head_epochs} epochs, the head; phase 2: {config.fine_tune_epochs}, the base's top"
+            plan = (
+                f"phase 1: {counted(config.head_epochs, 'epoch')}, the head; "
+                f"phase 2: {counted(config.fine_tune_epochs, 'epoch')}, the base{top}"
+            )
         print(f"{base}, {config.image_size}x{config.image_size} px, learning rate {config.learning_rate:g}; {plan}")
         print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
     skipped = []
@@ -519,9 +533,19 @@ def _exported_probabilities(path, files, image_size):
 def evaluate(args):
     model, config = load_model_dir(args.model_dir, APP)
     class_names = config["class_names"]
+    from models.export import exported_class_names
+
+    for path in args.exported:  # checked before the evaluation, not after it
+        names = exported_class_names(path)
+        if names is not None and names != list(class_names):
+            raise ValueError(f"--exported {path}: its classes {names} are not the model's {list(class_names)}")
     data = Path(args.data)
     folders = find_split_folders(data) if data.is_dir() else {}
-    folder = folders.get("test", data) if folders else data
+    folder = data
+    if folders:  # a folder of splits: its test split, else its dev split (said so)
+        folder = folders.get("test") or folders.get("dev") or folders["train"]
+        if "test" not in folders:
+            warn(PROG, f"{data} has no test/ folder: evaluating on {folder.name}/")
     files, labels, _, non_images = read_image_folder(folder, class_names)
     for path in non_images:
         warn(PROG, f"skipping non-image file {path}")

@@ -185,11 +185,17 @@ def train(args):
         return run
 
     phases = [
-        {"name": "head", "epochs": args.epochs[0], "prepare": prepare(args.learning_rate[0], args.epochs[0], False)},
+        {
+            "name": "head",
+            "epochs": args.epochs[0],
+            "prepare": prepare(args.learning_rate[0], args.epochs[0], False),
+            "description": "neck and head on the frozen backbone",
+        },
         {
             "name": "fine_tune",
             "epochs": args.epochs[1],
             "prepare": prepare(args.learning_rate[1], args.epochs[1], True),
+            "description": "the whole network",
         },
     ]
     phases = [phase for phase in phases if phase["epochs"] > 0]

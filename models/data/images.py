@@ -230,7 +230,10 @@ def read_image(path):
     try:
         return _graph_decoder()(tf.constant(path.read_bytes())).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        # TensorFlow's message: "Graph execution error:", where it was traced, then the decoder's own words.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        said = [line for line in lines if not line.startswith(("Graph execution error", "Detected at", "File ", "[["))]
+        message = said[-1] if said else (lines[0] if lines else type(error).__name__)
         raise ImageReadError(f"{path}: corrupt or truncated image ({message})") from None
 
 

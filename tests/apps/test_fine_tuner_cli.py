@@ -65,6 +65,8 @@ def test_train_writes_everything(trained):
 def test_existing_output_is_refused(trained, folder, capsys):
     code, _, err = run(capsys, "train", folder, "--output", trained, *FAST)
     assert code == 2 and "--overwrite" in err
+    code, _, err = run(capsys, "train", folder, "--output", trained, "--resume")
+    assert code == 2 and "finished run" in err and "nothing to resume" in err
 
 
 def test_predict_top_k_and_bad_files(trained, tmp_path, capsys):
@@ -111,6 +113,29 @@ def test_export_and_evaluate_exported_models(trained, folder, capsys, tmp_path):
     assert result["exported"][str(trained / "model_int8.tflite")]["max_probability_difference"] < 0.1
     assert (tmp_path / "report" / "confusion_matrix.png").is_file()
     assert (tmp_path / "report" / "worst_mistakes.png").is_file()
+    assert json.loads((trained / "serving" / "assets.extra" / "class_names.json").read_text()) == info["class_names"]
+
+
+def test_evaluate_checks_the_exports_before_evaluating_and_finds_the_dev_split(trained, folder, capsys, tmp_path):
+    # An export of a model with other classes, and a missing export: refused before any image is read.
+    if not (trained / "model.tflite").exists():
+        assert run(capsys, "export", "--model-dir", trained, "--format", "tflite")[0] == 0
+    other = tmp_path / "other.tflite"
+    shutil.copy(trained / "model.tflite", other)
+    info = json.loads((trained / "model.tflite.json").read_text())
+    (tmp_path / "other.tflite.json").write_text(json.dumps({**info, "class_names": ["a", "b", "c"]}))
+    argv = ["evaluate", folder, "--model-dir", trained, "--output", tmp_path / "report"]
+    code, _, err = run(capsys, *argv, "--exported", other)
+    assert code == 2 and "['a', 'b', 'c'] are not the model's" in err and not (tmp_path / "report").exists()
+    code, _, err = run(capsys, *argv, "--exported", tmp_path / "missing.onnx")
+    assert code == 2 and "missing.onnx" in err and not (tmp_path / "report").exists()
+    # A folder of train/ and val/ only: evaluated on val/, said so.
+    splits = tmp_path / "splits"
+    shutil.copytree(folder, splits / "train")
+    shutil.copytree(folder, splits / "val")
+    code, out, err = run(capsys, "evaluate", splits, "--model-dir", trained, "--output", tmp_path / "r2", "--json")
+    assert code == 0, err
+    assert "no test/ folder: evaluating on val/" in err and json.loads(out)["data"] == str(splits / "val")
 
 
 def test_from_scratch_is_one_phase_with_the_whole_network_learning(tmp_path, folder, capsys):
@@ -267,6 +292,10 @@ def test_a_fine_tune_layer_that_does_not_exist_is_refused_before_anything_is_wri
     argv = ["train", folder, "--output", tmp_path / "o", *FAST, *pretrained]
     code, _, err = run(capsys, *argv, "--fine-tune-from", "no_such_layer")
     assert code == 2 and "no layer named 'no_such_layer'" in err and not (tmp_path / "o" / "config.json").exists()
+    code, _, err = run(capsys, *argv, "--fine-tune-from", "block6a_expand_cnv")  # a typo: the closest names
+    assert code == 2 and "closest: block6a_expand_conv" in err
+    code, _, err = run(capsys, *argv, "--fine-tune-from", "9999")  # an index past the end, never wrapped round
+    assert code == 2 and "from 0 to" in err and not (tmp_path / "o" / "config.json").exists()
     code, _, err = run(capsys, *argv, "--fine-tune-from", "block6a_expand_conv")
     assert code == 0, err
 

@@ -179,6 +179,18 @@ def test_bad_files_raise_one_clear_error(tmp_path, name, message):
     assert name in str(error.value)
 
 
+def test_a_jpeg_cut_in_its_pixel_data_says_what_the_decoder_said(tmp_path):
+    # Pillow reads the header; TensorFlow's decoder fails part-way, and its message is the last line, not the first.
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (128, 128, 3), np.uint8)).save(tmp_path / "whole.jpg", quality=95)
+    data = (tmp_path / "whole.jpg").read_bytes()
+    (tmp_path / "half.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="corrupt or truncated") as error:
+        read_image(tmp_path / "half.jpg")
+    assert "half.jpg" in str(error.value) and "Graph execution error" not in str(error.value)
+    assert "JPEG" in str(error.value)
+
+
 def test_list_image_files_reports_missing_and_empty(tmp_path):
     (tmp_path / "empty").mkdir()
     files, problems = list_image_files([EXAMPLES, tmp_path / "empty", tmp_path / "nope.jpg"])

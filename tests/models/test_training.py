@@ -131,6 +131,9 @@ def test_frozen_cut_never_cuts_a_residual_block_and_the_top_answers_as_the_whole
     assert frozen_cut(base, names.index("conv2")) is base.get_layer("conv1").output
     assert frozen_cut(base, names.index("conv1")) is base.input
     assert unfreeze_start(base, "conv3") == names.index("conv3") and unfreeze_start(base, fraction=0.4) == 3
+    assert unfreeze_start(base, "-1") == len(names) - 1
+    with pytest.raises(ValueError, match="from 0 to"):
+        unfreeze_start(base, str(len(names)))
     images = np.random.default_rng(1).random((3, 8, 8, 3)).astype("float32")
     cut = frozen_cut(base, names.index("add"))
     top = head_on_features(model, "base", cut=cut)
