@@ -79,6 +79,8 @@ def run(prog, description, verbs, argv=None):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf
 
+            if not args.debug:  # e.g. "N out of the last M calls ... triggered tf.function retracing"
+                tf.get_logger().setLevel("ERROR")
             if "TF_CONFIG" not in os.environ:
                 # Initialise the runtime now, while its start-up chatter is silenced (a multi-worker strategy must
                 # instead be created before the first operation, so it is left alone then).

@@ -361,6 +361,23 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
     return summary
 
 
+def average_of(members, name="seed_ensemble"):
+    """One model whose output is the mean of its members' outputs: a seed ensemble (the same data, different
+    initial weights and augmentation order), as in Lakshminarayanan et al. 2017, "Simple and Scalable Predictive
+    Uncertainty Estimation using Deep Ensembles". Keras has the averaging layer but no ensemble model.
+
+    Args:
+        members: Keras models with the same input shape and the same output shape (e.g. (N, C) probabilities).
+    Returns:
+        A functional model taking the members' input; each member is a nested model named member1, member2, ...
+    """
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
+    outputs = [
+        keras.Model(member.input, member.output, name=f"member{k + 1}")(inputs) for k, member in enumerate(members)
+    ]
+    return keras.Model(inputs, keras.layers.Average(name="mean_of_members")(outputs), name=name)
+
+
 def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
     """The index (in `flat_layers(base)` without input layers) of the first layer `unfreeze_top` would unfreeze.
 

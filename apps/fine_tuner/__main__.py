@@ -83,7 +83,8 @@ def add_train_arguments(parser):
     )
     parser.add_argument(
         "--no-feature-cache", dest="cache_features", action="store_false",
-        help="train on augmented images every epoch (twice the time), not on the frozen part's features computed once",
+        help="train on augmented images every epoch (2-4 times the time), not on the frozen part's features "
+        "computed once",
     )  # fmt: skip
     parser.add_argument(
         "--patience",
@@ -108,6 +109,17 @@ def add_train_arguments(parser):
         help="tf.distribute strategy (multi_worker reads TF_CONFIG)",
     )
     parser.add_argument("--mixed-precision", action="store_true", help="float16 compute (for GPUs; slower on CPU)")
+
+
+def add_train_only_arguments(parser):
+    add_train_arguments(parser)
+    parser.add_argument(
+        "--members",
+        type=positive_int,
+        default=None,
+        help=f"train N networks from seeds --seed, --seed+1, ... on the same split and average their probabilities "
+        f"into one model (a seed ensemble), N times the time (default {DEFAULTS.members})",
+    )
 
 
 def add_tune_arguments(parser):
@@ -158,7 +170,9 @@ VERBS = [
         add_tune_arguments,
         "apps.fine_tuner.app:tune",
     ),
-    Verb("train", "fine-tune a backbone on a folder of pictures", add_train_arguments, "apps.fine_tuner.app:train"),
+    Verb(
+        "train", "fine-tune a backbone on a folder of pictures", add_train_only_arguments, "apps.fine_tuner.app:train"
+    ),
     Verb(
         "evaluate",
         "accuracy, per-class metrics, confusion matrix, worst mistakes",

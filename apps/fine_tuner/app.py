@@ -42,6 +42,7 @@ from models.inference import (
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import (
+    average_of,
     fit_multi_worker,
     fit_phases,
     flat_layers,
@@ -305,6 +306,49 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
     return phases, unfrozen
 
 
+def _fit_members(first, config, splits, class_names, datasets, output, args, class_weight, features):
+    """--members N: the run's networks trained one after another, each from its own seed (weights, augmentation and
+    order; the split stays the run's) in `member<k>/` (resumable there), then averaged into one model.
+
+    Returns (model, phase summary per member and phase, [{member, seed, dev_accuracy}], the last member's phases).
+    """
+    import dataclasses
+
+    summary, members = {}, []
+    steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
+    for k in range(config.members):
+        folder = output / f"member{k + 1}"
+        member_config = dataclasses.replace(config, seed=config.seed + k)
+        state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").exists() else {}
+        done = state.get("phase_done", 0)
+        keras.utils.set_random_seed(member_config.seed)
+        if done:
+            model = keras.saving.load_model(folder / f"phase{done}.keras")
+        else:
+            model = first if k == 0 else build_fine_tune_model(member_config, len(class_names))
+        member_data = datasets if k == 0 else make_datasets(splits, member_config, [])
+        phases, _ = make_phases(model, member_config, steps_per_epoch, features)
+        if not args.json:
+            print(f"member {k + 1} of {config.members} (seed {member_config.seed})", flush=True)
+        result = fit_phases(
+            model, phases, member_data["train"], member_data["dev"], folder, config.patience,
+            verbose=keras_verbosity(args), class_weight=class_weight, start_phase=done,
+        )  # fmt: skip
+        summary.update({f"member{k + 1}_{name}": value for name, value in result.items() if name != "kept"})
+        labels, probabilities = dataset_outputs(model, datasets["dev"])
+        accuracy = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
+        members.append({"member": k + 1, "seed": member_config.seed, "dev_accuracy": accuracy, "model": model})
+    for k in range(config.members):  # each member's curves and TensorBoard logs, beside the ensemble
+        folder = output / f"member{k + 1}"
+        for history in folder.glob("history_*.csv"):
+            shutil.copy(history, output / f"history_member{k + 1}_{history.stem.removeprefix('history_')}.csv")
+        if (folder / "logs").exists():
+            shutil.copytree(folder / "logs", output / "logs" / f"member{k + 1}", dirs_exist_ok=True)
+    model = average_of([member.pop("model") for member in members])
+    phases = [{"name": f"member1_{phase['name']}"} for phase in phases]  # the curves drawn: the first member's
+    return model, summary, members, phases
+
+
 def _fit_multi_worker(model, phases, datasets, config, class_weight, strategy):
     """The phases through `strategy.run` (Keras' fit() fails under MultiWorkerMirroredStrategy): no early stopping,
     since every worker must run the same number of steps."""
@@ -374,15 +418,22 @@ def train(args):
     import tensorflow as tf
 
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multi_worker and config.members > 1:
+        raise ValueError("--members trains one network after another: not with --strategy multi_worker")
     plain_train = plain_dataset(splits["train"], config)
     examples = len(splits["train"][0])
     features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"], "examples": examples}
     steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
     phases, unfrozen = make_phases(model, config, steps_per_epoch, features)
+    members = []
     with strategy.scope():
         if multi_worker:
             _fit_multi_worker(model, phases, datasets, config, class_weight, strategy)
             phase_summary = {}
+        elif config.members > 1:
+            model, phase_summary, members, phases = _fit_members(
+                model, config, splits, class_names, datasets, output, args, class_weight, features
+            )
         else:
             phase_summary = fit_phases(
                 model, phases, datasets["train"], datasets["dev"], output, config.patience,
@@ -393,6 +444,8 @@ def train(args):
 
     # Evaluate: dev for selection, test once.
     metrics = {"classes": class_names, "counts": counts, "phases": phase_summary, "unfrozen_from": unfrozen or None}
+    if members:
+        metrics["members"] = members
     for name in ("train", "dev", "test"):
         if name in datasets:
             dataset = datasets[name] if name != "train" else plain_train  # measured without augmentation
@@ -404,12 +457,14 @@ def train(args):
     histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
     plot_history(histories, output / "training_curves.png")
     remove_phase_files(output, phases)
+    for member in members:  # each member's resume files, once the ensemble is saved
+        shutil.rmtree(output / f"member{member['member']}", ignore_errors=True)
     files = sorted(p.name for p in output.iterdir())
     metrics["output"] = str(output)
     metrics["files"] = files
     phases_done = {name: v for name, v in phase_summary.items() if name != "kept"}
     best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in phases_done.items())
-    if len(phases_done) > 1 and phase_summary.get("kept") != list(phases_done)[-1]:
+    if len(phases_done) > 1 and phase_summary.get("kept", list(phases_done)[-1]) != list(phases_done)[-1]:
         best += f"; kept {phase_summary['kept']}'s weights (better dev loss than the later phase)"
     emit(
         args,
@@ -417,6 +472,7 @@ def train(args):
         (f"{best}\n" if best else "")
         + f"train accuracy {metrics['train_accuracy']:.3f}, dev accuracy {metrics['dev_accuracy']:.3f}"
         + (f", test accuracy {metrics['test_accuracy']:.3f}" if "test_accuracy" in metrics else "")
+        + "".join(f"\n  member {m['member']} (seed {m['seed']}): dev accuracy {m['dev_accuracy']:.3f}" for m in members)
         + f"\nwrote {output}/: {', '.join(files)}",
     )
 

@@ -145,6 +145,40 @@ def test_from_scratch_is_one_phase_with_the_whole_network_learning(tmp_path, fol
     assert not (tmp_path / "scratch" / "history_phase2.csv").exists()
 
 
+def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_path, folder, capsys, monkeypatch):
+    import keras
+    import numpy as np
+
+    from apps.fine_tuner import app as fine_tuner_app
+
+    output = tmp_path / "ensemble"
+    argv = ["train", folder, "--output", output, *FAST, "--head-epochs", "2", "--members", "2", "--json"]
+    real_make_datasets, calls = fine_tuner_app.make_datasets, []
+
+    def interrupt_second_member(*args, **kwargs):  # member 2 builds its own datasets (its seed's augmentation)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_make_datasets(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fine_tuner_app, "make_datasets", interrupt_second_member)
+        code, _, err = run(capsys, *argv)
+    assert code == 130 and "--resume" in err and (output / "member1" / "phase1.keras").exists()
+    code, out, err = run(capsys, *argv, "--resume")
+    assert code == 0, err
+    result = json.loads(out)
+    assert [(m["member"], m["seed"]) for m in result["members"]] == [(1, 42), (2, 43)]
+    assert result["phases"]["member1_phase1"]["epochs"] == 2  # member 1 was not trained again on resume
+    assert not (output / "member1").exists() and (output / "history_member2_phase1.csv").exists()
+    model = keras.saving.load_model(output / "model.keras")
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    mean = (model.get_layer("member1")(images) + model.get_layer("member2")(images)) / 2
+    np.testing.assert_allclose(model.predict(images, verbose=0), mean, atol=1e-6)
+    code, out, err = run(capsys, "predict", next((folder / "chat noir").iterdir()), "--model-dir", output, "--json")
+    assert code == 0, err
+
+
 def test_the_from_scratch_recipe_fills_only_what_the_command_line_leaves_unset(tmp_path, folder, capsys):
     from apps.fine_tuner.config import SCRATCH_RECIPE, scratch_epochs
 
