@@ -333,7 +333,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         trained._initial_epoch = None
         if verbose and len(phases) > 1:  # the epoch lines of each phase under its name
             about = f", {phase['description']}" if phase.get("description") else ""
-            print(f"{name} ({phase['epochs']} epochs{about})", flush=True)
+            print(f"{name} ({phase['epochs']} epoch{'' if phase['epochs'] == 1 else 's'}{about})", flush=True)
         trained.fit(
             overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
             epochs=phase["epochs"], class_weight=class_weight, callbacks=callbacks, verbose=verbose,
