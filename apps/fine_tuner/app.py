@@ -145,6 +145,8 @@ def plain_dataset(files_and_labels, config):
 def _features_from_classifier(path):
     """A trained classifier without its output layer: the course's recipe for transfer."""
     model, _ = load_model_dir(path)
+    if any(layer.name == "mean_of_members" for layer in model.layers):
+        raise ValueError(f"--base {path}: a seed ensemble (--members); transfer from a run trained with --members 1")
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     if not dense:
         raise ValueError(f"--base {path}: the model has no Dense output layer to replace")

@@ -177,6 +177,8 @@ def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_pat
     np.testing.assert_allclose(model.predict(images, verbose=0), mean, atol=1e-6)
     code, out, err = run(capsys, "predict", next((folder / "chat noir").iterdir()), "--model-dir", output, "--json")
     assert code == 0, err
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "t", "--base", output, *FAST[4:])
+    assert code == 2 and "seed ensemble" in err
 
 
 def test_the_from_scratch_recipe_fills_only_what_the_command_line_leaves_unset(tmp_path, folder, capsys):
