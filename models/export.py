@@ -190,7 +190,6 @@ def write_model_info(path, model, class_names, quantization="float"):
     TFLite and ONNX files take already-resized float32 pixels, not raw images; this says so, for whoever deploys
     them. ONNX files also carry the same facts in their metadata (`metadata_props`).
     """
-
     height, width = (int(v) for v in model.input_shape[1:3])
     info = {
         "input": {
@@ -234,7 +233,6 @@ def export_graph(module, serve, serve_bytes, path, fmt, info, select_tf_ops=Fals
         info: what the export takes and returns; written as `assets/model_info.json` or `<file>.json`.
         select_tf_ops: let TFLite fall back to TensorFlow ops (Flex) for ops it lacks (e.g. combined NMS).
     """
-
     path = Path(path)
     if fmt == "saved_model":
         signatures = {"serving_default": serve.get_concrete_function(), "serve": serve.get_concrete_function()}

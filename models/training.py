@@ -203,6 +203,11 @@ def flat_layers(model):
     return layers
 
 
+def base_layers(base):
+    """The layers `--fine-tune-from` indices count: every layer of the base, nested models opened, inputs left out."""
+    return [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+
+
 def unfreeze_top(base, fine_tune_from=None, fraction=1.0):
     """Unfreeze a pretrained base from a layer (name or index; default: its top `fraction`), batch norm excepted
     (it keeps its ImageNet statistics: small data sets estimate them badly).
@@ -211,7 +216,7 @@ def unfreeze_top(base, fine_tune_from=None, fraction=1.0):
     """
     start = unfreeze_start(base, fine_tune_from, fraction)
     base.trainable = True
-    layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+    layers = base_layers(base)
     for index, layer in enumerate(layers):
         layer.trainable = index >= start and not isinstance(layer, keras.layers.BatchNormalization)
     return start, layers[start].name
@@ -379,7 +384,7 @@ def average_of(members, name="seed_ensemble"):
 
 
 def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
-    """The index (in `flat_layers(base)` without input layers) of the first layer `unfreeze_top` would unfreeze.
+    """The index (in `base_layers(base)`) of the first layer `unfreeze_top` would unfreeze.
 
     fine_tune_from: a layer name, an index (negative: counted from the end, as in Python), or empty for the top
     `fraction` of the layers.
@@ -388,7 +393,7 @@ def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
     """
     import difflib
 
-    layers = [layer for layer in flat_layers(base) if not isinstance(layer, keras.layers.InputLayer)]
+    layers = base_layers(base)
     names = [layer.name for layer in layers]
     if str(fine_tune_from).lstrip("-").isdigit():
         index = int(fine_tune_from)

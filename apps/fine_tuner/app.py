@@ -43,9 +43,9 @@ from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import (
     average_of,
+    base_layers,
     fit_multi_worker,
     fit_phases,
-    flat_layers,
     frozen_part_features,
     head_on_features,
     make_learning_rate,
@@ -308,7 +308,7 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
     return phases, unfrozen
 
 
-def _fit_members(first, config, splits, class_names, datasets, output, args, class_weight, features):
+def _fit_members(first, config, splits, class_names, datasets, output, args, class_weight, features, steps_per_epoch):
     """--members N: the run's networks trained one after another, each from its own seed (weights, augmentation and
     order; the split stays the run's) in `member<k>/` (resumable there), then averaged into one model.
 
@@ -317,7 +317,6 @@ def _fit_members(first, config, splits, class_names, datasets, output, args, cla
     import dataclasses
 
     summary, members = {}, []
-    steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
     for k in range(config.members):
         folder = output / f"member{k + 1}"
         member_config = dataclasses.replace(config, seed=config.seed + k)
@@ -340,8 +339,7 @@ def _fit_members(first, config, splits, class_names, datasets, output, args, cla
         labels, probabilities = dataset_outputs(model, datasets["dev"])
         accuracy = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
         members.append({"member": k + 1, "seed": member_config.seed, "dev_accuracy": accuracy, "model": model})
-    for k in range(config.members):  # each member's curves and TensorBoard logs, beside the ensemble
-        folder = output / f"member{k + 1}"
+        # The member's curves and TensorBoard logs, beside the ensemble (member<k>/ goes once the ensemble is saved).
         for history in folder.glob("history_*.csv"):
             shutil.copy(history, output / f"history_member{k + 1}_{history.stem.removeprefix('history_')}.csv")
         if (folder / "logs").exists():
@@ -390,7 +388,7 @@ def train(args):
     if config.fine_tune_epochs > 0 and not from_scratch(config):
         # A --fine-tune-from that names no layer is refused now, before anything is written.
         base_model = model.get_layer(BASE_LAYER)
-        layers = [layer for layer in flat_layers(base_model) if not isinstance(layer, keras.layers.InputLayer)]
+        layers = base_layers(base_model)
         start = unfreeze_start(base_model, config.fine_tune_from, config.fine_tune_fraction)
         top = f" from layer {start} of {len(layers)}, {layers[start].name}"
     counts, table = data_summary(splits, class_names)
@@ -434,7 +432,7 @@ def train(args):
             phase_summary = {}
         elif config.members > 1:
             model, phase_summary, members, phases = _fit_members(
-                model, config, splits, class_names, datasets, output, args, class_weight, features
+                model, config, splits, class_names, datasets, output, args, class_weight, features, steps_per_epoch
             )
         else:
             phase_summary = fit_phases(
