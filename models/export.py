@@ -184,6 +184,45 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: np.asarray(images, dtype=np.float32)})[0]
 
 
+def exported_probabilities(path, files, image_size, on_skip=None):
+    """An exported classifier's answers on image files, each as a user would call it: a SavedModel through its
+    `serve_bytes` (it decodes inside its graph), a TFLite or ONNX file on pixels decoded and resized by
+    `models.data.images.read_image` and `models.data.pipelines.resize_images` (what they take, `write_model_info`).
+
+    Args:
+        path: a SavedModel folder, a `.tflite` or an `.onnx` file.
+        files: image paths.
+        image_size: (height, width) in pixels of the model's input.
+        on_skip: called as on_skip(file) for each file a SavedModel's graph cannot decode (TIFF, PPM, ...).
+    Returns:
+        (float32 (n, C) class probabilities of the files used, bool (len(files),) mask of the files used).
+    Raises:
+        ValueError: `path` is none of the three.
+    """
+    from models.data.images import is_graph_decodable, read_image
+    from models.data.pipelines import resize_images
+    from models.inference import as_class_probabilities
+
+    path = Path(path)
+    if (path / "saved_model.pb").exists():
+        served = tf.saved_model.load(str(path))
+        used = np.array([is_graph_decodable(f) for f in files], dtype=bool)
+        for file in np.asarray(files, dtype=object)[~used]:
+            if on_skip:
+                on_skip(file)
+        probabilities = [
+            served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy()
+            for f, ok in zip(files, used, strict=True)
+            if ok
+        ]
+        return (np.concatenate(probabilities) if probabilities else np.zeros((0, 0))), used
+    if path.suffix in (".tflite", ".onnx"):
+        runner = TFLiteClassifier(path) if path.suffix == ".tflite" else OnnxClassifier(path)
+        probabilities = [runner(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files]
+        return as_class_probabilities(np.concatenate(probabilities)), np.ones(len(files), dtype=bool)
+    raise ValueError(f"--exported: expected a SavedModel folder, a .tflite or an .onnx file. Received: {path}")
+
+
 def write_model_info(path, model, class_names, quantization="float"):
     """Describe a TFLite or ONNX file beside it (`<file>.json`): the input it takes and its class names.
 

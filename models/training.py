@@ -383,6 +383,113 @@ def average_of(members, name="seed_ensemble"):
     return keras.Model(inputs, keras.layers.Average(name="mean_of_members")(outputs), name=name)
 
 
+def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, verbose=1, class_weight=None):
+    """Train `count` networks one after another, each from its own seed, then average them (`average_of`).
+
+    Member k trains with `fit_phases` in `output_dir/member<k>/`, so an interrupted ensemble resumes inside the member
+    it stopped in; its curves (`history_member<k>_<phase>.csv`) and TensorBoard logs are copied beside the ensemble.
+    Delete the member folders (`remove_member_folders`) once the ensemble is saved.
+
+    Args:
+        make_member: called as make_member(k, seed) with k from 0, returns (model, phases, train_data, dev_data);
+            the model is replaced by the member's last finished phase when resuming.
+        count: number of members (>= 1).
+        seed: member k trains with seed + k (weights, augmentation, order).
+        score: score(model) -> {name: float} of one trained member (e.g. its dev accuracy), kept in its record.
+    Returns:
+        (the ensemble model, {"member<k>_<phase>": `fit_phases` summary}, [{"member": k, "seed": s, **score}],
+        the phases of the first member renamed "member1_<phase>", whose curves stand for the run's).
+    """
+    import shutil
+
+    summary, members, models, first_phases = {}, [], [], None
+    for k in range(count):
+        folder = output_dir / f"member{k + 1}"
+        keras.utils.set_random_seed(seed + k)
+        model, phases, train_data, dev_data = make_member(k, seed + k)
+        done = phase_done(folder)
+        model = finished_phase_model(folder, phases, done) or model
+        if verbose:
+            print(f"member {k + 1} of {count} (seed {seed + k})", flush=True)
+        result = fit_phases(
+            model, phases, train_data, dev_data, folder, patience,
+            verbose=verbose, class_weight=class_weight, start_phase=done,
+        )  # fmt: skip
+        summary.update({f"member{k + 1}_{name}": value for name, value in result.items() if name != "kept"})
+        members.append({"member": k + 1, "seed": seed + k, **score(model)})
+        models.append(model)
+        first_phases = first_phases or phases
+        for history in folder.glob("history_*.csv"):
+            shutil.copy(history, output_dir / f"history_member{k + 1}_{history.stem.removeprefix('history_')}.csv")
+        if (folder / "logs").exists():
+            shutil.copytree(folder / "logs", output_dir / "logs" / f"member{k + 1}", dirs_exist_ok=True)
+    renamed = [{"name": f"member1_{phase['name']}"} for phase in first_phases]
+    return average_of(models), summary, members, renamed
+
+
+def remove_member_folders(output_dir, count):
+    """Delete `fit_seed_ensemble`'s member folders (their resume files), once the ensemble is saved."""
+    import shutil
+
+    for k in range(count):
+        shutil.rmtree(output_dir / f"member{k + 1}", ignore_errors=True)
+
+
+def phase_done(output_dir):
+    """How many phases of an interrupted `fit_phases` run in `output_dir` finished (0 for a new run)."""
+    import json
+
+    state = output_dir / "state.json"
+    return json.loads(state.read_text()).get("phase_done", 0) if state.exists() else 0
+
+
+def finished_phase_model(output_dir, phases, done, compile=True):
+    """The model saved at the end of phase `done` (1-based) of an interrupted `fit_phases` run, to resume from;
+    None when no phase finished (`done` 0). `phases`: the run's phase dicts, or their names."""
+    if not done:
+        return None
+    phase = phases[done - 1]
+    name = phase if isinstance(phase, str) else phase["name"]
+    return keras.saving.load_model(output_dir / f"{name}.keras", compile=compile)
+
+
+def phase_report(summary, better="dev loss"):
+    """One line from a `fit_phases` summary: each phase's best epoch, and which phase's weights were kept when an
+    earlier phase beat the last one (`better` names the measure, e.g. "dev mAP@0.5")."""
+    phases = {name: value for name, value in summary.items() if name != "kept"}
+    line = "; ".join(f"{name}: best epoch {value['best_epoch']} of {value['epochs']}" for name, value in phases.items())
+    if len(phases) > 1 and summary.get("kept", list(phases)[-1]) != list(phases)[-1]:
+        line += f"; kept {summary['kept']}'s weights (better {better} than the later phase)"
+    return line
+
+
+def fit_phases_multi_worker(model, phases, train_data, global_batch_size, strategy, class_weight=None, report=None):
+    """`fit_phases` for MultiWorkerMirroredStrategy, each phase through `fit_multi_worker` (Keras' fit() fails
+    there): no early stopping, checkpoints or resume, since every worker must run the same number of steps.
+    `report(phase name, epoch, mean loss)` is called after each epoch."""
+    for phase in phases:
+        phase["prepare"](model)
+        learning_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+        def on_epoch_end(epoch, loss, name=phase["name"]):
+            if report:
+                report(name, epoch, loss)
+
+        fit_multi_worker(
+            model, train_data, phase["epochs"], learning_rate, strategy, global_batch_size, class_weight, on_epoch_end
+        )
+
+
+def balanced_class_weights(labels, num_classes):
+    """{class index: weight} that make every class weigh as much in the loss as a balanced data set would
+    (n / (C * n_c), scikit-learn's "balanced" rule); a class without examples gets n / C."""
+    import numpy as np
+
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1))
+    return {index: float(weight) for index, weight in enumerate(weights)}
+
+
 def unfreeze_start(base, fine_tune_from=None, fraction=1.0):
     """The index (in `base_layers(base)`) of the first layer `unfreeze_top` would unfreeze.
 

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from apps.cli import Verb, default_model_dir, positive_float, positive_int, run
+from apps.cli import Verb, default_model_dir, fraction, positive_float, positive_int, run
 
 DESCRIPTION = (
     "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
@@ -107,6 +107,18 @@ def add_train_arguments(parser):
         type=positive_int,
         default=defaults.head_epochs,
         help="efficientnet_lite0: epochs of the new projection alone on the frozen base first",
+    )
+    parser.add_argument(
+        "--fine-tune-fraction",
+        type=fraction,
+        default=defaults.fine_tune_fraction,
+        help="efficientnet_lite0: the top part of the base trained after the head (1: all of it)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=fraction,
+        default=defaults.jitter,
+        help="shift and zoom training chips by up to this fraction of their side (0: off)",
     )
     parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="batches")
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")

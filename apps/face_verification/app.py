@@ -425,7 +425,7 @@ def train(args):
 
     from models.plots import plot_history
     from models.tasks.face_embedder import DevPairs, pk_batches, triplet_phases
-    from models.training import fit_phases, remove_phase_files, save_atomically
+    from models.training import finished_phase_model, fit_phases, remove_phase_files, save_atomically
 
     output, state = check_train_output(args)
     weights = args.weights or {"dlib": "dlib", "efficientnet_lite0": "imagenet", "small_resnet": "none"}[args.backbone]
@@ -433,11 +433,13 @@ def train(args):
         backbone=args.backbone, weights=weights, margin=args.margin, mining=args.mining, epochs=args.epochs,
         head_epochs=args.head_epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         seed=args.seed, people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
+        fine_tune_fraction=args.fine_tune_fraction, jitter=args.jitter,
     )  # fmt: skip
     if args.resume:
         saved = json.loads((output / "config.json").read_text())
         options = ("backbone", "weights", "margin", "mining", "epochs", "head_epochs", "steps_per_epoch",
-                   "learning_rate", "seed", "people_per_batch", "images_per_person")  # fmt: skip
+                   "learning_rate", "seed", "people_per_batch", "images_per_person", "fine_tune_fraction",
+                   "jitter")  # fmt: skip
         changed = [k for k in options if saved.get(k) != getattr(config, k)]
         if changed:
             raise ValueError(f"--resume with other options than the run's ({', '.join(changed)}); "
@@ -467,15 +469,14 @@ def train(args):
     before_accuracy = ten_fold_accuracy(before_distances, same)[0]
     start = model.get_weights()
     phases = triplet_phases(model, config.backbone, config.weights, config.learning_rate, config.margin,
-                            config.mining, config.epochs, config.head_epochs)  # fmt: skip
+                            config.mining, config.epochs, config.head_epochs, config.fine_tune_fraction)  # fmt: skip
     if state["phase_done"]:
-        finished = output / f"{phases[state['phase_done'] - 1]['name']}.keras"
-        model.set_weights(keras.saving.load_model(finished, compile=False).get_weights())
+        model.set_weights(finished_phase_model(output, phases, state["phase_done"], compile=False).get_weights())
     else:
         (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}))
         (output / "state.json").write_text(json.dumps(state))
     batches = pk_batches([chips[n] for n in train_people], config.people_per_batch, config.images_per_person,
-                         config.seed).repeat()  # fmt: skip
+                         config.seed, config.jitter).repeat()  # fmt: skip
     # steps_per_epoch through a finite view: Keras' fit takes it from the dataset.
     summary = fit_phases(
         model, phases, batches.take(config.steps_per_epoch), None, output, args.patience,

@@ -24,6 +24,8 @@ class FaceConfig:
     images_per_person: int = 4
     epochs: int = 10
     head_epochs: int = 3  # an ImageNet backbone's projection alone first, on the frozen base
+    fine_tune_fraction: float = 1.0  # then this top part of its base (batch norm stays frozen)
+    jitter: float = 0.0  # training chips shifted and zoomed by up to this fraction of the side
     steps_per_epoch: int = 50
     learning_rate: float = 1e-4
     dev_fraction: float = 0.15

@@ -2,6 +2,7 @@
 predict, export."""
 
 import contextlib
+import dataclasses
 import json
 import shutil
 import sys
@@ -34,7 +35,6 @@ from models.data.readers import (
     stratified_split,
 )
 from models.inference import (
-    as_class_probabilities,
     dataset_outputs,
     load_model_dir,
     predict_labelled_files,
@@ -42,14 +42,18 @@ from models.inference import (
 from models.metrics.classification import multiclass_metrics
 from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from models.training import (
-    average_of,
+    balanced_class_weights,
     base_layers,
-    fit_multi_worker,
+    finished_phase_model,
     fit_phases,
+    fit_phases_multi_worker,
+    fit_seed_ensemble,
     frozen_part_features,
     head_on_features,
     make_learning_rate,
     make_strategy,
+    phase_report,
+    remove_member_folders,
     remove_phase_files,
     save_atomically,
     unfreeze_start,
@@ -191,12 +195,6 @@ def _compile(model, learning_rate):
     )
 
 
-def _class_weights(labels, num_classes):
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    weights = len(labels) / (num_classes * np.maximum(counts, 1))
-    return {index: float(weight) for index, weight in enumerate(weights)}
-
-
 # === Train ===
 
 
@@ -308,62 +306,6 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
     return phases, unfrozen
 
 
-def _fit_members(first, config, splits, class_names, datasets, output, args, class_weight, features, steps_per_epoch):
-    """--members N: the run's networks trained one after another, each from its own seed (weights, augmentation and
-    order; the split stays the run's) in `member<k>/` (resumable there), then averaged into one model.
-
-    Returns (model, phase summary per member and phase, [{member, seed, dev_accuracy}], the last member's phases).
-    """
-    import dataclasses
-
-    summary, members = {}, []
-    for k in range(config.members):
-        folder = output / f"member{k + 1}"
-        member_config = dataclasses.replace(config, seed=config.seed + k)
-        state = json.loads((folder / "state.json").read_text()) if (folder / "state.json").exists() else {}
-        done = state.get("phase_done", 0)
-        keras.utils.set_random_seed(member_config.seed)
-        if done:
-            model = keras.saving.load_model(folder / f"phase{done}.keras")
-        else:
-            model = first if k == 0 else build_fine_tune_model(member_config, len(class_names))
-        member_data = datasets if k == 0 else make_datasets(splits, member_config, [])
-        phases, _ = make_phases(model, member_config, steps_per_epoch, features)
-        if not args.json:
-            print(f"member {k + 1} of {config.members} (seed {member_config.seed})", flush=True)
-        result = fit_phases(
-            model, phases, member_data["train"], member_data["dev"], folder, config.patience,
-            verbose=keras_verbosity(args), class_weight=class_weight, start_phase=done,
-        )  # fmt: skip
-        summary.update({f"member{k + 1}_{name}": value for name, value in result.items() if name != "kept"})
-        labels, probabilities = dataset_outputs(model, datasets["dev"])
-        accuracy = multiclass_metrics(labels, probabilities, class_names)["accuracy"]
-        members.append({"member": k + 1, "seed": member_config.seed, "dev_accuracy": accuracy, "model": model})
-        # The member's curves and TensorBoard logs, beside the ensemble (member<k>/ goes once the ensemble is saved).
-        for history in folder.glob("history_*.csv"):
-            shutil.copy(history, output / f"history_member{k + 1}_{history.stem.removeprefix('history_')}.csv")
-        if (folder / "logs").exists():
-            shutil.copytree(folder / "logs", output / "logs" / f"member{k + 1}", dirs_exist_ok=True)
-    model = average_of([member.pop("model") for member in members])
-    phases = [{"name": f"member1_{phase['name']}"} for phase in phases]  # the curves drawn: the first member's
-    return model, summary, members, phases
-
-
-def _fit_multi_worker(model, phases, datasets, config, class_weight, strategy):
-    """The phases through `strategy.run` (Keras' fit() fails under MultiWorkerMirroredStrategy): no early stopping,
-    since every worker must run the same number of steps."""
-    for phase in phases:
-
-        def report(epoch, loss, name=phase["name"]):
-            warn(PROG, f"{name} epoch {epoch + 1}: loss {loss:.4f}")
-
-        phase["prepare"](model)
-        learning_rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-        fit_multi_worker(
-            model, datasets["train"], phase["epochs"], learning_rate, strategy, config.batch_size, class_weight, report
-        )
-
-
 def _load_run_config(output):
     saved = json.loads((output / "config.json").read_text())
     return FineTuneConfig(**{k: v for k, v in saved.items() if k in FineTuneConfig().to_dict()})
@@ -380,27 +322,11 @@ def train(args):
     # Data and model first: a bad folder or unavailable weights stop the run before anything is written.
     splits, class_names = read_splits_for(args, config)
     with strategy.scope():
-        done = state["phase_done"]
-        model = keras.saving.load_model(output / f"phase{done}.keras") if done else None
-        model = model or build_fine_tune_model(config, len(class_names))
+        model = build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
-    top = ""
-    if config.fine_tune_epochs > 0 and not from_scratch(config):
-        # A --fine-tune-from that names no layer is refused now, before anything is written.
-        base_model = model.get_layer(BASE_LAYER)
-        layers = base_layers(base_model)
-        start = unfreeze_start(base_model, config.fine_tune_from, config.fine_tune_fraction)
-        top = f" from layer {start} of {len(layers)}, {layers[start].name}"
     counts, table = data_summary(splits, class_names)
     if not args.json:
-        base = f"--base {config.base}" if config.base else f"{config.backbone} ({config.weights} weights)"
-        plan = f"one phase of {counted(config.head_epochs, 'epoch')}, the whole network"
-        if not from_scratch(config):
-            plan = (
-                f"phase 1: {counted(config.head_epochs, 'epoch')}, the head; "
-                f"phase 2: {counted(config.fine_tune_epochs, 'epoch')}, the base{top}"
-            )
-        print(f"{base}, {config.image_size}x{config.image_size} px, learning rate {config.learning_rate:g}; {plan}")
+        print(_plan(config, model))
         print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
     skipped = []
     datasets = make_datasets(splits, config, skipped)
@@ -412,7 +338,8 @@ def train(args):
             json.dumps({"app": APP, **config.to_dict(), "class_names": class_names, "data": data_path}, indent=2)
         )
         (output / "state.json").write_text(json.dumps(state))  # The run is in progress until model.keras exists.
-    class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
+    labels = np.asarray(splits["train"][1])
+    class_weight = balanced_class_weights(labels, len(class_names)) if config.class_weights else None
 
     # Train: the phases, with the best checkpoint, CSV history, TensorBoard logs and per-epoch backups for --resume.
     import tensorflow as tf
@@ -421,20 +348,35 @@ def train(args):
     if multi_worker and config.members > 1:
         raise ValueError("--members trains one network after another: not with --strategy multi_worker")
     plain_train = plain_dataset(splits["train"], config)
-    examples = len(splits["train"][0])
-    features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"], "examples": examples}
-    steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
+    features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"], "examples": len(labels)}
+    steps_per_epoch = int(np.ceil(len(labels) / config.batch_size))
+
+    def make_member(k, seed):
+        member_config = dataclasses.replace(config, seed=seed)
+        member = model if k == 0 else build_fine_tune_model(member_config, len(class_names))
+        member_data = datasets if k == 0 else make_datasets(splits, member_config, [])
+        member_phases, _ = make_phases(member, member_config, steps_per_epoch, features)
+        return member, member_phases, member_data["train"], member_data["dev"]
+
+    def dev_accuracy(trained):
+        labels, probabilities = dataset_outputs(trained, datasets["dev"])
+        return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
+
     phases, unfrozen = make_phases(model, config, steps_per_epoch, features)
-    members = []
+    members, phase_summary = [], {}
     with strategy.scope():
         if multi_worker:
-            _fit_multi_worker(model, phases, datasets, config, class_weight, strategy)
-            phase_summary = {}
+            fit_phases_multi_worker(
+                model, phases, datasets["train"], config.batch_size, strategy, class_weight,
+                report=lambda name, epoch, loss: warn(PROG, f"{name} epoch {epoch + 1}: loss {loss:.4f}"),
+            )  # fmt: skip
         elif config.members > 1:
-            model, phase_summary, members, phases = _fit_members(
-                model, config, splits, class_names, datasets, output, args, class_weight, features, steps_per_epoch
-            )
+            model, phase_summary, members, phases = fit_seed_ensemble(
+                make_member, config.members, output, config.patience, config.seed, dev_accuracy,
+                verbose=keras_verbosity(args), class_weight=class_weight,
+            )  # fmt: skip
         else:
+            model = finished_phase_model(output, phases, state["phase_done"]) or model
             phase_summary = fit_phases(
                 model, phases, datasets["train"], datasets["dev"], output, config.patience,
                 verbose=keras_verbosity(args), class_weight=class_weight, start_phase=state["phase_done"],
@@ -457,15 +399,9 @@ def train(args):
     histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
     plot_history(histories, output / "training_curves.png")
     remove_phase_files(output, phases)
-    for member in members:  # each member's resume files, once the ensemble is saved
-        shutil.rmtree(output / f"member{member['member']}", ignore_errors=True)
-    files = sorted(p.name for p in output.iterdir())
-    metrics["output"] = str(output)
-    metrics["files"] = files
-    phases_done = {name: v for name, v in phase_summary.items() if name != "kept"}
-    best = "; ".join(f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in phases_done.items())
-    if len(phases_done) > 1 and phase_summary.get("kept", list(phases_done)[-1]) != list(phases_done)[-1]:
-        best += f"; kept {phase_summary['kept']}'s weights (better dev loss than the later phase)"
+    remove_member_folders(output, len(members))
+    metrics["output"], metrics["files"] = str(output), sorted(p.name for p in output.iterdir())
+    best = phase_report(phase_summary)
     emit(
         args,
         metrics,
@@ -473,8 +409,27 @@ def train(args):
         + f"train accuracy {metrics['train_accuracy']:.3f}, dev accuracy {metrics['dev_accuracy']:.3f}"
         + (f", test accuracy {metrics['test_accuracy']:.3f}" if "test_accuracy" in metrics else "")
         + "".join(f"\n  member {m['member']} (seed {m['seed']}): dev accuracy {m['dev_accuracy']:.3f}" for m in members)
-        + f"\nwrote {output}/: {', '.join(files)}",
+        + f"\nwrote {output}/: {', '.join(metrics['files'])}",
     )
+
+
+def _plan(config, model):
+    """The line printed before training: the network, its input, the rate and what each phase trains."""
+    base = f"--base {config.base}" if config.base else f"{config.backbone} ({config.weights} weights)"
+    plan = f"one phase of {counted(config.head_epochs, 'epoch')}, the whole network"
+    if not from_scratch(config):
+        top = ""
+        if config.fine_tune_epochs > 0:
+            # A --fine-tune-from that names no layer is refused here, before anything is written.
+            base_model = model.get_layer(BASE_LAYER)
+            layers = base_layers(base_model)
+            start = unfreeze_start(base_model, config.fine_tune_from, config.fine_tune_fraction)
+            top = f" from layer {start} of {len(layers)}, {layers[start].name}"
+        plan = (
+            f"phase 1: {counted(config.head_epochs, 'epoch')}, the head; "
+            f"phase 2: {counted(config.fine_tune_epochs, 'epoch')}, the base{top}"
+        )
+    return f"{base}, {config.image_size}x{config.image_size} px, learning rate {config.learning_rate:g}; {plan}"
 
 
 # === Tune ===
@@ -493,7 +448,8 @@ def tune(args):
     datasets.pop("test", None)  # The test split plays no part in choosing hyperparameters.
     train_images = plain_dataset(splits["train"], config)
     features = {"train": train_images, "dev": datasets["dev"], "examples": len(splits["train"][0])}
-    class_weight = _class_weights(np.asarray(splits["train"][1]), len(class_names)) if config.class_weights else None
+    labels = np.asarray(splits["train"][1])
+    class_weight = balanced_class_weights(labels, len(class_names)) if config.class_weights else None
 
     class TwoPhaseTuner(keras_tuner.RandomSearch):
         def run_trial(self, trial, *fit_args, **fit_kwargs):
@@ -552,44 +508,10 @@ def tune(args):
 # === Evaluate ===
 
 
-def _exported_probabilities(path, files, image_size):
-    """Probabilities of an exported model on files: SavedModel through serve_bytes, TFLite on resized pixels.
-
-    Returns (probabilities, used): a SavedModel decodes in its graph, so files in formats the graph cannot decode
-    (TIFF, PPM) are named and left out; `used` is a boolean mask over `files`.
-    """
-    import tensorflow as tf
-
-    from models.data.images import is_graph_decodable
-    from models.data.pipelines import resize_images
-    from models.export import OnnxClassifier, TFLiteClassifier
-
-    path = Path(path)
-    if (path / "saved_model.pb").exists():
-        served = tf.saved_model.load(str(path))
-        used = np.array([is_graph_decodable(f) for f in files], dtype=bool)
-        for f in np.asarray(files, dtype=object)[~used]:
-            warn(
-                PROG,
-                f"{path}: skipping {f}: its format cannot be decoded inside an exported graph (JPEG, PNG, GIF, BMP)",
-            )
-        probabilities = [
-            served.serve_bytes(tf.constant([Path(f).read_bytes()]))["probabilities"].numpy()
-            for f, ok in zip(files, used)
-            if ok
-        ]
-        return (np.concatenate(probabilities) if probabilities else np.zeros((0, 0))), used
-    if path.suffix in (".tflite", ".onnx"):
-        runner = TFLiteClassifier(path) if path.suffix == ".tflite" else OnnxClassifier(path)
-        probabilities = [runner(np.asarray(resize_images(read_image(f), image_size))[None]) for f in files]
-        return as_class_probabilities(np.concatenate(probabilities)), np.ones(len(files), dtype=bool)
-    raise ValueError(f"--exported: expected a SavedModel folder, a .tflite or an .onnx file. Received: {path}")
-
-
 def evaluate(args):
     model, config = load_model_dir(args.model_dir, APP)
     class_names = config["class_names"]
-    from models.export import exported_class_names
+    from models.export import exported_class_names, exported_probabilities
 
     for path in args.exported:  # checked before the evaluation, not after it
         names = exported_class_names(path)
@@ -633,7 +555,11 @@ def evaluate(args):
     )  # fmt: skip
     result = {"data": str(folder), **metrics, "exported": {}, "skipped": failed}
     for path in args.exported:
-        exported, used = _exported_probabilities(path, readable, image_size)
+        exported, used = exported_probabilities(
+            path, readable, image_size,
+            on_skip=lambda f, path=path: warn(PROG, f"{path}: skipping {f}: its format cannot be decoded inside an "
+                                                    "exported graph (JPEG, PNG, GIF, BMP)"),
+        )  # fmt: skip
         if not used.any():
             result["exported"][str(path)] = {"examples": 0, "skipped": len(used)}
             continue

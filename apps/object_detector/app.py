@@ -80,9 +80,11 @@ def train(args):
     from models.plots import plot_history
     from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
     from models.training import (
+        finished_phase_model,
         fit_phases,
         make_learning_rate,
         make_strategy,
+        phase_report,
         remove_phase_files,
         save_atomically,
         unfreeze_top,
@@ -166,12 +168,10 @@ def train(args):
     steps = int(np.ceil(len(train_rows) / args.batch_size))
     strategy = make_strategy(args.strategy)
     with strategy.scope():
-        if state["phase_done"] > 0:
-            model = keras.saving.load_model(output / f"{PHASES[state['phase_done'] - 1]}.keras", compile=False)
-        else:
-            model = build_yolo_detector(
-                num_classes, size, args.backbone, args.weights, anchors_per_scale=len(anchors) // 3
-            )
+        model = finished_phase_model(output, PHASES, state["phase_done"], compile=False)
+        model = model or build_yolo_detector(
+            num_classes, size, args.backbone, args.weights, anchors_per_scale=len(anchors) // 3
+        )
 
     def prepare(learning_rate, epochs, unfreeze):
         def run(trained):
@@ -271,11 +271,7 @@ def train(args):
     remove_phase_files(output, phases)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())
-    best = "; ".join(
-        f"{name}: best epoch {v['best_epoch']} of {v['epochs']}" for name, v in summary.items() if name != "kept"
-    )
-    if summary.get("kept") and summary["kept"] != phases[-1]["name"]:
-        best += f"; kept {summary['kept']}'s weights (better dev mAP@0.5 than the later phase)"
+    best = phase_report(summary, better="dev mAP@0.5")
     emit(
         args,
         metrics,

@@ -62,9 +62,11 @@ def embed_chips(model, chips, batch_size=32):
     return np.concatenate(outputs) if outputs else np.zeros((0, model.output_shape[-1]), np.float32)
 
 
-def pk_batches(groups, people_per_batch, images_per_person, seed):
+def pk_batches(groups, people_per_batch, images_per_person, seed, jitter=0.0):
     """An endless tf.data stream of P x K batches for online triplet mining (FaceNet's sampling): P people, K chips
-    of each (drawn with replacement when a person has fewer), flipped and brightness-jittered (+/- 20 grey levels).
+    of each (drawn with replacement when a person has fewer), flipped and brightness-jittered (+/- 20 grey levels);
+    with `jitter` > 0, also shifted by up to that fraction of the side and zoomed by up to as much (Keras'
+    RandomTranslation and RandomZoom, edges reflected), as a detector's alignment of the same face varies.
 
     Args:
         groups: one uint8 array (n_i, 150, 150, 3) of chips per person (n_i >= 2).
@@ -89,8 +91,15 @@ def pk_batches(groups, people_per_batch, images_per_person, seed):
 
     signature = (tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
 
+    moves = []
+    if jitter > 0:
+        moves = [keras.layers.RandomTranslation(jitter, jitter, fill_mode="reflect", seed=seed),
+                 keras.layers.RandomZoom(jitter, fill_mode="reflect", seed=seed)]  # fmt: skip
+
     def augment(images, labels):
         images = tf.image.random_flip_left_right(images, seed=seed)
+        for move in moves:
+            images = move(images, training=True)
         images = tf.clip_by_value(images + tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -20.0, 20.0), 0, 255)
         return images, labels
 
@@ -123,11 +132,13 @@ class DevPairs(keras.callbacks.Callback):
             self.on_measure(epoch + 1, logs or {})
 
 
-def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epochs, head_epochs=3):
+def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epochs, head_epochs=3,
+                   fine_tune_fraction=1.0):  # fmt: skip
     """`models.training.fit_phases` phases for triplet training (`models.losses.triplet.TripletLoss`).
 
     An ImageNet backbone first trains its new projection on the frozen base for `head_epochs` at 10x the rate
-    (the fine-tuner's two phases), then the whole base but its batch norm at `learning_rate`; dlib's network
+    (the fine-tuner's two phases), then the top `fine_tune_fraction` of the base (all of it at 1.0) but its batch
+    norm at `learning_rate`; dlib's network
     (already a face embedder) and a network from scratch train whole in one phase.
     """
     from models.losses.triplet import TripletLoss
@@ -145,7 +156,7 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
             compile_with(learning_rate * 10)
 
         def fine_tune(model):
-            unfreeze_top(base)
+            unfreeze_top(base, fraction=fine_tune_fraction)
             compile_with(learning_rate)
 
         return [{"name": "head", "epochs": head_epochs, "prepare": head},

@@ -194,3 +194,20 @@ def test_align_face_refuses_bad_landmarks(astronaut):
         align_face(astronaut, np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="coincide"):
         align_face(astronaut, np.ones((5, 2)))
+
+
+def test_pk_batches_hold_p_people_with_k_chips_each_from_their_own_folder():
+    from models.tasks.face_embedder import pk_batches
+
+    # Each person's chips are one flat grey level, 60 apart: flips, +/- 20 brightness and reflected shifts and zooms
+    # keep a chip within 20 of its person's level, so every chip can be traced to the person it was drawn from.
+    levels = [20, 80, 140, 200, 235]
+    groups = [np.full((n, 150, 150, 3), level, np.uint8) for n, level in zip((2, 3, 5, 2, 4), levels, strict=True)]
+    for jitter in (0.0, 0.1):
+        images, labels = next(iter(pk_batches(groups, 3, 4, seed=1, jitter=jitter)))
+        images, labels = images.numpy(), labels.numpy()
+        assert images.shape == (12, 150, 150, 3) and images.dtype == np.float32
+        people, counts = np.unique(labels, return_counts=True)
+        assert len(people) == 3 and (counts == 4).all()
+        for image, label in zip(images, labels, strict=True):
+            assert np.abs(image - levels[label]).max() <= 20.0 + 1e-3

@@ -61,6 +61,27 @@ def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path)
     for kept, saved in zip(model.get_weights(), phase1.get_weights(), strict=True):
         np.testing.assert_allclose(kept, saved)
 
+    # The line the apps print after training names the kept phase, and what it was better on.
+    from models.training import finished_phase_model, phase_done, phase_report
+
+    assert phase_report(summary).endswith("; kept phase1's weights (better dev loss than the later phase)")
+    assert phase_report(summary).startswith("phase1: best epoch ")
+    assert "kept" not in phase_report({"a": {"best_epoch": 2, "epochs": 3}, "kept": "a"})
+    # What --resume reads: the count of finished phases and the model the last one saved.
+    assert phase_done(tmp_path) == 2 and phase_done(tmp_path / "new") == 0
+    assert finished_phase_model(tmp_path, phases, 0) is None
+    resumed = finished_phase_model(tmp_path, ["phase1", "phase2"], 1)
+    np.testing.assert_allclose(resumed.get_weights()[0], phase1.get_weights()[0])
+
+
+def test_balanced_class_weights_weigh_every_class_as_a_balanced_set_would():
+    from models.training import balanced_class_weights
+
+    # 6 of class 0, 2 of class 1, none of class 2: n / (C * n_c) = 8/18, 8/6, and 8/3 for the empty class.
+    weights = balanced_class_weights([0, 0, 0, 0, 0, 0, 1, 1], 3)
+    assert weights == pytest.approx({0: 8 / 18, 1: 8 / 6, 2: 8 / 3})
+    assert 6 * weights[0] == pytest.approx(2 * weights[1])
+
 
 def test_recalibrate_batch_norm_sets_the_plain_mean_of_the_batches():
     import keras
