@@ -32,9 +32,10 @@ def main():
 
     import tensorflow as tf
 
-    from apps.style_transfer.app import _lbfgs, _resized, load_style_model, style_image_path
+    from apps.style_transfer.app import _resized, load_style_model, style_image_path
     from models.backbones.vgg import build_vgg16_features
     from models.data.images import read_image
+    from models.tasks.neural_style import lbfgs_minimize
     from models.tasks.style_transformer import PerceptualLoss, contact_sheet, stylise
 
     photo = read_image(args.photo)
@@ -70,8 +71,8 @@ def main():
 
         start = time.perf_counter()
         try:
-            _lbfgs(lambda pixels, loss=loss: loss(content, pixels * 255.0), content / 255.0, args.max_steps, False,
-                   record)  # fmt: skip
+            lbfgs_minimize(lambda pixels, loss=loss: loss(content, pixels * 255.0), content / 255.0, args.max_steps,
+                           record=record)  # fmt: skip
         except Reached:
             pass
         seconds = time.perf_counter() - start

@@ -30,10 +30,11 @@ def main():
     import tensorflow as tf
 
     from apps.style_transfer.__main__ import STYLE_LAYERS
-    from apps.style_transfer.app import _lbfgs, _resized
+    from apps.style_transfer.app import _resized
     from models.backbones.vgg import build_vgg16_features
     from models.data.images import read_image
     from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
+    from models.tasks.neural_style import lbfgs_minimize
 
     content = _resized(read_image(args.content), args.max_size)
     style = _resized(read_image(args.style), args.max_size)
@@ -85,7 +86,7 @@ def main():
             raise Reached
 
     try:
-        _lbfgs(lambda image: (*losses(image), 0.0), content, args.steps, False, record)
+        lbfgs_minimize(lambda image: (*losses(image), 0.0), content, args.steps, False, record)
     except Reached:
         pass
     result["lbfgs"] = {"evaluations": len(trace), "seconds": time.perf_counter() - start, "loss": min(trace),

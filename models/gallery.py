@@ -35,8 +35,9 @@ class Gallery:
     Args:
         path: the database file (created if missing).
         model_id: the identity of the embedding model (e.g. "dlib_resnet_v1:55533b28"); a gallery made with
-            another model is refused.
-        dimension: the embedding size (128).
+            another model is refused. None (with `create=False`): any model's gallery, for listing and removing
+            people, which compare no embeddings.
+        dimension: the embedding size (128; None with `model_id` None).
         create: make the file and its tables if missing (enroll); False for read-only use, which refuses a file
             that is not already a gallery.
 
@@ -45,7 +46,11 @@ class Gallery:
     """
 
     def __init__(self, path, model_id, dimension, create=True):
-        self.path, self.model_id, self.dimension = Path(path), str(model_id), int(dimension)
+        if model_id is None and create:
+            raise ValueError("a new gallery needs the identity of its model")
+        self.path = Path(path)
+        self.model_id = None if model_id is None else str(model_id)
+        self.dimension = None if dimension is None else int(dimension)
         try:
             if not create:
                 # Read-only use (identify, listing): a file that is not already a gallery is refused, never changed.
@@ -69,6 +74,8 @@ class Gallery:
                     )
         except sqlite3.DatabaseError as error:
             raise GalleryError(f"{self.path}: not a face gallery ({error})") from None
+        if self.model_id is None:
+            self.model_id, self.dimension = stored.get("model_id"), int(stored.get("dimension", 0))
         if stored and (stored.get("model_id") != self.model_id or int(stored.get("dimension", 0)) != self.dimension):
             raise GalleryError(
                 f"{self.path}: this gallery was made with the model {stored.get('model_id')} "

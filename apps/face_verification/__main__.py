@@ -24,6 +24,12 @@ def add_verify_arguments(parser):
     parser.add_argument("image_a", help="an image with a face (the largest face is used)")
     parser.add_argument("image_b", help="another image with a face")
     _add_model(parser)
+    parser.epilog = (
+        "distance: between the two faces' unit embeddings (0 to 2); same person when at most the model's threshold, "
+        "calibrated on dev pairs. confidence: the probability of the verdict given the distance (P(same person) "
+        "for 'same', 1 - P(same person) for 'different'), from a logistic curve fitted on those pairs: near 0.5 "
+        "close to the threshold, near 1 far from it."
+    )
 
 
 def add_enroll_arguments(parser):
@@ -53,7 +59,6 @@ def add_identify_arguments(parser):
 def add_gallery_arguments(parser):
     parser.add_argument("--db", required=True, help="the gallery file")
     parser.add_argument("--remove", nargs="*", default=[], help="names of people to remove")
-    _add_model(parser)
 
 
 def add_pairs_arguments(parser, output_help, output_default):
@@ -124,7 +129,11 @@ def add_train_arguments(parser):
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
     parser.add_argument("--patience", type=positive_int, default=3, help="epochs without a better dev accuracy")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the dev people, batches, weights")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --output, with the options it was started with",
+    )
 
 
 def at_least_two(text):

@@ -232,7 +232,10 @@ def identify(args):
 
 
 def gallery(args):
-    store = _open_gallery(args.db, FaceModel(args.model))
+    # Listing and removing people compare no embeddings: any model's gallery opens, without loading a model.
+    if not Path(args.db).is_file():
+        raise ValueError(f"{args.db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {args.db})")
+    store = Gallery(args.db, None, None, create=False)
     unknown = [name for name in args.remove if name not in dict(store.people())]
     if unknown:  # checked before removing anyone: a typo removes nobody
         raise ValueError(f"{args.db}: no person named {', '.join(map(repr, unknown))}; nobody was removed")
@@ -436,14 +439,10 @@ def train(args):
         fine_tune_fraction=args.fine_tune_fraction, jitter=args.jitter,
     )  # fmt: skip
     if args.resume:
+        # The run's own options, whatever this command line says (as the fine-tuner resumes).
         saved = json.loads((output / "config.json").read_text())
-        options = ("backbone", "weights", "margin", "mining", "epochs", "head_epochs", "steps_per_epoch",
-                   "learning_rate", "seed", "people_per_batch", "images_per_person", "fine_tune_fraction",
-                   "jitter")  # fmt: skip
-        changed = [k for k in options if saved.get(k) != getattr(config, k)]
-        if changed:
-            raise ValueError(f"--resume with other options than the run's ({', '.join(changed)}); "
-                             f"resume with the same options, as in {output / 'config.json'}")  # fmt: skip
+        config = FaceConfig(**{k: v for k, v in saved.items() if k in FaceConfig().to_dict()})
+        warn(PROG, f"resuming {output}: its own config.json is used (other training options here are ignored)")
     keras.utils.set_random_seed(config.seed)
     chips = _chips_by_person(args.folder, config.seed)
     # Identities held out of training: the dev pairs that choose the epoch and the threshold.

@@ -27,115 +27,30 @@ def _resized(image, max_size, path=None):
 
 
 def stylise(content, styles, style_weights, loss_network, args, on_step=None):
-    """Optimise one image (float32 (1, H, W, 3) 0-1 pixels); returns (uint8 image (H, W, 3), [losses per step]).
+    """Optimise one image (float32 (1, H, W, 3) 0-1 pixels) with `models.tasks.neural_style.optimise_style`, then
+    keep the content's colours and blend by --strength; returns (uint8 image (H, W, 3), [losses per step])."""
+    from models.tasks.neural_style import keep_colours, optimise_style, style_grams
 
-    Adam (the TF tutorial's settings) or L-BFGS (SciPy's L-BFGS-B with the pixels bounded to 0-1, TF computing the
-    loss and its gradient, as Gatys et al. and jcjohnson/neural-style optimise); each L-BFGS function evaluation is
-    one step of the history.
-    """
-    import keras
-    import tensorflow as tf
-
-    from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
-
-    content_layer, style_layers = args.content_layer, args.style_layers
-    layer_weights = args.style_layer_weights or [1.0] * len(style_layers)
-    if len(layer_weights) != len(style_layers):
+    layer_weights = args.style_layer_weights or [1.0] * len(args.style_layers)
+    if len(layer_weights) != len(args.style_layers):
         raise ValueError(
             f"--style-layer-weights: {counted(len(layer_weights), 'weight')} for "
-            f"{counted(len(style_layers), 'style layer')}"
+            f"{counted(len(args.style_layers), 'style layer')}"
         )
-    layer_weights = [w / sum(layer_weights) for w in layer_weights]
-    targets = loss_network(content * 255.0)
-    content_target = targets[content_layer]
-    style_grams = {name: 0.0 for name in style_layers}
-    for style, weight in zip(styles, style_weights, strict=True):
-        features = loss_network(style * 255.0)
-        for name in style_layers:
-            style_grams[name] += weight * gram_matrix(features[name])
-
-    def losses(image):
-        features = loss_network(image * 255.0)
-        j_content = content_loss(content_target, features[content_layer])
-        j_style = tf.add_n([w * style_loss(style_grams[n], features[n]) for n, w in zip(style_layers, layer_weights)])
-        j_tv = total_variation_loss(image)
-        total = args.content_weight * j_content + args.style_weight * j_style + args.tv_weight * j_tv
-        return total, j_content, j_style, j_tv
-
-    start = content if args.init == "content" else tf.random.uniform(tf.shape(content))
-    history = []
-
-    def record(values, image):
-        total, j_content, j_style, j_tv = (float(v) for v in values)
-        # Step k: the image after k updates (step 0: the starting image; L-BFGS: after k function evaluations).
-        history.append({"step": len(history), "total": total, "content": j_content, "style": j_style, "tv": j_tv})
-        if on_step:
-            on_step(history[-1]["step"], image, history[-1])
-
-    if args.optimizer == "lbfgs":
-        result = _lbfgs(losses, start, args.steps, args.xla, record)
-    else:
-        image = tf.Variable(start)
-        optimizer = keras.optimizers.Adam(0.02, beta_1=0.99, epsilon=0.1)
-
-        @tf.function(jit_compile=args.xla)
-        def step():
-            with tf.GradientTape() as tape:
-                values = losses(image)
-            optimizer.apply_gradients([(tape.gradient(values[0], image), image)])
-            image.assign(tf.clip_by_value(image, 0.0, 1.0))
-            return values
-
-        for _ in range(args.steps):
-            record(step(), image)
-        # step() measures the image before its update: one more measure, of the image the run returns.
-        record(losses(image), image)
-        result = image.numpy()
+    grams = style_grams(loss_network, styles, style_weights, args.style_layers)
+    result, history = optimise_style(
+        content, grams, loss_network, args.content_layer, args.style_layers, layer_weights,
+        args.content_weight, args.style_weight, args.tv_weight, args.steps, args.optimizer, args.init, args.xla,
+        on_step,
+    )  # fmt: skip
     if args.explain:
-        _explain(history, style_grams, args)
+        _explain(history, grams, args)
     result = result[0]
     if args.preserve_colors:
-        result = _keep_colours(result, content.numpy()[0])
+        result = keep_colours(result, content.numpy()[0])
     if args.strength < 1.0:
         result = args.strength * result + (1.0 - args.strength) * content.numpy()[0]
     return (np.clip(result, 0, 1) * 255 + 0.5).astype(np.uint8), history
-
-
-def _lbfgs(losses, start, steps, xla, record):
-    """SciPy's L-BFGS-B on the pixels (bounded to 0-1), TF giving the loss and its gradient; at most `steps`
-    function evaluations. Returns float32 (1, H, W, 3)."""
-    import tensorflow as tf
-    from scipy.optimize import Bounds, minimize
-
-    shape = start.shape
-
-    @tf.function(jit_compile=xla)
-    def value_and_gradient(image):
-        with tf.GradientTape() as tape:
-            tape.watch(image)
-            values = losses(image)
-        return values, tape.gradient(values[0], image)
-
-    def function(flat):
-        image = tf.constant(flat.reshape(shape), tf.float32)
-        values, gradient = value_and_gradient(image)
-        record(values, image)
-        return float(values[0]), gradient.numpy().astype(np.float64).ravel()
-
-    x0 = start.numpy().astype(np.float64).ravel()
-    solution = minimize(function, x0, jac=True, method="L-BFGS-B", bounds=Bounds(0.0, 1.0),
-                        options={"maxfun": steps, "maxiter": steps})  # fmt: skip
-    return solution.x.reshape(shape).astype(np.float32)
-
-
-def _keep_colours(stylised, content):
-    """Luminance-only transfer (Gatys et al. 2017, "Preserving color"): the stylised image's Y (YUV) with the
-    content's U and V. Both float (H, W, 3) 0-1."""
-    import tensorflow as tf
-
-    luminance = tf.image.rgb_to_yuv(stylised)[..., :1]
-    colours = tf.image.rgb_to_yuv(content)[..., 1:]
-    return tf.image.yuv_to_rgb(tf.concat([luminance, colours], -1)).numpy()
 
 
 def _explain(history, style_grams, args):
@@ -567,8 +482,10 @@ def _optimise_with(loss, content, steps):
     (losses, uint8 image)."""
     import tensorflow as tf
 
+    from models.tasks.neural_style import lbfgs_minimize
+
     start = time.perf_counter()
-    result = _lbfgs(lambda image: loss(content, image * 255.0), content / 255.0, steps, False, lambda *_: None)
+    result = lbfgs_minimize(lambda image: loss(content, image * 255.0), content / 255.0, steps)
     seconds = time.perf_counter() - start
     total, j_content, j_style, _ = loss(content, tf.constant(result) * 255.0)
     picture = np.clip(np.round(result[0] * 255.0), 0, 255).astype(np.uint8)

@@ -128,6 +128,12 @@ def test_another_apps_folder_and_another_models_gallery_are_refused(people, caps
     Gallery(tmp_path / "other.db", "sha256:000000000000", 128).close()
     code, _, err = run(capsys, "identify", people / "probe.jpg", "--db", tmp_path / "other.db")
     assert code == 2 and "made with the model sha256:000000000000" in err
+    # Listing and removing compare no embeddings: another model's gallery is listed without any --model.
+    other = Gallery(tmp_path / "other.db", "sha256:000000000000", 128)
+    other.enroll("ada", [np.eye(128, dtype=np.float32)[0]], ["a.jpg"])
+    other.close()
+    code, out, _ = run(capsys, "gallery", "--db", tmp_path / "other.db", "--json")
+    assert code == 0 and json.loads(out)["people"] == {"ada": 1}
 
 
 def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsys, keras_home):

@@ -196,11 +196,11 @@ def test_lbfgs_lowers_the_loss_and_explain_prints_the_costs(tmp_path, capsys):
 def test_preserve_colors_keeps_the_content_chroma():
     import tensorflow as tf
 
-    from apps.style_transfer.app import _keep_colours
+    from models.tasks.neural_style import keep_colours
 
     rng = np.random.default_rng(0)
     stylised, content = rng.uniform(0.2, 0.8, (2, 6, 5, 3)).astype(np.float32)
-    kept = _keep_colours(stylised, content)
+    kept = keep_colours(stylised, content)
     yuv = tf.image.rgb_to_yuv(kept).numpy()
     np.testing.assert_allclose(yuv[..., 0], tf.image.rgb_to_yuv(stylised).numpy()[..., 0], atol=1e-5)
     np.testing.assert_allclose(yuv[..., 1:], tf.image.rgb_to_yuv(content).numpy()[..., 1:], atol=1e-5)

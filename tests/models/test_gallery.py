@@ -32,6 +32,11 @@ def test_another_models_gallery_is_refused(tmp_path):
     Gallery(tmp_path / "faces.db", "model-a", 2).close()
     with pytest.raises(GalleryError, match="made with the model model-a"):
         Gallery(tmp_path / "faces.db", "model-b", 2)
+    # Opened for listing, without a model: any model's gallery, read as it is.
+    listing = Gallery(tmp_path / "faces.db", None, None, create=False)
+    assert listing.model_id == "model-a" and listing.dimension == 2 and listing.people() == []
+    with pytest.raises(ValueError, match="needs the identity"):
+        Gallery(tmp_path / "new.db", None, None)
     (tmp_path / "notes.db").write_text("not a database at all, just some text that is long enough " * 20)
     with pytest.raises(GalleryError, match="not a face gallery"):
         Gallery(tmp_path / "notes.db", "model-a", 2)

@@ -77,3 +77,35 @@ def test_vgg_imagenet_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(keras.applications, "VGG16", offline)
     with pytest.raises(OfflineWeightsError, match="--weights hed"):
         build_vgg16_features(["block1_conv1"], "imagenet")
+
+
+def test_optimise_style_lowers_the_cost_with_both_optimisers_and_records_every_step():
+    import keras
+    import tensorflow as tf
+
+    from models.tasks.neural_style import optimise_style, style_grams
+
+    # A tiny fixed loss network (two conv layers, seeded): the optimisation, not VGG, is under test.
+    inputs = keras.Input((None, None, 3))
+    first = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inputs / 255.0)
+    second = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="b")(first)
+    keras.utils.set_random_seed(0)
+    network = keras.Model(inputs, {"a": first, "b": second})
+    rng = np.random.default_rng(0)
+    content = tf.constant(rng.uniform(size=(1, 16, 16, 3)), tf.float32)
+    style = tf.constant(rng.uniform(size=(1, 20, 20, 3)) ** 3, tf.float32)
+    grams = style_grams(network, [style], [1.0], ["a", "b"])
+    for optimizer in ("adam", "lbfgs"):
+        seen = []
+        image, history = optimise_style(
+            content, grams, network, "b", ["a", "b"], [1.0, 1.0], 1.0, 1e3, 0.0, 8, optimizer,
+            on_step=lambda step, image, losses, seen=seen: seen.append(step),
+        )  # fmt: skip
+        assert image.shape == (1, 16, 16, 3) and 0.0 <= image.min() and image.max() <= 1.0
+        assert history[0]["content"] == pytest.approx(0.0, abs=1e-9)  # step 0 is the photo itself
+        assert history[-1]["total"] < history[0]["total"]
+        assert seen == list(range(len(history)))
+        if optimizer == "adam":
+            assert len(history) == 9  # the start, then each of the 8 updates
+    with pytest.raises(ValueError, match="1 style layer weights for 2 style layers"):
+        optimise_style(content, grams, network, "b", ["a", "b"], [1.0])
