@@ -397,7 +397,8 @@ def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, ver
         seed: member k trains with seed + k (weights, augmentation, order).
         score: score(model) -> {name: float} of one trained member (e.g. its dev accuracy), kept in its record.
     Returns:
-        (the ensemble model, {"member<k>_<phase>": `fit_phases` summary}, [{"member": k, "seed": s, **score}],
+        (the ensemble model, {"member<k>_<phase>": `fit_phases` summary}, [{"member": k, "seed": s, **score,
+        "kept": the phase whose weights the member ends with}],
         the phases of the first member renamed "member1_<phase>", whose curves stand for the run's).
     """
     import shutil
@@ -416,7 +417,7 @@ def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, ver
             verbose=verbose, class_weight=class_weight, start_phase=done,
         )  # fmt: skip
         summary.update({f"member{k + 1}_{name}": value for name, value in result.items() if name != "kept"})
-        members.append({"member": k + 1, "seed": seed + k, **score(model)})
+        members.append({"member": k + 1, "seed": seed + k, **score(model), "kept": result.get("kept")})
         models.append(model)
         first_phases = first_phases or phases
         for history in folder.glob("history_*.csv"):

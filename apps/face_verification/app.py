@@ -177,16 +177,22 @@ def enroll(args):
         summary[name] = gallery.enroll(name, [e for _, _, e in found], [str(Path(p).resolve()) for p, _, _ in found])
     result = {"db": str(args.db), "enrolled": summary, "skipped": failures, "people": len(gallery.people())}
     lines = [f"  {name}: {count} image(s)" for name, count in summary.items()]
-    lines.append(f"enrolled {len(summary)} people into {args.db} ({result['people']} in all)")
+    people = f"{len(summary)} {'person' if len(summary) == 1 else 'people'}"
+    lines.append(f"enrolled {people} into {args.db} ({result['people']} in all)")
     emit(args, result, "\n".join(lines))
     gallery.close()
     return EXIT_BAD_INPUT if failures else None
 
 
-def _open_gallery(db, face_model):
-    """An existing gallery made with this model (a missing file is an error, not a new empty gallery)."""
+def _open_gallery(db, face_model=None):
+    """An existing gallery (a missing file is an error, not a new empty gallery), made with `face_model` (None: any
+    model's, for listing and removing people, which compare no embeddings)."""
+    if Path(db).is_dir():
+        raise ValueError(f"--db {db} is a folder; pass the gallery file made by enroll")
     if not Path(db).is_file():
         raise ValueError(f"{db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {db})")
+    if face_model is None:
+        return Gallery(db, None, None, create=False)
     return Gallery(db, face_model.identity, 128, create=False)
 
 
@@ -225,17 +231,14 @@ def identify(args):
         emit(
             args,
             result,
-            f"{path}: {name} (nearest {best}, distance {distance:.3f})" + (f"; then {others}" if others else ""),
+            f"{path}: {name} (closest {best}, distance {distance:.3f})" + (f"; then {others}" if others else ""),
         )
     gallery.close()
     return EXIT_BAD_INPUT if failures else None
 
 
 def gallery(args):
-    # Listing and removing people compare no embeddings: any model's gallery opens, without loading a model.
-    if not Path(args.db).is_file():
-        raise ValueError(f"{args.db}: no such gallery; enroll people first (dlapps faces enroll DIR --db {args.db})")
-    store = Gallery(args.db, None, None, create=False)
+    store = _open_gallery(args.db)  # no model: listing and removing compare no embeddings
     unknown = [name for name in args.remove if name not in dict(store.people())]
     if unknown:  # checked before removing anyone: a typo removes nobody
         raise ValueError(f"{args.db}: no person named {', '.join(map(repr, unknown))}; nobody was removed")
@@ -441,9 +444,13 @@ def train(args):
     if args.resume:
         # The run's own options, whatever this command line says (as the fine-tuner resumes).
         saved = json.loads((output / "config.json").read_text())
+        if saved.get("data") and Path(args.folder).resolve() != Path(saved["data"]):
+            raise ValueError(f"--resume: {output} is a run on {saved['data']}, not on {args.folder}; "
+                             "pass that folder to resume it")  # fmt: skip
         config = FaceConfig(**{k: v for k, v in saved.items() if k in FaceConfig().to_dict()})
         warn(PROG, f"resuming {output}: its own config.json is used (other training options here are ignored)")
     keras.utils.set_random_seed(config.seed)
+    data = str(Path(args.folder).resolve())
     chips = _chips_by_person(args.folder, config.seed)
     # Identities held out of training: the dev pairs that choose the epoch and the threshold.
     people = list(chips)
@@ -472,7 +479,9 @@ def train(args):
     if state["phase_done"]:
         model.set_weights(finished_phase_model(output, phases, state["phase_done"], compile=False).get_weights())
     else:
-        (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}))
+        (output / "config.json").write_text(
+            to_json({"app": APP, **config.to_dict(), "dev_people": dev_people, "data": data})
+        )
         (output / "state.json").write_text(json.dumps(state))
     batches = pk_batches([chips[n] for n in train_people], config.people_per_batch, config.images_per_person,
                          config.seed, config.jitter).repeat()  # fmt: skip
@@ -496,7 +505,9 @@ def train(args):
     config.confidence_bias, config.confidence_slope = fit_confidence(distances, same)
     config.open_set_threshold = _open_set_threshold(report)
     save_atomically(model, output / "model.keras")
-    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "dev_people": dev_people}, indent=2))
+    (output / "config.json").write_text(
+        to_json({"app": APP, **config.to_dict(), "dev_people": dev_people, "data": data}, indent=2)
+    )
     remove_phase_files(output, phases)
     histories = [output / f"history_{phase['name']}.csv" for phase in phases]
     plot_history([h for h in histories if h.exists()], output / "training_curves.png", monitor="val_pair_accuracy",
@@ -505,5 +516,7 @@ def train(args):
                "dev_before_training": before, "dev": report, "phases": summary}  # fmt: skip
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
     emit(args, {**metrics, "output": str(output)},
-         f"dev 10-fold accuracy {before_accuracy:.4f} before training, {accuracy:.4f} "
-         f"after (kept: {summary.get('kept')}); threshold {config.threshold:.3f} -> {output}")  # fmt: skip
+         f"dev 10-fold accuracy {before_accuracy:.4f} before training, {accuracy:.4f} after "
+         + ("(no epoch beat the starting network: its weights were kept)" if summary.get("kept") == "before training"
+            else f"(kept: {summary.get('kept')}'s best epoch)")
+         + f"; threshold {config.threshold:.3f} -> {output}")  # fmt: skip

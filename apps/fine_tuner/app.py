@@ -355,7 +355,8 @@ def train(args):
         member_config = dataclasses.replace(config, seed=seed)
         member = model if k == 0 else build_fine_tune_model(member_config, len(class_names))
         member_data = datasets if k == 0 else make_datasets(splits, member_config, [])
-        member_phases, _ = make_phases(member, member_config, steps_per_epoch, features)
+        # The first member is the run's own model and phases (their unfrozen layer is the run's record).
+        member_phases = phases if k == 0 else make_phases(member, member_config, steps_per_epoch, features)[0]
         return member, member_phases, member_data["train"], member_data["dev"]
 
     def dev_accuracy(trained):
@@ -408,7 +409,10 @@ def train(args):
         (f"{best}\n" if best else "")
         + f"train accuracy {metrics['train_accuracy']:.3f}, dev accuracy {metrics['dev_accuracy']:.3f}"
         + (f", test accuracy {metrics['test_accuracy']:.3f}" if "test_accuracy" in metrics else "")
-        + "".join(f"\n  member {m['member']} (seed {m['seed']}): dev accuracy {m['dev_accuracy']:.3f}" for m in members)
+        + "".join(
+            f"\n  member {m['member']} (seed {m['seed']}): dev accuracy {m['dev_accuracy']:.3f}, kept {m['kept']}"
+            for m in members
+        )
         + f"\nwrote {output}/: {', '.join(metrics['files'])}",
     )
 

@@ -20,7 +20,13 @@ def add_predict_arguments(parser):
         default=None,
         help="a fast style model folder (made by `dlapps style train`): one pass per image instead of optimising",
     )
-    parser.add_argument("--style-weights", type=positive_float, nargs="+", default=None, help="per style image")
+    parser.add_argument(
+        "--style-weights",
+        type=positive_float,
+        nargs="+",
+        default=None,
+        help="one per --style, relative (normalised to sum 1: '7 3' mixes as '0.7 0.3')",
+    )
     parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
     parser.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (Adam)")
     parser.add_argument(
@@ -50,7 +56,12 @@ def add_predict_arguments(parser):
     )  # fmt: skip
     parser.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
                         help="one weight per style layer (default: equal)")  # fmt: skip
-    parser.add_argument("--preserve-colors", action="store_true", help="transfer the style's luminance only")
+    parser.add_argument(
+        "--preserve-colors",
+        action="store_true",
+        help="keep the photo's colours: the result's luminance with the photo's chroma (YUV), applied after "
+        "optimising (the losses shown are those of the image before)",
+    )
     parser.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
 
 

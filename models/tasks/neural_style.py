@@ -19,10 +19,12 @@ def style_grams(loss_network, styles, style_weights, style_layers):
 
     Args:
         styles: float32 (1, h, w, 3) 0-1 pixels each (sizes may differ).
-        style_weights: one weight per style (e.g. 0.7, 0.3).
+        style_weights: one positive weight per style, relative: normalised to sum 1 ("7 3" mixes as "0.7 0.3"; a
+            single style's weight changes nothing), so that the target stays a mean of real paintings' Gram matrices.
     """
+    total = float(sum(style_weights))
     grams = {name: 0.0 for name in style_layers}
-    for style, weight in zip(styles, style_weights, strict=True):
+    for style, weight in zip(styles, [w / total for w in style_weights], strict=True):
         features = loss_network(style * 255.0)
         for name in style_layers:
             grams[name] += weight * gram_matrix(features[name])

@@ -164,6 +164,14 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
     code, _, err = run(capsys, "train", tmp_path / "people", "--output", output)
     assert code == 2 and "already holds a model" in err
     config = json.loads((output / "config.json").read_text())
+    assert config["data"] == str((tmp_path / "people").resolve())
+    # An interrupted run resumes on its own folder only (another folder would mix two runs' people).
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    (interrupted / "config.json").write_text(json.dumps({**config, "data": str(tmp_path / "elsewhere")}))
+    (interrupted / "state.json").write_text(json.dumps({"phase_done": 0}))
+    code, _, err = run(capsys, "train", tmp_path / "people", "--output", interrupted, "--resume")
+    assert code == 2 and "is a run on" in err and "elsewhere" in err
     assert config["backbone"] == "small_resnet" and config["threshold"] == pytest.approx(
         result["dev"]["best_threshold"]
     )

@@ -109,3 +109,19 @@ def test_optimise_style_lowers_the_cost_with_both_optimisers_and_records_every_s
             assert len(history) == 9  # the start, then each of the 8 updates
     with pytest.raises(ValueError, match="1 style layer weights for 2 style layers"):
         optimise_style(content, grams, network, "b", ["a", "b"], [1.0])
+
+
+def test_style_weights_are_relative():
+    import keras
+    import tensorflow as tf
+
+    from models.tasks.neural_style import style_grams
+
+    inputs = keras.Input((None, None, 3))
+    network = keras.Model(inputs, {"a": keras.layers.Conv2D(2, 1, name="a")(inputs)})
+    rng = np.random.default_rng(1)
+    first, second = (tf.constant(rng.uniform(size=(1, 8, 8, 3)), tf.float32) for _ in range(2))
+    mixed = style_grams(network, [first, second], [7.0, 3.0], ["a"])["a"]
+    np.testing.assert_allclose(mixed, style_grams(network, [first, second], [0.7, 0.3], ["a"])["a"], rtol=1e-6)
+    alone = style_grams(network, [first], [1.0], ["a"])["a"]
+    np.testing.assert_allclose(style_grams(network, [first], [2.0], ["a"])["a"], alone, rtol=1e-6)
