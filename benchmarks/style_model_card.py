@@ -40,7 +40,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--evaluate", type=Path, required=True, help="dlapps style evaluate --json output")
-    parser.add_argument("--train-log", action="append", required=True, help="training logs with /usr/bin/time -v")
+    parser.add_argument("--train-log", action="append", default=[], help="training logs with /usr/bin/time -v")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        help="the training's wall time, when no log has /usr/bin/time lines "
+        "(e.g. from the run folder's times: config.json written at the start, model.keras at the end)",
+    )
     parser.add_argument("--command", action="append", required=True, help="the training command(s)")
     parser.add_argument("--looks", required=True, help="what the dev contact sheet shows, judged by eye")
     args = parser.parse_args()
@@ -49,7 +55,14 @@ def main():
     evaluation = json.loads(args.evaluate.read_text())
     name = config["style"]
     painting, source = PAINTINGS.get(name, (name, "see ../shared/data/style/SOURCE.md"))
-    minutes = sum(seconds_of(log) for log in args.train_log) / 60
+    if not args.train_log and args.minutes is None:
+        parser.error("give --train-log (with /usr/bin/time -v lines) or --minutes")
+    minutes = args.minutes if args.minutes is not None else sum(seconds_of(log) for log in args.train_log) / 60
+    peak = (
+        f"peak memory {max(peak_gb(log) for log in args.train_log):.1f} GB"
+        if args.train_log
+        else "peak memory not measured"
+    )
     steps = len(history) * -(-config["content_images"] // config["batch_size"])
     size_mb = (args.model / "model.keras").stat().st_size / 1e6
     rows = "\n".join(f"| {r['epoch']} | {r['total']:.1f} | {r['content']:.1f} | {r['style']:.4g} | {r['tv']:.3f} |"
@@ -85,7 +98,7 @@ SOURCE.md) and are not shipped.
 layers {", ".join(config["style_layers"])}; content weight {config["content_weight"]:g}, style weight
 {config["style_weight"]:g}, total variation {config["tv_weight"]:g}; Adam {config["learning_rate"]:g}, batch
 {config["batch_size"]}, {len(history)} epochs = {steps:,} steps.{init} Wall time {minutes:.0f} min on 2 CPU cores
-(peak memory {max(peak_gb(log) for log in args.train_log):.1f} GB), other work sharing the CPU:
+({peak}), other work sharing the CPU:
 
 ```bash
 {commands}
