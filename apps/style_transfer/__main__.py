@@ -79,8 +79,16 @@ def add_train_arguments(parser):
     parser.add_argument("--content-weight", type=positive_float, default=1.0, help="alpha")
     parser.add_argument("--style-weight", type=positive_float, default=1e-2, help="beta (Gram matrices per position)")
     parser.add_argument("--tv-weight", type=float, default=10.0, help="total variation per pixel (0-1 pixels)")
-    parser.add_argument("--filters", type=positive_int, nargs=3, default=[32, 64, 128], help="channels per resolution")
-    parser.add_argument("--residual-blocks", type=positive_int, default=5, help="residual blocks")
+    # The shipped models' light network: 5x fewer multiply-adds than Johnson et al.'s 32-64-128 with 5 blocks,
+    # 0.11-0.17 s a 512 px photo on 2 cores against 0.36 s, as low a style loss on two of three styles (model card).
+    parser.add_argument(
+        "--filters",
+        type=positive_int,
+        nargs=3,
+        default=[16, 32, 64],
+        help="channels at full, half and quarter resolution (Johnson et al.: 32 64 128)",
+    )
+    parser.add_argument("--residual-blocks", type=positive_int, default=3, help="residual blocks (Johnson et al.: 5)")
     parser.add_argument("--weights", default="hed", help="loss network weights: hed (offline), imagenet, or PATH")
     parser.add_argument("--seed", type=int, default=0, help="shuffling")
     parser.add_argument(
