@@ -45,7 +45,7 @@ def main():
     image = np.clip(np.round(square.numpy()), 0, 255).astype(np.uint8)
     content = tf.constant(image[None], tf.float32)
     results, rows = {}, []
-    for model_dir in args.models:
+    for model_dir in [m for m in args.models if m.is_dir()]:  # saved_models/style_transfer/* holds MODEL_CARD.md too
         model, config = load_style_model(model_dir)
         network = build_vgg16_features([config["content_layer"], *config["style_layers"]], "hed")
         style = _resized(read_image(style_image_path(model_dir, config)), config["style_size"]) * 255.0
