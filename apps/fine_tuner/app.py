@@ -325,8 +325,9 @@ def train(args):
         model = build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
     counts, table = data_summary(splits, class_names)
+    plan = _plan(config, model)  # with --json too: a --fine-tune-from that names no layer is refused here
     if not args.json:
-        print(_plan(config, model))
+        print(plan)
         print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
     skipped = []
     datasets = make_datasets(splits, config, skipped)
