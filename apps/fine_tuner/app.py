@@ -513,6 +513,14 @@ def tune(args):
 # === Evaluate ===
 
 
+def _relative(path, folder):
+    """A file's path below the evaluated folder (class/album/name.jpg), to find it from a caption; else its name."""
+    try:  # absolute, not resolved: a symlinked class folder keeps its name
+        return str(Path(path).absolute().relative_to(Path(folder).absolute()))
+    except ValueError:
+        return Path(path).name
+
+
 def evaluate(args):
     model, config = load_model_dir(args.model_dir, APP)
     class_names = config["class_names"]
@@ -553,8 +561,8 @@ def evaluate(args):
     wrong = wrong[np.argsort(-probabilities[wrong, predicted[wrong]])][:24]
     plot_gallery(
         [read_image(readable[i]) for i in wrong],
-        [f"{short_name(Path(readable[i]).name)}\ntruth {class_names[labels[i]]}, said {class_names[predicted[i]]} "
-         f"{probabilities[i, predicted[i]]:.2f}" for i in wrong],
+        [f"{short_name(_relative(readable[i], folder), 30)}\ntruth {class_names[labels[i]]}, "
+         f"said {class_names[predicted[i]]} {probabilities[i, predicted[i]]:.2f}" for i in wrong],
         report_dir / "worst_mistakes.png",
         f"Worst mistakes: {len(np.flatnonzero(predicted != labels))} of {len(labels)} wrong",
     )  # fmt: skip

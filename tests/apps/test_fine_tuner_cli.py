@@ -507,3 +507,14 @@ def test_resume_on_another_folder_and_training_into_saved_models_are_refused(
 def test_usage_errors_are_one_line(tmp_path, folder, capsys):
     code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", "--learning-rate", "nan")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--learning-rate" in err
+
+
+def test_mistake_captions_name_the_file_below_the_evaluated_folder(tmp_path):
+    from apps.fine_tuner.app import _relative
+
+    (tmp_path / "photos" / "cat" / "album").mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(tmp_path / "photos" / "cat", target_is_directory=True)
+    assert _relative(tmp_path / "photos" / "cat" / "album" / "1.jpg", tmp_path / "photos") == "cat/album/1.jpg"
+    # A symlinked class folder keeps its own name; a file outside the folder is named alone.
+    assert _relative(tmp_path / "linked" / "2.jpg", tmp_path) == "linked/2.jpg"
+    assert _relative(tmp_path / "elsewhere" / "3.jpg", tmp_path / "photos") == "3.jpg"
