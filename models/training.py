@@ -391,8 +391,9 @@ def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, ver
     Delete the member folders (`remove_member_folders`) once the ensemble is saved.
 
     Args:
-        make_member: called as make_member(k, seed) with k from 0, returns (model, phases, train_data, dev_data);
-            the model is replaced by the member's last finished phase when resuming.
+        make_member: called as make_member(k, seed, folder, done) with k from 0, returns (model, phases,
+            train_data, dev_data); `done` phases of the member already finished in `folder`, so the model to return
+            is then `finished_phase_model(folder, phases, done)`.
         count: number of members (>= 1).
         seed: member k trains with seed + k (weights, augmentation, order).
         score: score(model) -> {name: float} of one trained member (e.g. its dev accuracy), kept in its record.
@@ -407,9 +408,8 @@ def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, ver
     for k in range(count):
         folder = output_dir / f"member{k + 1}"
         keras.utils.set_random_seed(seed + k)
-        model, phases, train_data, dev_data = make_member(k, seed + k)
         done = phase_done(folder)
-        model = finished_phase_model(folder, phases, done) or model
+        model, phases, train_data, dev_data = make_member(k, seed + k, folder, done)
         if verbose:
             print(f"member {k + 1} of {count} (seed {seed + k})", flush=True)
         result = fit_phases(

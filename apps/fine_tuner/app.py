@@ -63,6 +63,7 @@ from models.training import (
 PROG = "dlapps finetune"
 APP = "finetune"
 BASE_LAYER = "base"
+PHASES = ("phase1", "phase2")  # make_phases' names: a head on the frozen base, then the base's top unfrozen
 
 
 # === Data ===
@@ -297,11 +298,11 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
         _compile(top, config.learning_rate / 10)
         return {"model": top, **features(trained)["phase2"]}
 
-    phases = [{"name": "phase1", "epochs": config.head_epochs, "prepare": compile_phase1, "description": "the head"}]
+    phases = [{"name": PHASES[0], "epochs": config.head_epochs, "prepare": compile_phase1, "description": "the head"}]
     if config.fine_tune_epochs > 0 and not from_scratch(config):
         about = "the base's top unfrozen"
         phases.append(
-            {"name": "phase2", "epochs": config.fine_tune_epochs, "prepare": compile_phase2, "description": about}
+            {"name": PHASES[1], "epochs": config.fine_tune_epochs, "prepare": compile_phase2, "description": about}
         )
     return phases, unfrozen
 
@@ -322,7 +323,9 @@ def train(args):
     # Data and model first: a bad folder or unavailable weights stop the run before anything is written.
     splits, class_names = read_splits_for(args, config)
     with strategy.scope():
-        model = build_fine_tune_model(config, len(class_names))
+        # Resumed after a finished phase: that phase's model, not a new one (whose pretrained weights it replaces).
+        model = finished_phase_model(output, PHASES, state["phase_done"])
+        model = model or build_fine_tune_model(config, len(class_names))
     config.image_size = int(model.input_shape[1])
     counts, table = data_summary(splits, class_names)
     plan = _plan(config, model)  # with --json too: a --fine-tune-from that names no layer is refused here
@@ -352,9 +355,10 @@ def train(args):
     features = None if multi_worker else {"train": plain_train, "dev": datasets["dev"], "examples": len(labels)}
     steps_per_epoch = int(np.ceil(len(labels) / config.batch_size))
 
-    def make_member(k, seed):
+    def make_member(k, seed, folder, done):
         member_config = dataclasses.replace(config, seed=seed)
-        member = model if k == 0 else build_fine_tune_model(member_config, len(class_names))
+        member = finished_phase_model(folder, PHASES, done)
+        member = member or (model if k == 0 else build_fine_tune_model(member_config, len(class_names)))
         member_data = datasets if k == 0 else make_datasets(splits, member_config, [])
         # The first member is the run's own model and phases (their unfrozen layer is the run's record).
         member_phases = phases if k == 0 else make_phases(member, member_config, steps_per_epoch, features)[0]
@@ -378,7 +382,6 @@ def train(args):
                 verbose=keras_verbosity(args), class_weight=class_weight,
             )  # fmt: skip
         else:
-            model = finished_phase_model(output, phases, state["phase_done"]) or model
             phase_summary = fit_phases(
                 model, phases, datasets["train"], datasets["dev"], output, config.patience,
                 verbose=keras_verbosity(args), class_weight=class_weight, start_phase=state["phase_done"],
