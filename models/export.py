@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from models.data.images import decode_image_bytes
+from models.data.images import ImageReadError, decode_image_bytes, read_image
 from models.data.pipelines import resize_images
 from models.quiet import quiet_native_stderr
 
@@ -130,6 +130,33 @@ def export_tflite(model, path, quantization="float", representative_images=None)
             content = converter.convert()
     Path(path).write_bytes(content)
     return Path(path)
+
+
+def calibration_images(files, image_size, count=100, seed=0):
+    """Up to `count` images drawn (seeded) from `files`, resized as in training, for int8 calibration.
+
+    Args:
+        files: image paths (training pictures: calibration must not see dev or test images).
+        image_size: (height, width) of the model input.
+        count: how many files to draw.
+        seed: the draw's seed.
+
+    Returns:
+        (images, unreadable): a float32 (N, H, W, 3) array of 0-255 pixels, and the `ImageReadError`s of the drawn
+        files that could not be read (skipped, so N may be below `count`).
+
+    Raises:
+        ValueError: no file could be read.
+    """
+    images, unreadable = [], []
+    for index in np.random.default_rng(seed).permutation(len(files))[:count]:
+        try:
+            images.append(np.asarray(resize_images(read_image(files[index]), image_size)))
+        except ImageReadError as error:
+            unreadable.append(error)
+    if not images:
+        raise ValueError("int8 calibration: no readable image among the calibration files")
+    return np.stack(images).astype(np.float32), unreadable
 
 
 class TFLiteClassifier:

@@ -1,11 +1,9 @@
 """The fine-tuner, in the order of the Keras transfer-learning guide: data, model, two training phases, evaluate,
 predict, export."""
 
-import contextlib
 import dataclasses
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import keras
@@ -25,7 +23,7 @@ from apps.cli import (
 )
 from apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig, scratch_epochs
 from models.backbones.applications import build_backbone
-from models.data.images import ImageReadError, list_image_files, read_image
+from models.data.images import list_image_files, read_image
 from models.data.pipelines import build_augmentation, finalize_dataset, make_file_dataset
 from models.data.readers import (
     DataError,
@@ -59,6 +57,7 @@ from models.training import (
     unfreeze_start,
     unfreeze_top,
 )
+from models.tuning import random_search
 
 PROG = "dlapps finetune"
 APP = "finetune"
@@ -445,10 +444,6 @@ def _plan(config, model):
 
 def tune(args):
     """Random search of learning rate (log scale), dropout and fine-tune depth on dev, with keras-tuner."""
-    try:
-        import keras_tuner
-    except ImportError:
-        raise ValueError("tune needs keras-tuner: pip install keras-tuner") from None
     config = _config_from_args(args)
     keras.utils.set_random_seed(config.seed)
     splits, class_names = read_splits_for(args, config)
@@ -458,47 +453,24 @@ def tune(args):
     features = {"train": train_images, "dev": datasets["dev"], "examples": len(splits["train"][0])}
     labels = np.asarray(splits["train"][1])
     class_weight = balanced_class_weights(labels, len(class_names)) if config.class_weights else None
+    steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
 
-    class TwoPhaseTuner(keras_tuner.RandomSearch):
-        def run_trial(self, trial, *fit_args, **fit_kwargs):
-            hp = trial.hyperparameters
-            trial_config = FineTuneConfig(**config.to_dict())
-            trial_config.learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
-            trial_config.dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
-            trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
-            trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
-            model = build_fine_tune_model(trial_config, len(class_names))
-            steps_per_epoch = int(np.ceil(len(splits["train"][0]) / config.batch_size))
-            phases, _ = make_phases(model, trial_config, steps_per_epoch, features)
-            trial_dir = Path(self.get_trial_dir(trial.trial_id))
-            fit_phases(
-                model, phases, datasets["train"], datasets["dev"], trial_dir, trial_config.patience,
-                verbose=0, class_weight=class_weight, tensorboard=False,
-            )  # fmt: skip
-            labels, probabilities = dataset_outputs(model, datasets["dev"])
-            return {"dev_accuracy": multiclass_metrics(labels, probabilities, class_names)["accuracy"]}
+    def run_trial(hp, trial_dir):
+        trial_config = FineTuneConfig(**config.to_dict())
+        trial_config.learning_rate = hp.Float("learning_rate", 1e-4, 1e-2, sampling="log")
+        trial_config.dropout = hp.Float("dropout", 0.0, 0.5, step=0.1)
+        trial_config.fine_tune_fraction = hp.Float("fine_tune_fraction", 0.0, 0.5, step=0.1)
+        trial_config.fine_tune_epochs = config.fine_tune_epochs if trial_config.fine_tune_fraction > 0 else 0
+        model = build_fine_tune_model(trial_config, len(class_names))
+        phases, _ = make_phases(model, trial_config, steps_per_epoch, features)
+        fit_phases(
+            model, phases, datasets["train"], datasets["dev"], trial_dir, trial_config.patience,
+            verbose=0, class_weight=class_weight, tensorboard=False,
+        )  # fmt: skip
+        dev_labels, probabilities = dataset_outputs(model, datasets["dev"])
+        return {"dev_accuracy": multiclass_metrics(dev_labels, probabilities, class_names)["accuracy"]}
 
-    output = Path(args.output)
-    if (output / "oracle.json").exists() and not (args.overwrite or args.resume):
-        raise FileExistsError(
-            f"{output} holds an earlier search ({len(list(output.glob('trial_*')))} trials); pass --resume to "
-            "continue it, --overwrite to start afresh, or pick another --output"
-        )
-    tuner = TwoPhaseTuner(
-        objective=keras_tuner.Objective("dev_accuracy", direction="max"),
-        max_trials=args.trials,
-        seed=config.seed,
-        directory=str(output.parent),
-        project_name=output.name,
-        overwrite=args.overwrite,
-    )
-    # keras-tuner reports progress on stdout; send it to stderr so that --json output stays one object.
-    with contextlib.redirect_stdout(sys.stderr):
-        tuner.search()
-    trials = tuner.oracle.get_best_trials(num_trials=args.trials)
-    # Numbered from 1, as keras-tuner's progress lines ("Running Trial #1") number them.
-    best = [{"trial": int(t.trial_id) + 1, "dev_accuracy": t.score, **t.hyperparameters.values} for t in trials]
-    (output / "best_trials.json").write_text(json.dumps(best, indent=2) + "\n")
+    best = random_search(run_trial, args.output, args.trials, config.seed, overwrite=args.overwrite, resume=args.resume)
     if args.json:
         emit(args, {"best_trials": best}, "")
         return None
@@ -626,8 +598,14 @@ def predict(args):
 
 
 def export(args):
-    from models.data.pipelines import resize_images
-    from models.export import export_onnx, export_saved_model, export_tflite, path_size, write_model_info
+    from models.export import (
+        calibration_images,
+        export_onnx,
+        export_saved_model,
+        export_tflite,
+        path_size,
+        write_model_info,
+    )
 
     model, config = load_model_dir(args.model_dir, APP)
     model_dir = Path(args.model_dir)
@@ -655,15 +633,9 @@ def export(args):
             raise ValueError("tflite_int8 needs calibration images: pass --data FOLDER (training pictures)")
         if not files:
             raise ValueError("tflite_int8: no calibration images found")
-        rng = np.random.default_rng(0)
-        chosen = rng.permutation(len(files))[:100]
-        size = tuple(model.input_shape[1:3])
-        images = []
-        for index in chosen:
-            try:
-                images.append(np.asarray(resize_images(read_image(files[index]), size)))
-            except ImageReadError as error:
-                warn(PROG, f"calibration: skipping {error}")
+        images, unreadable = calibration_images(files, tuple(model.input_shape[1:3]))
+        for error in unreadable:
+            warn(PROG, f"calibration: skipping {error}")
         export_tflite(model, output, "int8", images)
     else:
         export_onnx(model, output)
