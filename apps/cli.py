@@ -237,6 +237,11 @@ def fraction(text):
     return _number(text, lambda value: 0 <= value <= 1, "a number from 0 to 1")
 
 
+def momentum(text):
+    """argparse type: a number in [0, 1) (a moving average's momentum; 1 would never move)."""
+    return _number(text, lambda value: 0 <= value < 1, "a number from 0 up to (not including) 1")
+
+
 def positive_int(text):
     """argparse type: a whole number of at least 1 (epochs, batch size)."""
     try:

@@ -319,6 +319,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             *metric_callbacks,  # dev measures first: an epoch is backed up only once it can be logged in full
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
             stop_on_nan,
+            *_ema_swap(trained),  # after the backup (which keeps the raw weights), before the best checkpoint
             keras.callbacks.ModelCheckpoint(
                 str(best_written), monitor=monitor, save_best_only=True, save_weights_only=True, mode=mode,
                 initial_value_threshold=best_of(previous) if previous else None,
@@ -364,6 +365,17 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             model.set_weights(keras.saving.load_model(output_dir / f"{best}.keras", compile=False).get_weights())
         summary["kept"] = best
     return summary
+
+
+def _ema_swap(model):
+    """[SwapEMAWeights] when the model's optimizer keeps a moving average of the weights (`use_ema`), else [].
+
+    Dev is then measured on the averaged weights, and the best checkpoint holds them; between epochs the raw
+    weights are swapped back, so training (and the per-epoch backup) goes on from them.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer under --mixed-precision
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if getattr(optimizer, "use_ema", False) else []
 
 
 def average_of(members, name="seed_ensemble"):

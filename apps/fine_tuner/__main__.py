@@ -2,7 +2,7 @@
 
 import sys
 
-from apps.cli import Verb, fraction, non_negative_int, positive_float, positive_int, run
+from apps.cli import Verb, fraction, momentum, non_negative_int, positive_float, positive_int, run
 from apps.fine_tuner.config import SCRATCH_RECIPE, SCRATCH_STEPS, FineTuneConfig
 from models.backbones import BACKBONES
 
@@ -54,6 +54,16 @@ def add_train_arguments(parser):
         "--learning-rate", type=positive_float, default=None,
         help=f"phase 1; phase 2 uses a tenth (default {DEFAULTS.learning_rate:g}; "
         f"{SCRATCH_RECIPE['learning_rate']:g} from scratch, cosine-annealed)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--weight-decay", type=fraction, default=None,
+        help=f"decoupled weight decay, AdamW (default {DEFAULTS.weight_decay:g}, Adam; "
+        f"{SCRATCH_RECIPE['weight_decay']:g} from scratch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--ema-momentum", type=momentum, default=None,
+        help=f"keep a moving average of the weights with this momentum, and measure dev and keep the best epoch "
+        f"on it (default {DEFAULTS.ema_momentum:g}: none; {SCRATCH_RECIPE['ema_momentum']:g} from scratch)",
     )  # fmt: skip
     parser.add_argument(
         "--fine-tune-from",

@@ -187,9 +187,15 @@ def from_scratch(config):
     return not config.base and config.weights in (None, "none", "None")
 
 
-def _compile(model, learning_rate):
+def _compile(model, learning_rate, config):
+    """Adam, or AdamW with `config.weight_decay`; an average of the weights with `config.ema_momentum`."""
+    ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
+    if config.weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **ema)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, **ema)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
     )
@@ -280,10 +286,10 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
             # From random weights, a long schedule annealed to zero: dev loss settles instead of jumping between epochs.
             learning_rate = make_learning_rate(learning_rate, "cosine", steps_per_epoch, config.head_epochs)
         if from_scratch(config) or not (config.cache_features and feature_data):
-            _compile(trained, learning_rate)
+            _compile(trained, learning_rate, config)
             return None
         head = head_on_features(trained, BASE_LAYER)
-        _compile(head, learning_rate)
+        _compile(head, learning_rate, config)
         return {"model": head, **features(trained)["phase1"]}
 
     def compile_phase2(trained):
@@ -291,10 +297,10 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
             trained.get_layer(BASE_LAYER), config.fine_tune_from, config.fine_tune_fraction
         )
         if not (config.cache_features and feature_data) or features(trained)["cut"] is None:
-            _compile(trained, config.learning_rate / 10)
+            _compile(trained, config.learning_rate / 10, config)
             return None
         top = head_on_features(trained, BASE_LAYER, cut=features(trained)["cut"])
-        _compile(top, config.learning_rate / 10)
+        _compile(top, config.learning_rate / 10, config)
         return {"model": top, **features(trained)["phase2"]}
 
     phases = [{"name": PHASES[0], "epochs": config.head_epochs, "prepare": compile_phase1, "description": "the head"}]

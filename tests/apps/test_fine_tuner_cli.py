@@ -473,7 +473,7 @@ def test_resume_in_phase_2_keeps_the_best_epoch_from_before_the_interruption(tmp
         model = keras.saving.load_model(output / "model.keras")
         splits, _ = fine_tuner_app.read_splits(folder, fine_tuner_app._load_run_config(output))
         datasets = fine_tuner_app.make_datasets(splits, fine_tuner_app._load_run_config(output), [])
-        fine_tuner_app._compile(model, 1e-3)
+        fine_tuner_app._compile(model, 1e-3, fine_tuner_app._load_run_config(output))
         assert model.evaluate(datasets["dev"], verbose=0)[0] == pytest.approx(best_loss, rel=1e-4)
     else:
         assert "NaN" in err and (output / "best_phase2.weights.h5").is_file()

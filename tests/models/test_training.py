@@ -237,3 +237,35 @@ def test_frozen_part_features_feed_both_phases_from_one_pass_of_the_frozen_part(
     # Too big to hold: phase 2 trains on images; phase 1 still on the whole base's features.
     small = frozen_part_features(model, "base", names.index("conv3"), feature_data, 4, seed=0, max_bytes=0)
     assert small["cut"] is None and small["phase2"] is None and small["phase1"]["train_data"] is not None
+
+
+def test_with_a_weight_average_the_kept_epoch_is_the_averaged_weights_dev_was_measured_on(tmp_path):
+    """use_ema: dev is measured on the averaged weights, and the best checkpoint holds those, not the raw ones."""
+    import tensorflow as tf
+
+    from models.training import fit_phases, read_history
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = (x[:, 0] + 0.5 * rng.normal(size=64) > 0).astype("int64")
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    def run(use_ema, folder):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax", name="out")])
+
+        def prepare(trained):
+            optimizer = keras.optimizers.Adam(0.2, use_ema=use_ema, ema_momentum=0.9)
+            trained.compile(optimizer, "sparse_categorical_crossentropy")
+
+        phases = [{"name": "phase1", "epochs": 6, "prepare": prepare}]
+        summary = fit_phases(model, phases, data, data, folder, patience=None, verbose=0, tensorboard=False)
+        return model, summary, [row["val_loss"] for row in read_history(folder / "history_phase1.csv")]
+
+    raw_model, _, raw_losses = run(False, tmp_path / "raw")
+    model, summary, losses = run(True, tmp_path / "ema")
+    # The raw weights follow the same path in both runs; only what dev measured differs.
+    assert not np.allclose(losses, raw_losses)
+    assert summary["phase1"]["best"] == pytest.approx(min(losses))
+    # The kept weights answer with the dev loss recorded for them.
+    assert model.evaluate(data, verbose=0) == pytest.approx(min(losses), rel=1e-5)
