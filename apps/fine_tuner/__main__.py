@@ -14,6 +14,16 @@ DESCRIPTION = (
 DEFAULTS = FineTuneConfig()
 
 
+def recipe_option(parser, flag, kind, about, scratch=""):
+    """An option whose default differs from scratch (`--weights none`): its help gives both defaults."""
+    key = flag.lstrip("-").replace("-", "_")
+    more = f", {scratch}" if scratch else ""
+    parser.add_argument(
+        flag, type=kind, default=None,
+        help=f"{about} (default {getattr(DEFAULTS, key):g}; {SCRATCH_RECIPE[key]:g} from scratch{more})",
+    )  # fmt: skip
+
+
 def add_train_arguments(parser):
     parser.add_argument("data", help="folder of class subfolders, or with train/ val/ (test/) splits")
     parser.add_argument("--output", required=True, help="folder for the model, config, metrics, logs and plots")
@@ -50,41 +60,20 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs, help="phase 2 (0 skips it)"
     )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=None,
-        help=f"phase 1; phase 2 uses a tenth (default {DEFAULTS.learning_rate:g}; "
-        f"{SCRATCH_RECIPE['learning_rate']:g} from scratch, cosine-annealed)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--weight-decay", type=fraction, default=None,
-        help=f"decoupled weight decay, AdamW (default {DEFAULTS.weight_decay:g}, Adam; "
-        f"{SCRATCH_RECIPE['weight_decay']:g} from scratch)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--ema-momentum", type=momentum, default=None,
-        help=f"keep a moving average of the weights with this momentum, and measure dev and keep the best epoch "
-        f"on it (default {DEFAULTS.ema_momentum:g}: none; {SCRATCH_RECIPE['ema_momentum']:g} from scratch)",
-    )  # fmt: skip
+    recipe_option(parser, "--learning-rate", positive_float, "phase 1; phase 2 uses a tenth", scratch="cosine-annealed")
+    recipe_option(parser, "--weight-decay", fraction, "decoupled weight decay, AdamW; 0: Adam")
+    about = "average the weights with this momentum (0: none); dev is measured and the best epoch kept on the average"
+    recipe_option(parser, "--ema-momentum", momentum, about)
     parser.add_argument(
         "--fine-tune-from",
         default=DEFAULTS.fine_tune_from,
         help="first base layer to unfreeze (name or index; default: --fine-tune-fraction of the base)",
     )
-    parser.add_argument(
-        "--dropout", type=fraction, default=None,
-        help=f"dropout rate before the new head (default {DEFAULTS.dropout}; "
-        f"{SCRATCH_RECIPE['dropout']} from scratch)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--augment-strength", type=positive_float, default=None,
-        help=f"scales flip/rotation/zoom/colour augmentation (default {DEFAULTS.augment_strength}; "
-        f"{SCRATCH_RECIPE['augment_strength']} from scratch)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--augment-crop", type=fraction, default=None,
-        help=f"random crops: zoom in by up to this fraction of the side, shifted (default {DEFAULTS.augment_crop}; "
-        f"{SCRATCH_RECIPE['augment_crop']} from scratch)",
-    )  # fmt: skip
+    recipe_option(parser, "--dropout", fraction, "dropout rate before the new head")
+    recipe_option(parser, "--augment-strength", positive_float, "scales flip/rotation/zoom/colour augmentation")
+    recipe_option(
+        parser, "--augment-crop", fraction, "random crops: zoom in by up to this fraction of the side, shifted"
+    )
     parser.add_argument(
         "--no-class-weights", dest="class_weights", action="store_false", help="do not weight classes by rarity"
     )
@@ -96,13 +85,7 @@ def add_train_arguments(parser):
         help="train on augmented images every epoch (2-4 times the time), not on the frozen part's features "
         "computed once",
     )  # fmt: skip
-    parser.add_argument(
-        "--patience",
-        type=positive_int,
-        default=None,
-        help=f"early-stopping patience on dev, in epochs (default {DEFAULTS.patience}; "
-        f"{SCRATCH_RECIPE['patience']} from scratch)",
-    )
+    recipe_option(parser, "--patience", positive_int, "early-stopping patience on dev, in epochs")
     parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split, augmentation and weights")
     parser.add_argument(
         "--fine-tune-fraction",
