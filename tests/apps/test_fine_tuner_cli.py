@@ -315,6 +315,28 @@ def test_bad_learning_rates_are_refused(tmp_path, folder, capsys, value):
     assert code == 2 and "--learning-rate" in err and not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize(
+    "option, value", [("--ema-momentum", "1"), ("--ema-momentum", "-0.1"), ("--weight-decay", "nan")]
+)
+def test_bad_weight_averages_and_decays_are_refused(tmp_path, folder, capsys, option, value):
+    code, _, err = run(capsys, "train", folder, "--output", tmp_path / "o", *FAST, option, value)
+    assert code == 2 and option in err and not (tmp_path / "o").exists()
+
+
+def test_weight_decay_and_a_weight_average_reach_the_optimizer():
+    import keras
+
+    from apps.fine_tuner.config import FineTuneConfig
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    fine_tuner_app._compile(model, 1e-3, FineTuneConfig(weight_decay=0.05, ema_momentum=0.9))
+    optimizer = model.optimizer
+    assert isinstance(optimizer, keras.optimizers.AdamW) and optimizer.weight_decay == 0.05
+    assert optimizer.use_ema and optimizer.ema_momentum == 0.9
+    fine_tuner_app._compile(model, 1e-3, FineTuneConfig())
+    assert type(model.optimizer) is keras.optimizers.Adam and not model.optimizer.use_ema
+
+
 def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(tmp_path, folder, capsys):
     code, _, _ = run(capsys, "train", tmp_path / "no such folder", "--output", tmp_path / "o", *FAST)
     assert code == 2
