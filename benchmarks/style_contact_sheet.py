@@ -46,9 +46,8 @@ def main():
     seconds = {}
     with tempfile.TemporaryDirectory() as folder:
         columns = []
-        for model_dir in [
-            m for m in args.models if m.is_dir()
-        ]:  # saved_models/style_transfer/* holds MODEL_CARD.md too
+        # saved_models/style_transfer/* holds MODEL_CARD.md too
+        for model_dir in [m for m in args.models if m.is_dir()]:
             _, config = load_style_model(model_dir)
             fast, slow = Path(folder) / f"{config['style']}_fast", Path(folder) / f"{config['style']}_optimised"
             seconds[f"{config['style']} fast"] = run(["style", "predict", *args.photos, "--model", str(model_dir),

@@ -143,10 +143,7 @@ def calibration_images(files, image_size, count=100, seed=0):
 
     Returns:
         (images, unreadable): a float32 (N, H, W, 3) array of 0-255 pixels, and the `ImageReadError`s of the drawn
-        files that could not be read (skipped, so N may be below `count`).
-
-    Raises:
-        ValueError: no file could be read.
+        files that could not be read (skipped, so N may be below `count`, or 0: `export_tflite` then refuses).
     """
     images, unreadable = [], []
     for index in np.random.default_rng(seed).permutation(len(files))[:count]:
@@ -154,9 +151,7 @@ def calibration_images(files, image_size, count=100, seed=0):
             images.append(np.asarray(resize_images(read_image(files[index]), image_size)))
         except ImageReadError as error:
             unreadable.append(error)
-    if not images:
-        raise ValueError("int8 calibration: no readable image among the calibration files")
-    return np.stack(images).astype(np.float32), unreadable
+    return np.asarray(images, np.float32).reshape(-1, *image_size, 3), unreadable
 
 
 class TFLiteClassifier:

@@ -371,7 +371,8 @@ def _ema_swap(model):
     """[SwapEMAWeights] when the model's optimizer keeps a moving average of the weights (`use_ema`), else [].
 
     Dev is then measured on the averaged weights, and the best checkpoint holds them; between epochs the raw
-    weights are swapped back, so training (and the per-epoch backup) goes on from them.
+    weights are swapped back, so training (and the per-epoch backup) goes on from them. `metric_callbacks` run
+    before the swap and so see the raw weights: no app combines them with a weight average yet.
     """
     optimizer = getattr(model, "optimizer", None)
     optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer under --mixed-precision
