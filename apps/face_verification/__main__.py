@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from apps.cli import Verb, default_model_dir, fraction, positive_float, positive_int, run
+from apps.cli import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
     "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
@@ -111,7 +111,14 @@ def add_train_arguments(parser):
         "--head-epochs",
         type=positive_int,
         default=defaults.head_epochs,
-        help="efficientnet_lite0: epochs of the new projection alone on the frozen base first",
+        help="efficientnet_lite0: epochs of the new projection alone on the frozen base first (of the CosFace "
+        "head with --warmup-epochs)",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        default=defaults.warmup_epochs,
+        help="first, epochs of CosFace (a softmax over the training people) before the triplet loss (0: off)",
     )
     parser.add_argument(
         "--fine-tune-fraction",

@@ -430,7 +430,7 @@ def train(args):
     import keras
 
     from models.plots import plot_history
-    from models.tasks.face_embedder import DevPairs, pk_batches, triplet_phases
+    from models.tasks.face_embedder import DevPairs, labelled_batches, pk_batches, triplet_phases
     from models.training import finished_phase_model, fit_phases, remove_phase_files, save_atomically
 
     output, state = check_train_output(args)
@@ -439,7 +439,7 @@ def train(args):
         backbone=args.backbone, weights=weights, margin=args.margin, mining=args.mining, epochs=args.epochs,
         head_epochs=args.head_epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         seed=args.seed, people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
-        fine_tune_fraction=args.fine_tune_fraction, jitter=args.jitter,
+        fine_tune_fraction=args.fine_tune_fraction, jitter=args.jitter, warmup_epochs=args.warmup_epochs,
     )  # fmt: skip
     if args.resume:
         # The run's own options, whatever this command line says (as the fine-tuner resumes).
@@ -463,19 +463,24 @@ def train(args):
     if not args.json:
         print(f"{len(train_people)} training people ({sum(len(chips[n]) for n in train_people)} faces), "
               f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs); "
-              f"{config.backbone} ({config.weights}), margin {config.margin}, {config.mining} mining")  # fmt: skip
+              f"{config.backbone} ({config.weights}), margin {config.margin}, {config.mining} mining"
+              + (f", after {config.warmup_epochs} CosFace warm-up epochs" if config.warmup_epochs else ""))  # fmt: skip
 
     output.mkdir(parents=True, exist_ok=True)
     model = build_face_embedder(config.backbone, config.weights)
     dev = DevPairs(dev_stack, pairs, same, on_measure=lambda epoch, logs: warn(
-        PROG, f"epoch {epoch}: triplet loss {logs.get('loss', float('nan')):.4f}, "
-              f"dev 10-fold accuracy {logs['val_pair_accuracy']:.4f}"))  # fmt: skip
+        PROG, f"epoch {epoch}: loss {logs.get('loss', float('nan')):.4f}, "
+              f"dev 10-fold accuracy {logs['val_pair_accuracy']:.4f}"), embedder=model)  # fmt: skip
     before_distances = dev.distances(model)
     before = verification_report(before_distances, same, best_threshold(before_distances, same))
     before_accuracy = ten_fold_accuracy(before_distances, same)[0]
     start = model.get_weights()
+    groups = [chips[n] for n in train_people]
+    batch_size = config.people_per_batch * config.images_per_person
+    warmup_data = labelled_batches(groups, batch_size, config.seed, config.jitter) if config.warmup_epochs else None
     phases = triplet_phases(model, config.backbone, config.weights, config.learning_rate, config.margin,
-                            config.mining, config.epochs, config.head_epochs, config.fine_tune_fraction)  # fmt: skip
+                            config.mining, config.epochs, config.head_epochs, config.fine_tune_fraction,
+                            config.warmup_epochs, warmup_data, identities=len(train_people))  # fmt: skip
     if state["phase_done"]:
         model.set_weights(finished_phase_model(output, phases, state["phase_done"], compile=False).get_weights())
     else:
@@ -483,7 +488,7 @@ def train(args):
             to_json({"app": APP, **config.to_dict(), "dev_people": dev_people, "data": data})
         )
         (output / "state.json").write_text(json.dumps(state))
-    batches = pk_batches([chips[n] for n in train_people], config.people_per_batch, config.images_per_person,
+    batches = pk_batches(groups, config.people_per_batch, config.images_per_person,
                          config.seed, config.jitter).repeat()  # fmt: skip
     # steps_per_epoch through a finite view: Keras' fit takes it from the dataset.
     summary = fit_phases(

@@ -23,6 +23,8 @@ class FaceConfig:
     people_per_batch: int = 8
     images_per_person: int = 4
     epochs: int = 10
+    # CosFace epochs before the triplet loss (models.losses.cosface): measured on Lite0, see the model card.
+    warmup_epochs: int = 0
     head_epochs: int = 3  # an ImageNet backbone's projection alone first, on the frozen base
     fine_tune_fraction: float = 1.0  # then this top part of its base (batch norm stays frozen)
     jitter: float = 0.0  # training chips shifted and zoomed by up to this fraction of the side

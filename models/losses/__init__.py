@@ -1,1 +1,1 @@
-"""Losses the apps train with: triplet losses for face embeddings (detection and style losses to come)."""
+"""Losses the apps train with: triplet and CosFace losses for face embeddings, style losses."""

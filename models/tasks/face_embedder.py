@@ -90,6 +90,30 @@ def pk_batches(groups, people_per_batch, images_per_person, seed, jitter=0.0):
             yield np.concatenate(images).astype(np.float32), np.array(labels, np.int32)
 
     signature = (tf.TensorSpec((None, CHIP_SIZE, CHIP_SIZE, 3), tf.float32), tf.TensorSpec((None,), tf.int32))
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.map(_face_augmentation(seed, jitter), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def labelled_batches(groups, batch_size, seed, jitter=0.0):
+    """A tf.data pass over every chip of `groups` (shuffled anew each pass), labelled with its group's index and
+    augmented as `pk_batches` does: the batches of a classification loss over identities (`CosFaceLoss`).
+
+    Yields:
+        (float32 (batch, 150, 150, 3) 0-255 chips, int32 (batch,) person indices).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    images = np.concatenate(groups)
+    labels = np.concatenate([np.full(len(own), label, np.int32) for label, own in enumerate(groups)])
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).shuffle(len(images), seed=seed)
+    dataset = dataset.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+    return dataset.map(_face_augmentation(seed, jitter), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _face_augmentation(seed, jitter):
+    """The training chips' augmentation (see `pk_batches`), a function of a batch (images, labels)."""
+    import tensorflow as tf
 
     moves = []
     if jitter > 0:
@@ -103,23 +127,23 @@ def pk_batches(groups, people_per_batch, images_per_person, seed, jitter=0.0):
         images = tf.clip_by_value(images + tf.random.uniform((tf.shape(images)[0], 1, 1, 1), -20.0, 20.0), 0, 255)
         return images, labels
 
-    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    return dataset.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return augment
 
 
 class DevPairs(keras.callbacks.Callback):
     """Puts the dev pairs' LFW 10-fold accuracy (`val_pair_accuracy`) in each epoch's logs, for checkpoints and early
     stopping: `chips` float32 (n, 150, 150, 3) 0-255 of people held out of training, `pairs` (m, 2) indices into
-    them, `same` (m,) 1 for same-person pairs."""
+    them, `same` (m,) 1 for same-person pairs. `embedder`: the model to measure when training fits another one
+    around it (a classifier for the CosFace warm-up); by default, the model being trained."""
 
-    def __init__(self, chips, pairs, same, on_measure=None):
+    def __init__(self, chips, pairs, same, on_measure=None, embedder=None):
         super().__init__()
-        self.chips, self.pairs, self.same, self.on_measure = chips, pairs, same, on_measure
+        self.chips, self.pairs, self.same, self.on_measure, self.embedder = chips, pairs, same, on_measure, embedder
 
     def distances(self, model=None):
         import numpy as np
 
-        embeddings = embed_chips(model or self.model, self.chips)
+        embeddings = embed_chips(model or self.embedder or self.model, self.chips)
         return np.linalg.norm(embeddings[self.pairs[:, 0]] - embeddings[self.pairs[:, 1]], axis=1)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -133,14 +157,23 @@ class DevPairs(keras.callbacks.Callback):
 
 
 def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epochs, head_epochs=3,
-                   fine_tune_fraction=1.0):  # fmt: skip
+                   fine_tune_fraction=1.0, warmup_epochs=0, warmup_data=None, identities=0):  # fmt: skip
     """`models.training.fit_phases` phases for triplet training (`models.losses.triplet.TripletLoss`).
 
     An ImageNet backbone first trains its new projection on the frozen base for `head_epochs` at 10x the rate
     (the fine-tuner's two phases), then the top `fine_tune_fraction` of the base (all of it at 1.0) but its batch
-    norm at `learning_rate`; dlib's network
-    (already a face embedder) and a network from scratch train whole in one phase.
+    norm at `learning_rate`; dlib's network (already a face embedder) and a network from scratch train whole in one
+    phase.
+
+    With `warmup_epochs` > 0, a CosFace warm-up comes first (`models.losses.cosface`; softmax pre-training before
+    the triplet loss, as in Parkhi et al. 2015, "Deep Face Recognition"): the network under a `CosineClassifier`
+    over the `identities` training people, fitted on `warmup_data` (`labelled_batches`, one pass an epoch) at 3x
+    the rate on a cosine decay. For an ImageNet backbone the head phase then trains the projection and the
+    classifier (phase "warmup_head"), and the warm-up goes on with the base as in fine-tuning ("warmup"); the
+    triplet phase that follows needs no head phase of its own. The classifier is dropped afterwards: the saved
+    model is the embedder.
     """
+    from models.losses.cosface import CosFaceLoss, CosineClassifier
     from models.losses.triplet import TripletLoss
     from models.training import unfreeze_top
 
@@ -148,8 +181,37 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
         model.compile(keras.optimizers.Adam(rate), loss=TripletLoss(margin, mining))
 
     bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
-    if backbone == "efficientnet_lite0" and weights not in (None, "none", "None") and bases:
-        base = bases[0]
+    pretrained_base = backbone == "efficientnet_lite0" and weights not in (None, "none", "None") and bases
+    base = bases[0] if pretrained_base else None
+    classifier = []  # built once, shared by the warm-up phases
+
+    def warm(rate):
+        if not classifier:
+            inputs = keras.Input(model.input_shape[1:], name="chip")
+            classifier.append(keras.Model(inputs, CosineClassifier(identities, name="identities")(model(inputs))))
+        classifier[0].compile(keras.optimizers.Adam(rate), loss=CosFaceLoss())
+        return {"model": classifier[0], "train_data": warmup_data}
+
+    def warmup_head(model):
+        base.trainable = False
+        return warm(learning_rate * 10)
+
+    def warmup(model):
+        if base is not None:
+            unfreeze_top(base, fraction=fine_tune_fraction)
+        else:
+            model.trainable = True
+        steps = warmup_epochs * int(warmup_data.cardinality())
+        return warm(keras.optimizers.schedules.CosineDecay(learning_rate * 3, max(steps, 1)))
+
+    phases = []
+    if warmup_epochs:
+        if base is not None:
+            phases.append({"name": "warmup_head", "epochs": head_epochs, "prepare": warmup_head,
+                           "description": "CosFace: the projection on the frozen base"})  # fmt: skip
+        phases.append({"name": "warmup", "epochs": warmup_epochs, "prepare": warmup, "description": "CosFace"})
+
+    if base is not None:
 
         def head(model):
             base.trainable = False
@@ -159,11 +221,12 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
             unfreeze_top(base, fraction=fine_tune_fraction)
             compile_with(learning_rate)
 
-        return [{"name": "head", "epochs": head_epochs, "prepare": head},
-                {"name": "fine_tune", "epochs": epochs, "prepare": fine_tune}]  # fmt: skip
+        if not warmup_epochs:
+            phases.append({"name": "head", "epochs": head_epochs, "prepare": head})
+        return [*phases, {"name": "fine_tune", "epochs": epochs, "prepare": fine_tune}]
 
     def whole(model):
         model.trainable = True
         compile_with(learning_rate)
 
-    return [{"name": "train", "epochs": epochs, "prepare": whole}]
+    return [*phases, {"name": "train", "epochs": epochs, "prepare": whole}]

@@ -136,14 +136,19 @@ def test_another_apps_folder_and_another_models_gallery_are_refused(people, caps
     assert code == 0 and json.loads(out)["people"] == {"ada": 1}
 
 
-def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsys, keras_home):
+def four_people(folder):
+    """Four "people" of two photos each (a photo and its mirror image), made from the two faces at hand."""
     astronaut = Image.open(FACES / "astronaut_face.jpg").convert("RGB")
     camera = Image.open(EXAMPLES / "camera.png").convert("RGB").crop((100, 0, 512, 412))
     for person, source in enumerate((astronaut, camera, astronaut.rotate(8), camera.rotate(-8))):
-        folder = tmp_path / "people" / f"p{person}"
-        folder.mkdir(parents=True)
-        source.save(folder / "a.png")
-        source.transpose(Image.FLIP_LEFT_RIGHT).save(folder / "b.png")
+        (folder / f"p{person}").mkdir(parents=True)
+        source.save(folder / f"p{person}" / "a.png")
+        source.transpose(Image.FLIP_LEFT_RIGHT).save(folder / f"p{person}" / "b.png")
+    return folder
+
+
+def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsys, keras_home):
+    four_people(tmp_path / "people")
     output = tmp_path / "model"
     code, out, err = run(
         capsys, "train", tmp_path / "people", "--output", output, "--backbone", "small_resnet", "--weights", "none",
@@ -179,6 +184,32 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
         capsys, "verify", FACES / "astronaut_face.jpg", FACES / "astronaut_face.jpg", "--model", output
     )
     assert code == 0, err and "same person" in out
+
+
+def test_a_cosface_warmup_trains_before_the_triplet_phase_and_the_embedder_is_what_is_saved(tmp_path, capsys,
+                                                                                              keras_home):  # fmt: skip
+    output = tmp_path / "model"
+    code, out, err = run(
+        capsys, "train", four_people(tmp_path / "people"), "--output", output, "--backbone", "small_resnet",
+        "--weights", "none", "--warmup-epochs", "2", "--epochs", "1", "--steps-per-epoch", "2",
+        "--people-per-batch", "2", "--images-per-person", "2", "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out)
+    assert [name for name in result["phases"] if name != "kept"] == ["warmup", "train"]
+    with open(output / "history_warmup.csv") as file:
+        rows = list(csv.DictReader(file))
+    # Two epochs of a softmax over the 3 training people (one of the 4 is held out for dev pairs), each measured
+    # on the dev pairs through the embedder inside the classifier.
+    assert len(rows) == 2 and all(0 <= float(row["val_pair_accuracy"]) <= 1 for row in rows)
+    assert json.loads((output / "config.json").read_text())["warmup_epochs"] == 2
+    import keras
+
+    model = keras.saving.load_model(output / "model.keras", compile=False)
+    assert model.output_shape == (None, 128)
+    code, out, err = run(capsys, "verify", FACES / "astronaut_face.jpg", FACES / "astronaut_face.jpg", "--model",
+                         output, "--json")  # fmt: skip
+    assert code == 0 and json.loads(out)["distance"] == pytest.approx(0, abs=1e-5)
 
 
 def test_user_mistakes_change_nothing_and_say_so(people, capsys, keras_home, tmp_path):

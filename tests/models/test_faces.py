@@ -211,3 +211,20 @@ def test_pk_batches_hold_p_people_with_k_chips_each_from_their_own_folder():
         assert len(people) == 3 and (counts == 4).all()
         for image, label in zip(images, labels, strict=True):
             assert np.abs(image - levels[label]).max() <= 20.0 + 1e-3
+
+
+def test_labelled_batches_give_every_chip_once_a_pass_with_its_persons_label():
+    from models.tasks.face_embedder import labelled_batches
+
+    levels = [20, 80, 140, 200]
+    groups = [np.full((n, 150, 150, 3), level, np.uint8) for n, level in zip((2, 3, 1, 4), levels, strict=True)]
+    dataset = labelled_batches(groups, 4, seed=1, jitter=0.1)
+    assert int(dataset.cardinality()) == 3  # 10 chips in batches of 4
+    for _ in range(2):  # a second pass gives them all again
+        labels = []
+        for images, batch_labels in dataset:
+            assert images.dtype == np.float32
+            for image, label in zip(images.numpy(), batch_labels.numpy(), strict=True):
+                assert np.abs(image - levels[label]).max() <= 20.0 + 1e-3
+            labels += batch_labels.numpy().tolist()
+        assert sorted(labels) == [0, 0, 1, 1, 1, 2, 3, 3, 3, 3]
