@@ -15,21 +15,24 @@ def _pyplot():
     return plt
 
 
-def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"), mode="min"):
+def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"), mode="min", loss_names=None):
     """Loss and accuracy per epoch, train vs dev, from one Keras CSVLogger file or several phases in order.
 
     Phase boundaries are dashed lines, the best epoch (best `monitor` over all phases: the weights a run keeps)
     is marked, and epochs are whole numbers counted from 1. `keys`: the two panels (each train and "val_" dev);
-    `mode`: "min" or "max", how `monitor` improves.
+    `mode`: "min" or "max", how `monitor` improves. `loss_names`: one name per file, when phases train with
+    two different losses (e.g. CosFace then triplet, on scales 100x apart): the first panel then draws the second
+    loss on its own right-hand axis (dotted), its lines never joined to the first's.
     """
     files = history_csv if isinstance(history_csv, list | tuple) else [history_csv]
-    rows, boundaries = [], []
-    for name in files:
+    rows, boundaries, phase_of = [], [], []
+    for index, name in enumerate(files):
         with open(name) as file:
             phase_rows = list(csv.DictReader(file))
         if rows and phase_rows:
             boundaries.append(len(rows) + 0.5)
         rows.extend(phase_rows)
+        phase_of += [index] * len(phase_rows)
     if not rows:
         return None
     plt = _pyplot()
@@ -40,19 +43,40 @@ def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"
     pick = np.nanargmin if mode == "min" else np.nanargmax
     # The best epoch of all phases: the weights the run keeps (fit_phases keeps an earlier phase that was better).
     best = 1 + int(pick(values)) if not np.all(np.isnan(values)) else None
+    # With two losses, the rows of each (the first panel draws them on two axes).
+    losses = list(dict.fromkeys(loss_names or []))
+    split = (
+        [[k for k in range(len(rows)) if loss_names[phase_of[k]] == loss] for loss in losses]
+        if len(losses) == 2
+        else None
+    )
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, key in zip(axes, keys, strict=True):
-        for prefix, label in (("", "train"), ("val_", "dev")):
-            if prefix + key in rows[0]:
-                axis.plot(epochs, [float(r[prefix + key]) for r in rows], marker=".", label=label)
+        if key == keys[0] and split:
+            panels = [(axis, losses[0], split[0]), (axis.twinx(), losses[1], split[1])]
+        else:
+            panels = [(axis, None, range(len(rows)))]
+        lines = []
+        for target, loss, shown in panels:
+            for color, (prefix, label) in enumerate((("", "train"), ("val_", "dev"))):
+                if prefix + key not in rows[0]:
+                    continue
+                series = [float(rows[k][prefix + key] or "nan") for k in shown]
+                style = {"marker": ".", "color": f"C{color}", "linestyle": "-" if target is axis else ":"}
+                lines += target.plot([epochs[k] for k in shown], series, label=f"{label} ({loss})" if loss else label,
+                                     **style)  # fmt: skip
+            if loss:
+                target.set_ylabel(f"{loss} {key}")
         for index, boundary in enumerate(boundaries):
-            axis.axvline(boundary, color="gray", linestyle="--", label="next phase" if index == 0 else None)
+            lines.append(
+                axis.axvline(boundary, color="gray", linestyle="--", label="next phase" if index == 0 else None)
+            )
         if best is not None:
-            axis.axvline(best, color="green", alpha=0.4, linewidth=4, label=f"best epoch ({best})")
+            lines.append(axis.axvline(best, color="green", alpha=0.4, linewidth=4, label=f"best epoch ({best})"))
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(key)
-        axis.legend()
+        axis.legend(handles=[line for line in lines if not line.get_label().startswith("_")])
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

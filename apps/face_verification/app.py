@@ -514,9 +514,12 @@ def train(args):
         to_json({"app": APP, **config.to_dict(), "dev_people": dev_people, "data": data}, indent=2)
     )
     remove_phase_files(output, phases)
-    histories = [output / f"history_{phase['name']}.csv" for phase in phases]
-    plot_history([h for h in histories if h.exists()], output / "training_curves.png", monitor="val_pair_accuracy",
-                 keys=("loss", "pair_accuracy"), mode="max")  # fmt: skip
+    histories = [(output / f"history_{phase['name']}.csv", phase["name"]) for phase in phases]
+    histories = [
+        (path, "CosFace" if name.startswith("warmup") else "triplet") for path, name in histories if path.exists()
+    ]
+    plot_history([path for path, _ in histories], output / "training_curves.png", monitor="val_pair_accuracy",
+                 keys=("loss", "pair_accuracy"), mode="max", loss_names=[loss for _, loss in histories])  # fmt: skip
     metrics = {"dev_accuracy_before_training": before_accuracy, "dev_accuracy": accuracy,
                "dev_before_training": before, "dev": report, "phases": summary}  # fmt: skip
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
