@@ -78,16 +78,14 @@ def train(args):
 
     from models.data.detection import cache_images, letterboxed_set, make_detection_dataset
     from models.plots import plot_history
-    from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, make_losses
+    from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, detector_phases
     from models.training import (
         finished_phase_model,
         fit_phases,
-        make_learning_rate,
         make_strategy,
         phase_report,
         remove_phase_files,
         save_atomically,
-        unfreeze_top,
     )
 
     if args.image_size % 32:
@@ -173,40 +171,8 @@ def train(args):
             num_classes, size, args.backbone, args.weights, anchors_per_scale=len(anchors) // 3
         )
 
-    def prepare(learning_rate, epochs, unfreeze):
-        def run(trained):
-            if unfreeze:
-                unfreeze_top(trained.get_layer("backbone"), fraction=args.fine_tune_fraction)
-            else:
-                trained.get_layer("backbone").trainable = False
-            schedule = make_learning_rate(learning_rate, "cosine", steps, epochs)
-            trained.compile(optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, size, num_classes))
-
-        return run
-
-    phases = [
-        {
-            "name": "head",
-            "epochs": args.epochs[0],
-            "prepare": prepare(args.learning_rate[0], args.epochs[0], False),
-            "description": "neck and head on the frozen backbone",
-        },
-        {
-            "name": "fine_tune",
-            "epochs": args.epochs[1],
-            "prepare": prepare(args.learning_rate[1], args.epochs[1], True),
-            "description": "the whole network",
-        },
-    ]
-    phases = [phase for phase in phases if phase["epochs"] > 0]
-    if args.weights == "none":  # Nothing pretrained to protect: one phase, everything trains.
-        phases = [
-            {
-                "name": "fine_tune",
-                "epochs": sum(args.epochs),
-                "prepare": prepare(args.learning_rate[0], sum(args.epochs), True),
-            }
-        ]
+    phases = detector_phases(anchors, size, num_classes, args.epochs, args.learning_rate, steps,
+                             args.fine_tune_fraction, pretrained=args.weights != "none")  # fmt: skip
     output.mkdir(parents=True, exist_ok=True)
     config = {
         "app": APP,

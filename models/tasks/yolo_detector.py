@@ -254,6 +254,42 @@ def make_losses(anchors, image_size, num_classes):
     ]
 
 
+def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, steps_per_epoch,
+                    fine_tune_fraction=1.0, pretrained=True):  # fmt: skip
+    """`models.training.fit_phases` phases for a detector from `build_yolo_detector` (its base named "backbone").
+
+    A pretrained backbone: "head" (neck and head on the frozen backbone) for `epochs[0]` at `learning_rates[0]`, then
+    "fine_tune" (the top `fine_tune_fraction` of the backbone, batch norm frozen) for `epochs[1]` at
+    `learning_rates[1]`; a phase of 0 epochs is left out. From scratch (`pretrained=False`) nothing needs protecting:
+    one "fine_tune" phase of sum(epochs) at `learning_rates[0]`. Each phase: Adam on a cosine schedule over its own
+    steps, the three scales' `YoloLoss`.
+    """
+    from models.training import make_learning_rate, unfreeze_top
+
+    def prepare(learning_rate, phase_epochs, unfreeze):
+        def run(trained):
+            if unfreeze:
+                unfreeze_top(trained.get_layer("backbone"), fraction=fine_tune_fraction)
+            else:
+                trained.get_layer("backbone").trainable = False
+            schedule = make_learning_rate(learning_rate, "cosine", steps_per_epoch, phase_epochs)
+            trained.compile(
+                optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, image_size, num_classes)
+            )
+
+        return run
+
+    if not pretrained:
+        return [{"name": "fine_tune", "epochs": sum(epochs), "prepare": prepare(learning_rates[0], sum(epochs), True)}]
+    phases = [
+        {"name": "head", "epochs": epochs[0], "prepare": prepare(learning_rates[0], epochs[0], False),
+         "description": "neck and head on the frozen backbone"},
+        {"name": "fine_tune", "epochs": epochs[1], "prepare": prepare(learning_rates[1], epochs[1], True),
+         "description": "the whole network"},
+    ]  # fmt: skip
+    return [phase for phase in phases if phase["epochs"] > 0]
+
+
 # === Inference ===
 
 

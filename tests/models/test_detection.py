@@ -283,3 +283,17 @@ def test_layout_problems_are_refused(tmp_path):
     (tmp_path / "ok.json").write_text(json.dumps({"images": [], "annotations": [], "categories": []}))
     with pytest.raises(DataError, match="no image with readable annotations"):
         read_detection_folder(tmp_path / "ok.json")
+
+
+def test_detector_phases_protect_a_pretrained_backbone_and_drop_empty_phases():
+    from models.tasks.yolo_detector import detector_phases
+
+    anchors = np.full((9, 2), 0.1, np.float32)
+
+    def plan(epochs, pretrained=True):
+        phases = detector_phases(anchors, 64, 2, epochs, (1e-3, 1e-4), 5, pretrained=pretrained)
+        return [(phase["name"], phase["epochs"]) for phase in phases]
+
+    assert plan((3, 4)) == [("head", 3), ("fine_tune", 4)]
+    assert plan((0, 4)) == [("fine_tune", 4)] and plan((3, 0)) == [("head", 3)]
+    assert plan((3, 4), pretrained=False) == [("fine_tune", 7)]  # nothing to protect: one phase, everything trains
