@@ -242,20 +242,24 @@ def momentum(text):
     return _number(text, lambda value: 0 <= value < 1, "a number from 0 up to (not including) 1")
 
 
-def positive_int(text):
-    """argparse type: a whole number of at least 1 (epochs, batch size)."""
+def _whole_number(text, least):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}, got {text!r}")
     return value
+
+
+def positive_int(text):
+    """argparse type: a whole number of at least 1 (epochs, batch size)."""
+    return _whole_number(text, 1)
 
 
 def non_negative_int(text):
     """argparse type: a whole number of at least 0 (epochs of an optional phase, patience)."""
-    return 0 if text.strip() == "0" else positive_int(text)
+    return _whole_number(text, 0)
 
 
 def warn(prog, message):

@@ -91,7 +91,7 @@ def add_train_arguments(parser):
     from apps.face_verification.config import FaceConfig
 
     defaults = FaceConfig()
-    parser.add_argument("folder", help="one subfolder per person (2 or more photos each)")
+    parser.add_argument("folder", help="one subfolder per person (2 or more photos each; at least 4 such people)")
     parser.add_argument("--output", required=True, help="the new model folder")
     parser.add_argument(
         "--backbone", default=defaults.backbone, choices=["dlib", "efficientnet_lite0", "small_resnet"],
@@ -106,7 +106,12 @@ def add_train_arguments(parser):
                         help="P: people per batch (a triplet needs another person)")  # fmt: skip
     parser.add_argument("--images-per-person", type=at_least_two, default=defaults.images_per_person,
                         help="K: photos of each person per batch (a triplet needs two)")  # fmt: skip
-    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, help="most epochs (of fine-tuning)")
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=defaults.epochs,
+        help="most epochs of the triplet phase (after the head or warm-up phases)",
+    )
     parser.add_argument(
         "--head-epochs",
         type=positive_int,
@@ -118,7 +123,8 @@ def add_train_arguments(parser):
         "--warmup-epochs",
         type=non_negative_int,
         default=defaults.warmup_epochs,
-        help="first, epochs of CosFace (a softmax over the training people) before the triplet loss (0: off)",
+        help="first, epochs of CosFace (a softmax over the training people; each epoch one pass over their faces, "
+        "whatever --steps-per-epoch) before the triplet loss (0: off)",
     )
     parser.add_argument(
         "--fine-tune-fraction",
@@ -132,9 +138,16 @@ def add_train_arguments(parser):
         default=defaults.jitter,
         help="shift and zoom training chips by up to this fraction of their side (0: off)",
     )
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="batches")
+    parser.add_argument(
+        "--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="triplet batches per epoch"
+    )
     parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
-    parser.add_argument("--patience", type=positive_int, default=3, help="epochs without a better dev accuracy")
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=3,
+        help="a phase stops after this many epochs without a better dev accuracy",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the dev people, batches, weights")
     parser.add_argument(
         "--resume",

@@ -189,6 +189,8 @@ def test_train_keeps_the_best_dev_epoch_and_stores_its_threshold(tmp_path, capsy
 def test_a_cosface_warmup_trains_before_the_triplet_phase_and_the_embedder_is_what_is_saved(tmp_path, capsys,
                                                                                               keras_home):  # fmt: skip
     output = tmp_path / "model"
+    code, _, err = run(capsys, "train", tmp_path / "people", "--output", output, "--warmup-epochs", "-1")
+    assert code == 2 and "at least 0, got '-1'" in err and not output.exists()  # 0 (off) is allowed, -1 is not
     code, out, err = run(
         capsys, "train", four_people(tmp_path / "people"), "--output", output, "--backbone", "small_resnet",
         "--weights", "none", "--warmup-epochs", "2", "--epochs", "1", "--steps-per-epoch", "2",
