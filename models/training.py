@@ -301,33 +301,44 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
     for index, phase in enumerate(phases):
         name = phase["name"]
         history_file = output_dir / f"history_{name}.csv"
+        # Weights only: saving and reading back a whole .keras file cost about a second each (measured on Lite0).
+        best_file = output_dir / f"best_{name}.weights.h5"
+        # The epoch and `monitor` value of the weights in best_file, written once they are (the history may hold a
+        # better epoch whose checkpoint a killed process never finished).
+        best_mark = output_dir / f"best_{name}.json"
         if index < start_phase:
-            summary[name] = _phase_summary(history_file, monitor, mode)
+            summary[name] = _phase_summary(history_file, monitor, mode, best_mark)
             continue
         overrides = phase["prepare"](model) or {}
         trained = overrides.get("model", model)
         previous = [row[monitor] for row in read_history(history_file) if monitor in row]
-        # Weights only: saving and reading back a whole .keras file cost about a second each (measured on Lite0).
-        best_file = output_dir / f"best_{name}.weights.h5"
+        kept = json.loads(best_mark.read_text())["best"] if best_file.exists() and best_mark.exists() else None
+        if kept is None and best_file.exists() and previous:  # a run from before the marks
+            kept = best_of(previous)
         # Written under a temporary name, then renamed: a process killed while writing keeps the previous best.
         best_written = output_dir / f".best_{name}.tmp.weights.h5"
         best_written.unlink(missing_ok=True)
+
+        def keep_best(epoch, logs, src=best_written, dst=best_file, mark=best_mark):
+            if src.exists():
+                src.replace(dst)
+                mark.write_text(json.dumps({"best_epoch": epoch + 1, "best": float((logs or {})[monitor])}))
+
         stop_on_nan = StopOnNaN()
         callbacks = [
-            # First, so that an epoch is backed up before it is logged. double_checkpoint keeps the previous backup,
-            # so a process killed while writing one resumes from the other.
             *metric_callbacks,  # dev measures first: an epoch is backed up only once it can be logged in full
+            # double_checkpoint keeps the previous backup, so a process killed while writing one resumes from the
+            # other. The epoch is logged right after its backup: a process killed in between (or later, while the
+            # best checkpoint is written) neither loses the epoch from the history nor logs it twice.
             keras.callbacks.BackupAndRestore(str(output_dir / f"backup_{name}"), double_checkpoint=True),
+            keras.callbacks.CSVLogger(str(history_file), append=True),
             stop_on_nan,
             *_ema_swap(trained),  # after the backup (which keeps the raw weights), before the best checkpoint
             keras.callbacks.ModelCheckpoint(
                 str(best_written), monitor=monitor, save_best_only=True, save_weights_only=True, mode=mode,
-                initial_value_threshold=best_of(previous) if previous else None,
+                initial_value_threshold=kept,
             ),
-            keras.callbacks.LambdaCallback(
-                on_epoch_end=lambda *_, src=best_written, dst=best_file: src.exists() and src.replace(dst)
-            ),
-            keras.callbacks.CSVLogger(str(history_file), append=True),
+            keras.callbacks.LambdaCallback(on_epoch_end=keep_best),
             *extra_callbacks,
         ]  # fmt: skip
         if patience is not None:
@@ -355,7 +366,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             )
         save_atomically(model, output_dir / f"{name}.keras")
         (output_dir / "state.json").write_text(json.dumps({"phase_done": index + 1}))
-        summary[name] = _phase_summary(history_file, monitor, mode)
+        summary[name] = _phase_summary(history_file, monitor, mode, best_mark)
     # A later phase that never beat an earlier one on dev (fine-tuning a small data set can do that): keep the
     # earlier phase's result.
     scored = [name for name in summary if summary[name]["best"] is not None]
@@ -668,15 +679,21 @@ def remove_phase_files(output_dir, phases):
     """Delete what `fit_phases` kept for `--resume` (each phase's final model and best weights, and state.json), once
     the run's own model is saved."""
     for phase in phases:
-        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.weights.h5"):
+        for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.weights.h5", f"best_{phase['name']}.json"):
             (output_dir / leftover).unlink(missing_ok=True)
     (output_dir / "state.json").unlink(missing_ok=True)
 
 
-def _phase_summary(history_file, monitor, mode="min"):
+def _phase_summary(history_file, monitor, mode="min", best_mark=None):
+    """{"epochs", "best_epoch" (1-based), "best"} of a phase: from its best checkpoint's mark when there is one (the
+    weights the phase ends with), else from its history."""
+    import json
+
     values = [row.get(monitor, float("nan")) for row in read_history(history_file)]
     if not values:
         return {"epochs": 0, "best_epoch": None, "best": None}
+    if best_mark is not None and best_mark.exists():
+        return {"epochs": len(values), **json.loads(best_mark.read_text())}
     sign = 1 if mode == "min" else -1
     best = min(range(len(values)), key=lambda i: sign * values[i] if values[i] == values[i] else float("inf"))
     return {"epochs": len(values), "best_epoch": best + 1, "best": values[best]}

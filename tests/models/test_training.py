@@ -1,3 +1,6 @@
+import csv
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -209,6 +212,14 @@ def test_a_process_killed_while_writing_the_best_checkpoint_keeps_the_previous_o
     # The resumed run ends with the phase's best weights (none half-written left behind).
     assert summary["phase1"]["best_epoch"] is not None and not list(tmp_path.glob(".best_*"))
     model.load_weights(tmp_path / "best_phase1.weights.h5")
+    # The epoch whose checkpoint was cut short had been backed up: it is in the history once, not lost or repeated.
+    with open(tmp_path / "history_phase1.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
+    # The summary names the epoch whose weights the checkpoint holds, with its dev loss from the history.
+    best = summary["phase1"]
+    assert best == {"epochs": 3, **json.loads((tmp_path / "best_phase1.json").read_text())}
+    assert float(rows[best["best_epoch"] - 1]["val_loss"]) == pytest.approx(best["best"])
 
 
 def test_frozen_part_features_feed_both_phases_from_one_pass_of_the_frozen_part():
