@@ -43,6 +43,13 @@ def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"
     pick = np.nanargmin if mode == "min" else np.nanargmax
     # The best epoch of all phases: the weights the run keeps (fit_phases keeps an earlier phase that was better).
     best = 1 + int(pick(values)) if not np.all(np.isnan(values)) else None
+    # Phases by name (history_<name>.csv) and the epoch each starts at; the best epoch also counted within its phase.
+    names = [Path(name).stem.removeprefix("history_") for name in files]
+    starts = {names[index]: phase_of.index(index) + 1 for index in dict.fromkeys(phase_of)}
+    best_label = f"best epoch ({best})"
+    if best is not None and len(starts) > 1:
+        phase = names[phase_of[best - 1]]
+        best_label = f"best epoch ({best}: {phase} {best - starts[phase] + 1})"
     # With two losses, the rows of each (the first panel draws them on two axes).
     losses = list(dict.fromkeys(loss_names or []))
     split = (
@@ -62,7 +69,8 @@ def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"
                 if prefix + key not in rows[0]:
                     continue
                 series = [float(rows[k][prefix + key] or "nan") for k in shown]
-                style = {"marker": ".", "color": f"C{color}", "linestyle": "-" if target is axis else ":"}
+                second = target is not axis  # the second loss: its own colours and a dotted line
+                style = {"marker": ".", "color": f"C{color + 2 * second}", "linestyle": ":" if second else "-"}
                 lines += target.plot([epochs[k] for k in shown], series, label=f"{label} ({loss})" if loss else label,
                                      **style)  # fmt: skip
             if loss:
@@ -72,11 +80,17 @@ def plot_history(history_csv, path, monitor="val_loss", keys=("loss", "accuracy"
                 axis.axvline(boundary, color="gray", linestyle="--", label="next phase" if index == 0 else None)
             )
         if best is not None:
-            lines.append(axis.axvline(best, color="green", alpha=0.4, linewidth=4, label=f"best epoch ({best})"))
+            lines.append(axis.axvline(best, color="green", alpha=0.4, linewidth=4, label=best_label))
+        if len(starts) > 1:  # each phase's name where it starts
+            for name, start in starts.items():
+                axis.text(start - 0.45, 0.98, name, transform=axis.get_xaxis_transform(), fontsize=7, color="gray",
+                          rotation=90, ha="left", va="top")  # fmt: skip
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_title(key)
-        axis.legend(handles=[line for line in lines if not line.get_label().startswith("_")])
+        # Two losses: each falls from its own top left corner; "best" (it sees one axis) may cover the second.
+        axis.legend(handles=[line for line in lines if not line.get_label().startswith("_")],
+                    loc="upper center" if len(panels) > 1 else "best")  # fmt: skip
         axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -330,8 +330,7 @@ def evaluate(args):
         truth = "same person" if s else "different"
         wrong = (distances[i] <= face_model.config.threshold) != bool(s)
         label = lambda path: short_name(f"{Path(path).parent.name}/{Path(path).name}", 26)  # noqa: E731
-        captions.append(f"{label(a)}\n{label(b)}\ntruth: {truth}, d {distances[i]:.3f}"
-                        + (" (WRONG)" if wrong else ""))  # fmt: skip
+        captions.append(f"{label(a)}\n{label(b)}\ntruth: {truth}\nd {distances[i]:.3f}" + (", WRONG" if wrong else ""))
     title = f"Worst pairs (threshold {face_model.config.threshold:.3f}): same people far apart, then different close"
     plot_gallery(images, captions, output / "worst_pairs.png", title, columns=4)
     result = {

@@ -22,6 +22,9 @@ def test_two_losses_get_two_axes_and_no_line_joins_them(tmp_path, monkeypatch):
     assert drawn["train (CosFace)"] == [[1, 15.0], [2, 12.0], [3, 9.0]]
     assert drawn["train (triplet)"] == [[4, 0.13], [5, 0.05]]
     assert twin.get_ylabel() == "triplet loss" and loss_axis.get_ylabel() == "CosFace loss"
+    # Each phase named where it starts; the best epoch counted overall and within its phase (as metrics.json does).
+    assert [text.get_text() for text in accuracy_axis.texts] == ["warmup", "fine_tune"]
+    assert "best epoch (3: warmup 3)" in [line.get_label() for line in accuracy_axis.get_lines()]
     # One loss (the fine-tuner's phases): one axis, one line through every epoch.
     plot_history(files, tmp_path / "one.png", monitor="val_pair_accuracy", keys=("loss", "pair_accuracy"), mode="max")
     assert len(figures[1].axes) == 2
