@@ -148,7 +148,13 @@ def add_train_arguments(parser):
         default=3,
         help="a phase stops after this many epochs without a better dev accuracy",
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the dev people, batches, weights")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the dev people, batches and weights: the same people and split every time (training "
+        "itself still varies a little from run to run, as TensorFlow's parallel CPU kernels do)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",

@@ -459,6 +459,10 @@ def train(args):
     train_people = [name for name in people if name not in dev_people]
     pairs, same = sample_pairs([len(chips[name]) for name in dev_people], 5, seed=config.seed)
     dev_stack = np.concatenate([chips[name] for name in dev_people]).astype(np.float32)
+    if len(train_people) < config.people_per_batch:
+        warn(PROG, f"only {len(train_people)} training people (after {len(dev_people)} held out as dev): each batch "
+                   f"holds all of them, not --people-per-batch {config.people_per_batch}; add people for a "
+                   "face model that generalises")  # fmt: skip
     if not args.json:
         print(f"{len(train_people)} training people ({sum(len(chips[n]) for n in train_people)} faces), "
               f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs); "

@@ -194,15 +194,17 @@ def test_a_cosface_warmup_trains_before_the_triplet_phase_and_the_embedder_is_wh
     code, out, err = run(
         capsys, "train", four_people(tmp_path / "people"), "--output", output, "--backbone", "small_resnet",
         "--weights", "none", "--warmup-epochs", "2", "--epochs", "1", "--steps-per-epoch", "2",
-        "--people-per-batch", "2", "--images-per-person", "2", "--json",
+        "--people-per-batch", "4", "--images-per-person", "2", "--json",
     )  # fmt: skip
     assert code == 0, err
+    # 2 of the 4 people are held out as dev (at least 2 are, for different-people pairs): fewer than P = 4 left.
+    assert "only 2 training people (after 2 held out as dev)" in err
     result = json.loads(out)
     assert [name for name in result["phases"] if name != "kept"] == ["warmup", "train"]
     with open(output / "history_warmup.csv") as file:
         rows = list(csv.DictReader(file))
-    # Two epochs of a softmax over the 3 training people (one of the 4 is held out for dev pairs), each measured
-    # on the dev pairs through the embedder inside the classifier.
+    # Two epochs of a softmax over the 2 training people, each measured on the dev pairs through the embedder
+    # inside the classifier.
     assert len(rows) == 2 and all(0 <= float(row["val_pair_accuracy"]) <= 1 for row in rows)
     assert json.loads((output / "config.json").read_text())["warmup_epochs"] == 2
     import keras
