@@ -49,13 +49,11 @@ def parse_args():
 def optimizer_for(args, steps):
     import keras
 
+    from models.training import make_optimizer
+
     rate = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
-    ema = {"use_ema": args.ema_momentum > 0, "ema_momentum": args.ema_momentum or 0.99}
-    if args.optimizer == "adamw":
-        return keras.optimizers.AdamW(rate, weight_decay=args.weight_decay, **ema)
-    if args.optimizer == "sgd":
-        return keras.optimizers.SGD(rate, momentum=0.9, nesterov=True, weight_decay=args.weight_decay, **ema)
-    return keras.optimizers.Adam(rate, **ema)
+    return make_optimizer(args.optimizer, rate, weight_decay=args.weight_decay, ema_momentum=args.ema_momentum,
+                          nesterov=True)  # fmt: skip
 
 
 def main():

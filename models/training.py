@@ -2,7 +2,7 @@
 
 import keras
 
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_DECAYS = ("none", "inverse_time", "exponential", "cosine")
 
 
@@ -24,14 +24,20 @@ def make_learning_rate(learning_rate, decay, steps_per_epoch, epochs, decay_rate
     return keras.optimizers.schedules.CosineDecay(learning_rate, steps_per_epoch * max(1, epochs))
 
 
-def make_optimizer(name, learning_rate, momentum=0.9):
-    """Adam, SGD with (Nesterov-free) momentum, or RMSprop."""
+def make_optimizer(name, learning_rate, momentum=0.9, weight_decay=None, ema_momentum=0.0, nesterov=False):
+    """Adam, AdamW (decoupled `weight_decay`, Loshchilov & Hutter 2019), SGD with momentum (Nesterov's with
+    `nesterov`; `weight_decay` too), or RMSprop; with `ema_momentum` > 0, Keras keeps an exponential moving average of
+    the weights (`use_ema`, swapped in by `fit_phases`)."""
+    ema = {"use_ema": ema_momentum > 0, "ema_momentum": ema_momentum or 0.99}
     if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
+        return keras.optimizers.Adam(learning_rate, **ema)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **ema)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum)
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                                    **ema)  # fmt: skip
     if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
+        return keras.optimizers.RMSprop(learning_rate, **ema)
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: optimizer={name}")
 
 
@@ -682,6 +688,18 @@ def remove_phase_files(output_dir, phases):
         for leftover in (f"{phase['name']}.keras", f"best_{phase['name']}.weights.h5", f"best_{phase['name']}.json"):
             (output_dir / leftover).unlink(missing_ok=True)
     (output_dir / "state.json").unlink(missing_ok=True)
+
+
+def plot_phase_history(output_dir, phases, **kwargs):
+    """`training_curves.png` in `output_dir` from the histories `fit_phases` wrote (a phase that never ran is left
+    out), through `models.plots.plot_history` (`kwargs`: its monitor, keys, mode). Phases that train with different
+    losses say so in a "loss" key (e.g. "CosFace", "triplet"), and the plot gives the second its own axis."""
+    from models.plots import plot_history
+
+    ran = [(output_dir / f"history_{phase['name']}.csv", phase.get("loss")) for phase in phases]
+    ran = [(path, loss) for path, loss in ran if path.exists()]
+    loss_names = [loss for _, loss in ran] if any(loss for _, loss in ran) else None
+    return plot_history([path for path, _ in ran], output_dir / "training_curves.png", loss_names=loss_names, **kwargs)
 
 
 def _phase_summary(history_file, monitor, mode="min", best_mark=None):

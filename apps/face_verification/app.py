@@ -428,9 +428,14 @@ def train(args):
     accuracy kept; the threshold and the confidence curve chosen on those pairs are stored with the model."""
     import keras
 
-    from models.plots import plot_history
     from models.tasks.face_embedder import DevPairs, labelled_batches, pk_batches, triplet_phases
-    from models.training import finished_phase_model, fit_phases, remove_phase_files, save_atomically
+    from models.training import (
+        finished_phase_model,
+        fit_phases,
+        plot_phase_history,
+        remove_phase_files,
+        save_atomically,
+    )
 
     output, state = check_train_output(args)
     weights = args.weights or {"dlib": "dlib", "efficientnet_lite0": "imagenet", "small_resnet": "none"}[args.backbone]
@@ -517,12 +522,7 @@ def train(args):
         to_json({"app": APP, **config.to_dict(), "dev_people": dev_people, "data": data}, indent=2)
     )
     remove_phase_files(output, phases)
-    histories = [(output / f"history_{phase['name']}.csv", phase["name"]) for phase in phases]
-    histories = [
-        (path, "CosFace" if name.startswith("warmup") else "triplet") for path, name in histories if path.exists()
-    ]
-    plot_history([path for path, _ in histories], output / "training_curves.png", monitor="val_pair_accuracy",
-                 keys=("loss", "pair_accuracy"), mode="max", loss_names=[loss for _, loss in histories])  # fmt: skip
+    plot_phase_history(output, phases, monitor="val_pair_accuracy", keys=("loss", "pair_accuracy"), mode="max")
     metrics = {"dev_accuracy_before_training": before_accuracy, "dev_accuracy": accuracy,
                "dev_before_training": before, "dev": report, "phases": summary}  # fmt: skip
     (output / "metrics.json").write_text(to_json(metrics, indent=2))

@@ -38,7 +38,7 @@ from models.inference import (
     predict_labelled_files,
 )
 from models.metrics.classification import multiclass_metrics
-from models.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
+from models.plots import plot_confusion_matrix, plot_gallery, short_name
 from models.training import (
     balanced_class_weights,
     base_layers,
@@ -49,8 +49,10 @@ from models.training import (
     frozen_part_features,
     head_on_features,
     make_learning_rate,
+    make_optimizer,
     make_strategy,
     phase_report,
+    plot_phase_history,
     remove_member_folders,
     remove_phase_files,
     save_atomically,
@@ -189,11 +191,8 @@ def from_scratch(config):
 
 def _compile(model, learning_rate, config):
     """Adam, or AdamW with `config.weight_decay`; an average of the weights with `config.ema_momentum`."""
-    ema = {"use_ema": config.ema_momentum > 0, "ema_momentum": config.ema_momentum or 0.99}
-    if config.weight_decay:
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=config.weight_decay, **ema)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate, **ema)
+    optimizer = make_optimizer("adamw" if config.weight_decay else "adam", learning_rate,
+                               weight_decay=config.weight_decay, ema_momentum=config.ema_momentum)  # fmt: skip
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(),
@@ -406,8 +405,7 @@ def train(args):
             metrics[f"{name}_examples"] = int(len(labels))
     save_atomically(model, output / "model.keras")
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
-    histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
-    plot_history(histories, output / "training_curves.png")
+    plot_phase_history(output, phases)
     remove_phase_files(output, phases)
     remove_member_folders(output, len(members))
     metrics["output"], metrics["files"] = str(output), sorted(p.name for p in output.iterdir())

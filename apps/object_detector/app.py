@@ -77,13 +77,13 @@ def train(args):
     import keras
 
     from models.data.detection import cache_images, letterboxed_set, make_detection_dataset
-    from models.plots import plot_history
     from models.tasks.yolo_detector import DevMAP, build_yolo_detector, detect_canvases, detector_phases
     from models.training import (
         finished_phase_model,
         fit_phases,
         make_strategy,
         phase_report,
+        plot_phase_history,
         remove_phase_files,
         save_atomically,
     )
@@ -232,8 +232,7 @@ def train(args):
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(json.dumps(config, indent=2))
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
-    histories = [output / f"history_{p['name']}.csv" for p in phases if (output / f"history_{p['name']}.csv").exists()]
-    plot_history(histories, output / "training_curves.png", monitor="val_map50", keys=("loss", "map50"), mode="max")
+    plot_phase_history(output, phases, monitor="val_map50", keys=("loss", "map50"), mode="max")
     remove_phase_files(output, phases)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())

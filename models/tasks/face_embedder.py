@@ -171,7 +171,7 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
     the rate on a cosine decay. For an ImageNet backbone the head phase then trains the projection and the
     classifier (phase "warmup_head"), and the warm-up goes on with the base as in fine-tuning ("warmup"); the
     triplet phase that follows needs no head phase of its own. The classifier is dropped afterwards: the saved
-    model is the embedder.
+    model is the embedder. Each phase names its loss ("loss": "CosFace" or "triplet") for the training curves.
     """
     from models.losses.cosface import CosFaceLoss, CosineClassifier
     from models.losses.triplet import TripletLoss
@@ -183,14 +183,13 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
     bases = [layer for layer in model.layers if isinstance(layer, keras.Model)]
     pretrained_base = backbone == "efficientnet_lite0" and weights not in (None, "none", "None") and bases
     base = bases[0] if pretrained_base else None
-    classifier = []  # built once, shared by the warm-up phases
+    if warmup_epochs:  # one classifier around the embedder, shared by the warm-up phases
+        inputs = keras.Input(model.input_shape[1:], name="chip")
+        classifier = keras.Model(inputs, CosineClassifier(identities, name="identities")(model(inputs)))
 
     def warm(rate):
-        if not classifier:
-            inputs = keras.Input(model.input_shape[1:], name="chip")
-            classifier.append(keras.Model(inputs, CosineClassifier(identities, name="identities")(model(inputs))))
-        classifier[0].compile(keras.optimizers.Adam(rate), loss=CosFaceLoss())
-        return {"model": classifier[0], "train_data": warmup_data}
+        classifier.compile(keras.optimizers.Adam(rate), loss=CosFaceLoss())
+        return {"model": classifier, "train_data": warmup_data}
 
     def warmup_head(model):
         base.trainable = False
@@ -207,9 +206,10 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
     phases = []
     if warmup_epochs:
         if base is not None:
-            phases.append({"name": "warmup_head", "epochs": head_epochs, "prepare": warmup_head,
+            phases.append({"name": "warmup_head", "epochs": head_epochs, "prepare": warmup_head, "loss": "CosFace",
                            "description": "CosFace: the projection on the frozen base"})  # fmt: skip
-        phases.append({"name": "warmup", "epochs": warmup_epochs, "prepare": warmup, "description": "CosFace"})
+        phases.append({"name": "warmup", "epochs": warmup_epochs, "prepare": warmup, "loss": "CosFace",
+                       "description": "CosFace"})  # fmt: skip
 
     if base is not None:
 
@@ -222,11 +222,11 @@ def triplet_phases(model, backbone, weights, learning_rate, margin, mining, epoc
             compile_with(learning_rate)
 
         if not warmup_epochs:
-            phases.append({"name": "head", "epochs": head_epochs, "prepare": head})
-        return [*phases, {"name": "fine_tune", "epochs": epochs, "prepare": fine_tune}]
+            phases.append({"name": "head", "epochs": head_epochs, "prepare": head, "loss": "triplet"})
+        return [*phases, {"name": "fine_tune", "epochs": epochs, "prepare": fine_tune, "loss": "triplet"}]
 
     def whole(model):
         model.trainable = True
         compile_with(learning_rate)
 
-    return [*phases, {"name": "train", "epochs": epochs, "prepare": whole}]
+    return [*phases, {"name": "train", "epochs": epochs, "prepare": whole, "loss": "triplet"}]

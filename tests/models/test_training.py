@@ -25,6 +25,10 @@ def test_optimizers_and_bad_names():
     assert isinstance(make_optimizer("sgd", 0.1), keras.optimizers.SGD)
     assert make_optimizer("sgd", 0.1).momentum == 0.9
     assert isinstance(make_optimizer("rmsprop", 0.1), keras.optimizers.RMSprop)
+    decayed = make_optimizer("adamw", 0.1, weight_decay=0.05, ema_momentum=0.99)
+    assert isinstance(decayed, keras.optimizers.AdamW) and decayed.weight_decay == 0.05
+    assert decayed.use_ema and decayed.ema_momentum == 0.99 and not make_optimizer("adam", 0.1).use_ema
+    assert make_optimizer("sgd", 0.1, nesterov=True).nesterov and not make_optimizer("sgd", 0.1).nesterov
     with pytest.raises(ValueError, match="optimizer must be one of"):
         make_optimizer("lion", 0.1)
     with pytest.raises(ValueError, match="lr decay must be one of"):
