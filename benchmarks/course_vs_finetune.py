@@ -29,7 +29,7 @@ def course_procedure(data, seed=42):
     import keras
     import tensorflow as tf
 
-    from models.backbones.efficientnet_lite import build_efficientnet_lite0
+    from dlapps.backbones.efficientnet_lite import build_efficientnet_lite0
 
     keras.utils.set_random_seed(seed)
     start = time.perf_counter()
@@ -82,7 +82,7 @@ def write_split(files, data, folder):
 
 
 def dlapps_defaults(split_folder, output):
-    command = [sys.executable, "-m", "apps", "finetune", "train", str(split_folder), "--output", str(output)]
+    command = [sys.executable, "-m", "dlapps", "finetune", "train", str(split_folder), "--output", str(output)]
     metrics, seconds = timed_json_command([*command, "--overwrite", "--json"])
     return {"val_accuracy": metrics["dev_accuracy"], "seconds": seconds, "phases": metrics["phases"]}
 

@@ -37,12 +37,12 @@ def main():
 
     import tensorflow as tf
 
-    from apps.object_detector.app import load_detector, run_detector
-    from models.data.images import read_image
+    from dlapps.apps.object_detector.app import load_detector, run_detector
+    from dlapps.data.images import read_image
 
     image = read_image(args.image)
     options = argparse.Namespace(
-        model=args.model, score_threshold=None, iou_threshold=None, max_boxes=None, class_agnostic=False
+        model=args.model, score_threshold=None, iou_threshold=None, max_detections=None, class_agnostic=False
     )
     detector, _ = load_detector(options)
     reference = run_detector(detector, image)
@@ -72,7 +72,7 @@ def main():
             elif fmt == "tflite":
                 # The TFLite file takes the letterboxed canvas (its antialiased resize is not a TFLite op): the
                 # letterbox is timed with it, and boxes are mapped back to image pixels.
-                from models.tasks.yolo_detector import letterbox
+                from dlapps.tasks.yolo_detector import letterbox
 
                 interpreter = tf.lite.Interpreter(str(folder / name))
                 runner = interpreter.get_signature_runner()
@@ -92,7 +92,7 @@ def main():
             else:
                 import onnxruntime
 
-                from models.tasks.yolo_detector import letterbox
+                from dlapps.tasks.yolo_detector import letterbox
 
                 try:
                     session = onnxruntime.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])

@@ -34,9 +34,9 @@ def identify_all(index, queries, mode):
 
 
 def main():
-    from apps.cli import default_model_dir
-    from apps.face_verification.app import FaceModel, embed_files
-    from models.gallery import GalleryIndex
+    from dlapps.apps.face_verification.app import FaceModel, embed_files
+    from dlapps.cli.common import default_model_dir
+    from dlapps.gallery import GalleryIndex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orl", required=True, help="the ORL folder (s1..s40)")

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def main():
-    from apps.cli import default_model_dir
-    from apps.face_verification.app import FaceModel, embed_files
-    from models.data.readers import read_image_folder
-    from models.gallery import GalleryIndex
+    from dlapps.apps.face_verification.app import FaceModel, embed_files
+    from dlapps.cli.common import default_model_dir
+    from dlapps.data.readers import read_image_folder
+    from dlapps.gallery import GalleryIndex
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a folder of identities (one subfolder per person)")

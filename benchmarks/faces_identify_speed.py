@@ -1,6 +1,6 @@
 """Identification speed against a big gallery: one query among 100,000 enrolled embeddings.
 
-Builds a SQLite gallery (`models.gallery.Gallery`) of random unit embeddings (10,000 people x 10 images by default),
+Builds a SQLite gallery (`dlapps.gallery.Gallery`) of random unit embeddings (10,000 people x 10 images by default),
 then times, on this machine: reading the gallery and building the index (once per `identify` run) and the lookup of
 one query embedding (per face; the goal: under 10 ms). The embedding network's own time (about 30 ms a face for dlib's
 ResNet on 2 cores) is not part of the lookup.
@@ -19,7 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.timing import median_ms  # noqa: E402
-from models.gallery import Gallery, GalleryIndex  # noqa: E402
+from dlapps.gallery import Gallery, GalleryIndex  # noqa: E402
 
 
 def main():

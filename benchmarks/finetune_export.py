@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 from timing import median_ms  # benchmarks/timing.py, beside this script
 
-from apps.fine_tuner.app import _load_run_config, read_splits
-from models.data.images import read_image
-from models.data.pipelines import resize_images
-from models.export import (
+from dlapps.apps.fine_tuner.app import _load_run_config, read_splits
+from dlapps.data.images import read_image
+from dlapps.data.pipelines import resize_images
+from dlapps.export import (
     OnnxClassifier,
     TFLiteClassifier,
     export_onnx,
@@ -27,7 +27,7 @@ from models.export import (
     export_tflite,
     path_size,
 )
-from models.inference import load_model_dir
+from dlapps.inference import load_model_dir
 
 
 def main():

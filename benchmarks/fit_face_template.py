@@ -5,7 +5,7 @@ Usage:
     python benchmarks/fit_face_template.py --reference ../shared/data/face_models/dlib_reference --descriptors
 
 Expected: about 10 s (20 s with --descriptors, which builds dlib's ResNet; set KERAS_HOME to keep its converted
-weights out of ~/.keras). Prints the template of `models/data/faces.py` (spread of 2 to 8 chip pixels), dlib's chips
+weights out of ~/.keras). Prints the template of `dlapps/data/faces.py` (spread of 2 to 8 chip pixels), dlib's chips
 rebuilt to 0.4 grey levels, our chips 18 grey levels from dlib's and descriptors 0.17 from dlib's on average.
 
 The reference folder (see its README) holds dlib's chips of 10 LFW photos and dlib's 5 landmarks in each photo
@@ -31,13 +31,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.data.faces import (
+from dlapps.data.faces import (
     YUNET_TEMPLATE_150,
     align_face,
     detect_faces,
     similarity_transform,
 )
-from models.data.images import read_image
+from dlapps.data.images import read_image
 
 # dlib's get_face_chip_details for 5-point shapes (dlib/image_transforms/interpolation.h): the mean face's points in
 # a unit square, in dlib's order: one eye's outer and inner corner, the other eye's outer and inner corner, and
@@ -121,7 +121,7 @@ def chip_fit(faces):
 
 def with_template(template, function):
     """Run `function` with `faces.YUNET_TEMPLATE_150` temporarily replaced."""
-    import models.data.faces as faces_module
+    import dlapps.data.faces as faces_module
 
     saved = faces_module.YUNET_TEMPLATE_150
     faces_module.YUNET_TEMPLATE_150 = template
@@ -175,7 +175,7 @@ def main():
     descriptors = read_descriptors(args.reference) if args.descriptors else None
     model = None
     if args.descriptors:
-        from models.backbones.dlib_resnet import build_dlib_face_resnet
+        from dlapps.backbones.dlib_resnet import build_dlib_face_resnet
 
         model = build_dlib_face_resnet(weights="dlib")
     templates = {"faces.py template": lambda index: YUNET_TEMPLATE_150}

@@ -51,7 +51,7 @@ def digits_folder(folder):
 
 
 def train(folder, output, extra):
-    command = [sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output)]
+    command = [sys.executable, "-m", "dlapps", "finetune", "train", str(folder), "--output", str(output)]
     command += ["--weights", "none", "--overwrite", "--json", *extra]
     metrics, seconds = timed_json_command(command)
     keys = ("train_accuracy", "dev_accuracy", "test_accuracy", "test_examples", "phases")

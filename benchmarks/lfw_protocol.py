@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models.data.pairs import sample_pairs, write_pairs_file  # noqa: E402
-from models.data.readers import read_image_folder  # noqa: E402
+from dlapps.data.pairs import sample_pairs, write_pairs_file  # noqa: E402
+from dlapps.data.readers import read_image_folder  # noqa: E402
 
 
 def main():

@@ -13,10 +13,10 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from models.backbones.efficientnet_lite import build_efficientnet_lite0
-from models.data.readers import read_catvnoncat_h5
-from models.metrics.classification import binary_classification_metrics
-from models.tasks.imagenet import IMAGENET_CAT_CLASSES
+from dlapps.backbones.efficientnet_lite import build_efficientnet_lite0
+from dlapps.data.readers import read_catvnoncat_h5
+from dlapps.metrics.classification import binary_classification_metrics
+from dlapps.tasks.imagenet import IMAGENET_CAT_CLASSES
 
 
 def main():

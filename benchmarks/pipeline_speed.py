@@ -15,9 +15,9 @@ import time
 import keras
 import numpy as np
 
-from models.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
-from models.data.readers import find_catvnoncat_pair, read_catvnoncat_h5, read_image_folder
-from models.tasks.image_classifier import build_image_classifier
+from dlapps.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
+from dlapps.data.readers import find_catvnoncat_pair, read_catvnoncat_h5, read_image_folder
+from dlapps.tasks.image_classifier import build_image_classifier
 
 
 def _images_per_second(dataset):

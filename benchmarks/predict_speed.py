@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from timing import median_ms  # benchmarks/timing.py, beside this script
 
-from models.export import TFLiteClassifier, export_saved_model, export_tflite
-from models.inference import load_model_dir
+from dlapps.export import TFLiteClassifier, export_saved_model, export_tflite
+from dlapps.inference import load_model_dir
 
 
 def main():

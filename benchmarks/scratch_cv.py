@@ -49,7 +49,7 @@ def parse_args():
 def optimizer_for(args, steps):
     import keras
 
-    from models.training import make_optimizer
+    from dlapps.training import make_optimizer
 
     rate = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps)
     return make_optimizer(args.optimizer, rate, weight_decay=args.weight_decay, ema_momentum=args.ema_momentum,
@@ -62,10 +62,10 @@ def main():
     import numpy as np
     import tensorflow as tf
 
-    from apps.fine_tuner.app import read_splits
-    from apps.fine_tuner.config import FineTuneConfig
-    from models.backbones.small_resnet import build_small_resnet
-    from models.data.pipelines import build_augmentation, make_file_dataset
+    from dlapps.apps.fine_tuner.app import read_splits
+    from dlapps.apps.fine_tuner.config import FineTuneConfig
+    from dlapps.backbones.small_resnet import build_small_resnet
+    from dlapps.data.pipelines import build_augmentation, make_file_dataset
 
     size = (args.image_size, args.image_size)
     splits, class_names = read_splits(args.data, FineTuneConfig(weights="none", image_size=args.image_size))

@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def run(command):
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "apps", *command], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "dlapps", *command], capture_output=True, text=True)
     if result.returncode not in (0, None):
         raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-2000:]}")
     return time.perf_counter() - start
 
 
 def main():
-    from apps.style_transfer.app import load_style_model, style_image_path
-    from models.tasks.style_transformer import contact_sheet
+    from dlapps.apps.style_transfer.app import load_style_model, style_image_path
+    from dlapps.tasks.style_transformer import contact_sheet
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", type=Path, help="fast style model folders")

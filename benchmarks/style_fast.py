@@ -32,11 +32,11 @@ def main():
 
     import tensorflow as tf
 
-    from apps.style_transfer.app import _resized, load_style_model, style_image_path
-    from models.backbones.vgg import build_vgg16_features
-    from models.data.images import read_image
-    from models.tasks.neural_style import lbfgs_minimize
-    from models.tasks.style_transformer import PerceptualLoss, contact_sheet, stylise
+    from dlapps.apps.style_transfer.app import _resized, load_style_model, style_image_path
+    from dlapps.backbones.vgg import build_vgg16_features
+    from dlapps.data.images import read_image
+    from dlapps.tasks.neural_style import lbfgs_minimize
+    from dlapps.tasks.style_transformer import PerceptualLoss, contact_sheet, stylise
 
     photo = read_image(args.photo)
     side = min(photo.shape[:2])

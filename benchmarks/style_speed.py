@@ -29,12 +29,12 @@ def main():
     import keras
     import tensorflow as tf
 
-    from apps.style_transfer.__main__ import STYLE_LAYERS
-    from apps.style_transfer.app import _resized
-    from models.backbones.vgg import build_vgg16_features
-    from models.data.images import read_image
-    from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
-    from models.tasks.neural_style import lbfgs_minimize
+    from dlapps.apps.style_transfer.app import _resized
+    from dlapps.backbones.vgg import build_vgg16_features
+    from dlapps.cli.style import STYLE_LAYERS
+    from dlapps.data.images import read_image
+    from dlapps.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
+    from dlapps.tasks.neural_style import lbfgs_minimize
 
     content = _resized(read_image(args.content), args.max_size)
     style = _resized(read_image(args.style), args.max_size)

@@ -74,7 +74,7 @@ def huge_png_header(width, height):
 
 def write_lite0_weights(path, image_size=32):
     """Random EfficientNet-Lite0 weights saved to a file: a stand-in for pretrained weights, offline."""
-    from models.backbones.efficientnet_lite import build_efficientnet_lite0
+    from dlapps.backbones.efficientnet_lite import build_efficientnet_lite0
 
     build_efficientnet_lite0((image_size, image_size, 3)).save_weights(path)
     return path

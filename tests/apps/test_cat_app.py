@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from apps.cat_classifier.app import bias_variance_readout
+from dlapps.apps.cat_classifier.app import bias_variance_readout
 
 
 def test_bias_variance_readout_prescribes_like_the_course():
@@ -25,9 +25,9 @@ def test_data_mismatch_is_named_when_dev_differs_from_train_dev():
 
 
 def test_deployed_veto_model_keeps_the_trained_head_and_base():
-    from apps.cat_classifier.app import build_cat_model, with_imagenet_veto
-    from apps.cat_classifier.config import CatConfig
-    from models.tasks.imagenet import IMAGENET_DOG_CLASSES
+    from dlapps.apps.cat_classifier.app import build_cat_model, with_imagenet_veto
+    from dlapps.apps.cat_classifier.config import CatConfig
+    from dlapps.tasks.imagenet import IMAGENET_DOG_CLASSES
 
     config = CatConfig(model="transfer", image_size=(16, 16), backbone_image_size=32, weights="none")
     trained = build_cat_model(config)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from apps.__main__ import main as dlapps
+from dlapps.cli import main as dlapps
 from tests.helpers import EXAMPLES, write_bad_files, write_tiny_image_folder
 
 
@@ -73,9 +73,9 @@ def test_train_with_a_real_dev_set_gives_the_four_error_readout(tmp_path, tiny_h
 
 
 def test_shipped_model_is_never_written_to(tmp_path, capsys, monkeypatch):
-    from apps.cli import PROJECT_ROOT
+    from dlapps.presets import SHIPPED_DIR
 
-    shipped = PROJECT_ROOT / "saved_models" / "cat_classifier"
+    shipped = SHIPPED_DIR / "cat_classifier"
     before = sorted(p.name for p in shipped.iterdir())
     monkeypatch.chdir(tmp_path)
     folder = write_tiny_image_folder(tmp_path / "eval", {"cat": 2, "non-cat": 2})
@@ -186,11 +186,11 @@ def test_train_on_image_folder(tmp_path, tiny_folder, capsys):
 
 
 def test_every_option_has_one_line_of_help_and_version(capsys):
-    from apps.cat_classifier.__main__ import DESCRIPTION as CAT
-    from apps.cat_classifier.__main__ import VERBS as CAT_VERBS
-    from apps.cli import build_parser
-    from apps.fine_tuner.__main__ import DESCRIPTION as TUNE
-    from apps.fine_tuner.__main__ import VERBS as TUNE_VERBS
+    from dlapps.cli.cat import DESCRIPTION as CAT
+    from dlapps.cli.cat import VERBS as CAT_VERBS
+    from dlapps.cli.common import build_parser
+    from dlapps.cli.finetune import DESCRIPTION as TUNE
+    from dlapps.cli.finetune import VERBS as TUNE_VERBS
 
     for description, verbs in ((CAT, CAT_VERBS), (TUNE, TUNE_VERBS)):
         parser = build_parser("dlapps", description, verbs)
@@ -204,12 +204,12 @@ def test_every_option_has_one_line_of_help_and_version(capsys):
 
 def test_help_is_fast_because_it_does_not_import_tensorflow():
     code = (
-        "import sys, apps.__main__, apps.cat_classifier.__main__, apps.fine_tuner.__main__;"
+        "import sys, dlapps.cli, dlapps.cli.cat, dlapps.cli.finetune;"
         "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
     for app in ("cat", "finetune"):
-        result = subprocess.run([sys.executable, "-m", "apps", app, "--help"], capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "dlapps", app, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "train" in result.stdout
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.__main__ import main as dlapps
-from models.metrics.detection import box_iou
+from dlapps.cli import main as dlapps
+from dlapps.metrics.detection import box_iou
 
 COLOURS = {"red": (230, 30, 30), "blue": (30, 30, 230)}
 
@@ -197,9 +197,9 @@ def _onnx_outputs(path, canvas):
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_onnx_and_tflite_exports_answer_as_keras_on_the_letterboxed_canvas(trained, capsys, tmp_path, fmt):
     """NMS included: in TFLite with builtin ops only (tf.image's NonMaxSuppressionV4), so any TFLite runtime runs it."""
-    from apps.object_detector.app import run_detector
-    from models.inference import load_model_dir
-    from models.tasks.yolo_detector import Detector, letterbox
+    from dlapps.apps.object_detector.app import run_detector
+    from dlapps.inference import load_model_dir
+    from dlapps.tasks.yolo_detector import Detector, letterbox
 
     root, _ = trained
     path = tmp_path / f"detector.{fmt}"

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from apps.__main__ import main as dlapps
-from apps.cli import default_model_dir
+from dlapps.cli import main as dlapps
+from dlapps.cli.common import default_model_dir
 from tests.helpers import EXAMPLES
 
 FACES = EXAMPLES.parent / "tests" / "data" / "faces"
@@ -100,8 +100,8 @@ def test_evaluate_and_calibrate_on_a_pairs_file(people, capsys, keras_home, tmp_
 def test_export_serves_the_same_embeddings(people, capsys, keras_home, tmp_path):
     import tensorflow as tf
 
-    from apps.face_verification.app import FaceModel
-    from models.data.faces import read_face_chips
+    from dlapps.apps.face_verification.app import FaceModel
+    from dlapps.data.faces import read_face_chips
 
     code, out, err = run(capsys, "export", "--output", tmp_path / "serving", "--json")
     assert code == 0, err
@@ -123,7 +123,7 @@ def test_another_apps_folder_and_another_models_gallery_are_refused(people, caps
     code, _, err = run(capsys, "verify", people / "probe.jpg", people / "probe.jpg", "--model",
                        EXAMPLES.parent / "saved_models" / "cat_classifier")  # fmt: skip
     assert code == 2 and "made by dlapps cat" in err
-    from models.gallery import Gallery
+    from dlapps.gallery import Gallery
 
     Gallery(tmp_path / "other.db", "sha256:000000000000", 128).close()
     code, _, err = run(capsys, "identify", people / "probe.jpg", "--db", tmp_path / "other.db")

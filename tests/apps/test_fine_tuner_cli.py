@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-import apps.fine_tuner.app as fine_tuner_app
-from apps.__main__ import main as dlapps
+import dlapps.apps.fine_tuner.app as fine_tuner_app
+from dlapps.cli import main as dlapps
 from tests.helpers import EXAMPLES, write_bad_files, write_lite0_weights, write_tiny_image_folder
 
 FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"]
@@ -149,7 +149,7 @@ def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_pat
     import keras
     import numpy as np
 
-    from apps.fine_tuner import app as fine_tuner_app
+    from dlapps.apps.fine_tuner import app as fine_tuner_app
 
     output = tmp_path / "ensemble"
     argv = ["train", folder, "--output", output, *FAST, "--head-epochs", "2", "--members", "2", "--json"]
@@ -182,7 +182,7 @@ def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_pat
 
 
 def test_the_from_scratch_recipe_fills_only_what_the_command_line_leaves_unset(tmp_path, folder, capsys):
-    from apps.fine_tuner.config import SCRATCH_RECIPE, scratch_epochs
+    from dlapps.apps.fine_tuner.config import SCRATCH_RECIPE, scratch_epochs
 
     argv = ["train", folder, "--output", tmp_path / "run", "--weights", "none", "--image-size", "32"]
     argv += ["--batch-size", "8", "--learning-rate", "0.002", "--patience", "1", "--json"]
@@ -208,7 +208,7 @@ def test_from_scratch_fits_its_own_training_set(tmp_path, capsys):
 
 
 def test_scratch_epochs_is_a_step_budget_within_bounds():
-    from apps.fine_tuner.config import scratch_epochs
+    from dlapps.apps.fine_tuner.config import scratch_epochs
 
     assert scratch_epochs(229, 32) == 150  # alpaca: 8 steps an epoch
     assert scratch_epochs(1258, 32) == 30  # 40 steps an epoch: 1,200 steps
@@ -326,7 +326,7 @@ def test_bad_weight_averages_and_decays_are_refused(tmp_path, folder, capsys, op
 def test_weight_decay_and_a_weight_average_reach_the_optimizer():
     import keras
 
-    from apps.fine_tuner.config import FineTuneConfig
+    from dlapps.apps.fine_tuner.config import FineTuneConfig
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
     fine_tuner_app._compile(model, 1e-3, FineTuneConfig(weight_decay=0.05, ema_momentum=0.9))
@@ -398,7 +398,7 @@ def test_killed_mid_training_resumes_from_the_last_epoch(tmp_path, folder, pretr
     import sys
 
     output = tmp_path / "killed"
-    command = [sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output), *FAST]
+    command = [sys.executable, "-m", "dlapps", "finetune", "train", str(folder), "--output", str(output), *FAST]
     command += [*pretrained, "--head-epochs", "30", "--patience", "30", "--batch-size", "2", "--json"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     history = output / "history_phase1.csv"
@@ -412,7 +412,7 @@ def test_killed_mid_training_resumes_from_the_last_epoch(tmp_path, folder, pretr
     config = json.loads((output / "config.json").read_text())
     config["head_epochs"] = done_before + 2  # Shorten the rest of the run; the backup holds the finished epochs.
     (output / "config.json").write_text(json.dumps(config))
-    result = subprocess.run([sys.executable, "-m", "apps", "finetune", "train", str(folder), "--output", str(output),
+    result = subprocess.run([sys.executable, "-m", "dlapps", "finetune", "train", str(folder), "--output", str(output),
                              "--resume", "--json"], capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     epochs = [int(line.split(",")[0]) for line in history.read_text().splitlines()[1:] if line[0].isdigit()]
@@ -502,7 +502,7 @@ def test_resume_in_phase_2_keeps_the_best_epoch_from_before_the_interruption(tmp
 
 
 def fine_tuner_app_history(path):
-    from models.training import read_history
+    from dlapps.training import read_history
 
     return read_history(path)
 
@@ -510,7 +510,7 @@ def fine_tuner_app_history(path):
 def test_resume_on_another_folder_and_training_into_saved_models_are_refused(
     tmp_path, folder, capsys, monkeypatch, pretrained
 ):
-    from apps.cli import PROJECT_ROOT
+    from dlapps.presets import SHIPPED_DIR
 
     output = tmp_path / "cut"
     options = [*FAST, *pretrained, "--head-epochs", "2"]
@@ -521,9 +521,9 @@ def test_resume_on_another_folder_and_training_into_saved_models_are_refused(
     other = write_tiny_image_folder(tmp_path / "other", {"cat": 3, "non-cat": 3})
     code, _, err = run(capsys, "train", other, "--output", output, "--resume")
     assert code == 2 and f"is a run on {folder}" in err
-    code, _, err = run(capsys, "train", folder, "--output", PROJECT_ROOT / "saved_models" / "mine", *FAST)
+    code, _, err = run(capsys, "train", folder, "--output", SHIPPED_DIR / "mine", *FAST)
     assert code == 2 and "never written by a command" in err
-    assert not (PROJECT_ROOT / "saved_models" / "mine").exists()
+    assert not (SHIPPED_DIR / "mine").exists()
 
 
 def test_usage_errors_are_one_line(tmp_path, folder, capsys):
@@ -532,7 +532,7 @@ def test_usage_errors_are_one_line(tmp_path, folder, capsys):
 
 
 def test_mistake_captions_name_the_file_below_the_evaluated_folder(tmp_path):
-    from apps.fine_tuner.app import _relative
+    from dlapps.apps.fine_tuner.app import _relative
 
     (tmp_path / "photos" / "cat" / "album").mkdir(parents=True)
     (tmp_path / "linked").symlink_to(tmp_path / "photos" / "cat", target_is_directory=True)

@@ -39,7 +39,7 @@ def test_two_workers_finish_with_identical_weights(tmp_path):
             TF_CONFIG=json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
         )
         command = [
-            sys.executable, "-m", "apps", "finetune", "train", str(folder),
+            sys.executable, "-m", "dlapps", "finetune", "train", str(folder),
             "--output", str(tmp_path / f"worker{index}"),
             "--strategy", "multi_worker", "--weights", str(weights), "--image-size", "32", "--batch-size", "8",
             "--head-epochs", "2", "--fine-tune-epochs", "1", "--json",

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from apps.__main__ import main as dlapps
+from dlapps.cli import main as dlapps
 from tests.helpers import EXAMPLES
 
 
@@ -196,7 +196,7 @@ def test_lbfgs_lowers_the_loss_and_explain_prints_the_costs(tmp_path, capsys):
 def test_preserve_colors_keeps_the_content_chroma():
     import tensorflow as tf
 
-    from models.tasks.neural_style import keep_colours
+    from dlapps.tasks.neural_style import keep_colours
 
     rng = np.random.default_rng(0)
     stylised, content = rng.uniform(0.2, 0.8, (2, 6, 5, 3)).astype(np.float32)
@@ -207,7 +207,7 @@ def test_preserve_colors_keeps_the_content_chroma():
 
 
 def test_output_names_never_collide():
-    from apps.cli import output_names
+    from dlapps.cli.common import output_names
 
     names = output_names([Path("a/photo.png"), Path("a/photo.jpg"), Path("b/photo.jpg"), Path("a/other.png")])
     assert names == {Path("a/photo.png"): "photo_png", Path("a/photo.jpg"): "a_photo_jpg",

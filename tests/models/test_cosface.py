@@ -5,7 +5,7 @@ import pytest
 
 
 def test_cosine_classifier_gives_the_cosines_between_embeddings_and_class_weights():
-    from models.losses.cosface import CosineClassifier
+    from dlapps.losses.cosface import CosineClassifier
 
     layer = CosineClassifier(2)
     layer.build((None, 2))
@@ -16,7 +16,7 @@ def test_cosine_classifier_gives_the_cosines_between_embeddings_and_class_weight
 
 
 def test_cosface_loss_is_softmax_cross_entropy_on_the_scaled_cosines_less_the_margin():
-    from models.losses.cosface import CosFaceLoss
+    from dlapps.losses.cosface import CosFaceLoss
 
     cosines = np.array([[0.9, 0.1, -0.2], [0.3, 0.4, 0.5]], np.float32)
     labels = np.array([0, 2])

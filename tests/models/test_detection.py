@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from models.data.annotations import detect_format, read_detection_folder, write_annotations
-from models.data.readers import DataError
-from models.metrics.detection import box_iou, coco_evaluate, kmeans_anchors, precision_recall, shape_iou
-from models.tasks.yolo_detector import (
+from dlapps.data.annotations import detect_format, read_detection_folder, write_annotations
+from dlapps.data.readers import DataError
+from dlapps.metrics.detection import box_iou, coco_evaluate, kmeans_anchors, precision_recall, shape_iou
+from dlapps.tasks.yolo_detector import (
     STRIDES,
     box_iou_elementwise,
     decode_raw,
@@ -129,8 +129,8 @@ def test_map_and_precision_recall_on_hand_made_detections():
 
 
 def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
-    from models.data.annotations import Annotation
-    from models.data.detection import augment, cache_images, letterboxed
+    from dlapps.data.annotations import Annotation
+    from dlapps.data.detection import augment, cache_images, letterboxed
 
     image = np.full((60, 90, 3), 255, np.uint8)
     image[10:30, 50:80] = (255, 0, 0)  # a red box at x 50-80, y 10-30
@@ -157,8 +157,8 @@ def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
 
 
 def test_mosaic_tiles_four_images_with_each_box_on_its_object(tmp_path):
-    from models.data.annotations import Annotation
-    from models.data.detection import MAX_BOXES, cache_images, mosaic
+    from dlapps.data.annotations import Annotation
+    from dlapps.data.detection import MAX_BOXES, cache_images, mosaic
 
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
     records = []
@@ -185,7 +185,7 @@ def test_mosaic_tiles_four_images_with_each_box_on_its_object(tmp_path):
         assert np.all(first[first[:, 2] > first[:, 0]] <= 0.5 + 1e-6)
     assert found >= 12
     # In the training pipeline, mosaics and single views mix in one batch.
-    from models.data.detection import make_detection_dataset
+    from dlapps.data.detection import make_detection_dataset
 
     anchors = np.array([[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]] * 3, np.float32)
     data = make_detection_dataset(cache_images(records, 64), np.arange(4), anchors, 64, 4, 4, True, mosaic_rate=0.5)
@@ -286,7 +286,7 @@ def test_layout_problems_are_refused(tmp_path):
 
 
 def test_detector_phases_protect_a_pretrained_backbone_and_drop_empty_phases():
-    from models.tasks.yolo_detector import detector_phases
+    from dlapps.tasks.yolo_detector import detector_phases
 
     anchors = np.full((9, 2), 0.1, np.float32)
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.backbones import dlib_resnet
-from models.backbones.dlib_resnet import (
+from dlapps.backbones import dlib_resnet
+from dlapps.backbones.dlib_resnet import (
     DISTANCE_THRESHOLD,
     DLIB_RESNET_FILENAME,
     DlibStream,

@@ -5,17 +5,17 @@ import socket
 import numpy as np
 import pytest
 
-from models.backbones import efficientnet_lite
-from models.backbones.efficientnet_lite import (
+from dlapps.backbones import efficientnet_lite
+from dlapps.backbones.efficientnet_lite import (
     LITE0_CHECKPOINT_SHA256,
     build_efficientnet_lite0,
     converted_weights_path,
     lite0_checkpoint_path,
 )
-from models.backbones.torch_checkpoint import load_torch_state_dict
-from models.data.images import read_image
-from models.data.pipelines import resize_images
-from models.tasks.imagenet import IMAGENET_CAT_CLASSES
+from dlapps.backbones.torch_checkpoint import load_torch_state_dict
+from dlapps.data.images import read_image
+from dlapps.data.pipelines import resize_images
+from dlapps.tasks.imagenet import IMAGENET_CAT_CLASSES
 from tests.helpers import EXAMPLES
 
 

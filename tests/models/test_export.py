@@ -2,9 +2,9 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from models.data.pipelines import resize_images
-from models.export import TFLiteClassifier, export_saved_model, export_tflite
-from models.tasks.image_classifier import build_image_classifier
+from dlapps.data.pipelines import resize_images
+from dlapps.export import TFLiteClassifier, export_saved_model, export_tflite
+from dlapps.tasks.image_classifier import build_image_classifier
 from tests.helpers import assert_serving_matches
 
 
@@ -42,7 +42,7 @@ def test_multiclass_serving_and_tflite(tmp_path):
 
 
 def test_serve_bytes_answers_as_predict_on_phone_photos_alpha_and_16_bit(tmp_path):
-    from models.data.images import read_image
+    from dlapps.data.images import read_image
     from tests.models.test_images import _write_png16_rgb
 
     model = build_image_classifier("cnn", image_size=(16, 16), num_classes=3, filters=(4,))

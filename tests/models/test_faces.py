@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.data.faces import (
+from dlapps.data.faces import (
     CHIP_SIZE,
     YUNET_MODEL_PATH,
     YUNET_MODEL_SHA256,
@@ -25,7 +25,7 @@ from models.data.faces import (
     read_face_chips,
     similarity_transform,
 )
-from models.data.images import ImageReadError
+from dlapps.data.images import ImageReadError
 
 FACES = Path(__file__).resolve().parent.parent / "data" / "faces"
 ASTRONAUT = FACES / "astronaut_face.jpg"  # 256x256, one face (see tests/data/faces/README.md)
@@ -197,7 +197,7 @@ def test_align_face_refuses_bad_landmarks(astronaut):
 
 
 def test_pk_batches_hold_p_people_with_k_chips_each_from_their_own_folder():
-    from models.tasks.face_embedder import pk_batches
+    from dlapps.tasks.face_embedder import pk_batches
 
     # Each person's chips are one flat grey level, 60 apart: flips, +/- 20 brightness and reflected shifts and zooms
     # keep a chip within 20 of its person's level, so every chip can be traced to the person it was drawn from.
@@ -214,7 +214,7 @@ def test_pk_batches_hold_p_people_with_k_chips_each_from_their_own_folder():
 
 
 def test_labelled_batches_give_every_chip_once_a_pass_with_its_persons_label():
-    from models.tasks.face_embedder import labelled_batches
+    from dlapps.tasks.face_embedder import labelled_batches
 
     levels = [20, 80, 140, 200]
     groups = [np.full((n, 150, 150, 3), level, np.uint8) for n, level in zip((2, 3, 1, 4), levels, strict=True)]

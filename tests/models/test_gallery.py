@@ -3,7 +3,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from models.gallery import Gallery, GalleryError, rank_people
+from dlapps.gallery import Gallery, GalleryError, rank_people
 
 
 def _unit(*values):
@@ -53,7 +53,7 @@ def test_a_failed_enroll_leaves_nothing_half_written(tmp_path):
 
 
 def test_gallery_index_equals_brute_force_and_cuts_at_top_k():
-    from models.gallery import GalleryIndex
+    from dlapps.gallery import GalleryIndex
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(60, 8)).astype(np.float32)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.tasks.image_classifier import build_image_classifier
+from dlapps.tasks.image_classifier import build_image_classifier
 from tests.helpers import assert_keras_round_trip
 
 
@@ -50,7 +50,7 @@ def test_one_training_step_reduces_loss():
 def test_frozen_base_keeps_its_batch_norm_statistics():
     import keras
 
-    from models.tasks.image_classifier import find_backbone
+    from dlapps.tasks.image_classifier import find_backbone
 
     model = build_image_classifier("transfer", image_size=(32, 32), weights=None)
     base = find_backbone(model)
@@ -63,7 +63,7 @@ def test_frozen_base_keeps_its_batch_norm_statistics():
 
 
 def test_imagenet_veto_scales_the_probability_by_the_vetoed_mass():
-    from models.tasks.imagenet import IMAGENET_DOG_CLASSES, ImageNetVeto
+    from dlapps.tasks.imagenet import IMAGENET_DOG_CLASSES, ImageNetVeto
 
     imagenet = np.zeros((3, 1000), np.float32)
     imagenet[0, 281] = 1.0  # A tabby: nothing vetoed.

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from models.data.images import ImageReadError, is_graph_decodable, list_image_files, read_image
+from dlapps.data.images import ImageReadError, is_graph_decodable, list_image_files, read_image
 from tests.helpers import EXAMPLES, write_bad_files
 
 
@@ -122,7 +122,7 @@ def _write_png16_rgb(path, pixels):
 
 
 def test_big_jpeg_is_decoded_at_reduced_scale(tmp_path, monkeypatch):
-    import models.data.images as images
+    import dlapps.data.images as images
 
     monkeypatch.setattr(images, "MAX_DECODED_SIDE", 16)
     monkeypatch.setattr(images, "_decode_eagerly", None)  # The graph reads the limit when it is traced.
@@ -199,7 +199,7 @@ def test_list_image_files_reports_missing_and_empty(tmp_path):
 
 
 def test_crop_augmentation_zooms_in_and_shifts_and_keeps_the_shape():
-    from models.data.pipelines import build_augmentation
+    from dlapps.data.pipelines import build_augmentation
 
     augmentation = build_augmentation((32, 32), crop=0.5, seed=0)
     layers = {layer.name: layer for layer in augmentation.layers}

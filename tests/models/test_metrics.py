@@ -1,6 +1,6 @@
 import numpy as np
 
-from models.metrics.classification import binary_classification_metrics, confusion_matrix, multiclass_metrics, roc_auc
+from dlapps.metrics.classification import binary_classification_metrics, confusion_matrix, multiclass_metrics, roc_auc
 
 
 def test_roc_auc_exact_values():

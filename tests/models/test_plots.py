@@ -4,7 +4,7 @@ import matplotlib.pyplot as plt
 
 
 def test_two_losses_get_two_axes_and_no_line_joins_them(tmp_path, monkeypatch):
-    from models.plots import plot_history
+    from dlapps.plots import plot_history
 
     files = []
     for name, losses in (("warmup", (15.0, 12.0, 9.0)), ("fine_tune", (0.13, 0.05))):

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models.data.pipelines import finalize_dataset, make_file_dataset, resize_images
-from models.data.readers import DataError, read_catvnoncat_h5, read_image_folder, stratified_split
+from dlapps.data.pipelines import finalize_dataset, make_file_dataset, resize_images
+from dlapps.data.readers import DataError, read_catvnoncat_h5, read_image_folder, stratified_split
 from tests.helpers import write_bad_files
 
 

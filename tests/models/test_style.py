@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
+from dlapps.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
 
 
 def test_gram_matrix_on_a_hand_made_feature_map():
@@ -25,7 +25,7 @@ def test_content_style_and_total_variation_losses_are_exact():
 def test_hed_vgg16_reader_refuses_an_unexpected_layout(tmp_path):
     import h5py
 
-    from models.backbones.vgg import read_hed_vgg16
+    from dlapps.backbones.vgg import read_hed_vgg16
 
     with h5py.File(tmp_path / "wrong.h5", "w") as file:
         file["block1/layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 32), np.float32)
@@ -35,7 +35,7 @@ def test_hed_vgg16_reader_refuses_an_unexpected_layout(tmp_path):
 
 
 def test_packaged_hed_weights_match_the_vgg16_layers():
-    from models.backbones.vgg import build_vgg16_features
+    from dlapps.backbones.vgg import build_vgg16_features
 
     model = build_vgg16_features(["block1_conv1", "block5_conv1"], weights="hed")
     outputs = model(np.full((1, 32, 32, 3), 128.0, np.float32))
@@ -46,7 +46,7 @@ def test_packaged_hed_weights_match_the_vgg16_layers():
 
 
 def test_instance_normalisation_matches_its_formula():
-    from models.tasks.style_transformer import instance_norm
+    from dlapps.tasks.style_transformer import instance_norm
 
     x = np.random.default_rng(0).normal(3.0, 2.0, (2, 5, 4, 3)).astype(np.float32)
     layer = instance_norm("in")
@@ -55,7 +55,7 @@ def test_instance_normalisation_matches_its_formula():
 
 
 def test_stylise_keeps_any_size_and_blends_by_strength():
-    from models.tasks.style_transformer import build_style_transformer, stylise
+    from dlapps.tasks.style_transformer import build_style_transformer, stylise
 
     model = build_style_transformer((4, 8, 8), 1)
     images = np.random.default_rng(1).integers(0, 256, (1, 13, 22, 3), dtype=np.uint8)
@@ -68,8 +68,8 @@ def test_vgg_imagenet_offline_is_a_clear_error(monkeypatch):
     import keras
     import pytest
 
-    from models.backbones.applications import OfflineWeightsError
-    from models.backbones.vgg import build_vgg16_features
+    from dlapps.backbones.applications import OfflineWeightsError
+    from dlapps.backbones.vgg import build_vgg16_features
 
     def offline(**kwargs):
         raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
@@ -83,7 +83,7 @@ def test_optimise_style_lowers_the_cost_with_both_optimisers_and_records_every_s
     import keras
     import tensorflow as tf
 
-    from models.tasks.neural_style import optimise_style, style_grams
+    from dlapps.tasks.neural_style import optimise_style, style_grams
 
     # A tiny fixed loss network (two conv layers, seeded): the optimisation, not VGG, is under test.
     inputs = keras.Input((None, None, 3))
@@ -115,7 +115,7 @@ def test_style_weights_are_relative():
     import keras
     import tensorflow as tf
 
-    from models.tasks.neural_style import style_grams
+    from dlapps.tasks.neural_style import style_grams
 
     inputs = keras.Input((None, None, 3))
     network = keras.Model(inputs, {"a": keras.layers.Conv2D(2, 1, name="a")(inputs)})

@@ -9,7 +9,7 @@ import types
 import numpy as np
 import pytest
 
-from models.backbones.torch_checkpoint import UnsafeCheckpointError, load_torch_state_dict
+from dlapps.backbones.torch_checkpoint import UnsafeCheckpointError, load_torch_state_dict
 
 
 def _fake_torch_modules():

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.training import make_learning_rate, make_optimizer
+from dlapps.training import make_learning_rate, make_optimizer
 
 
 def test_inverse_time_decay_is_the_courses_formula():
@@ -38,7 +38,7 @@ def test_optimizers_and_bad_names():
 def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path):
     import tensorflow as tf
 
-    from models.training import fit_phases
+    from dlapps.training import fit_phases
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype("float32")
@@ -69,7 +69,7 @@ def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path)
         np.testing.assert_allclose(kept, saved)
 
     # The line the apps print after training names the kept phase, and what it was better on.
-    from models.training import finished_phase_model, phase_done, phase_report
+    from dlapps.training import finished_phase_model, phase_done, phase_report
 
     assert phase_report(summary).endswith("; kept phase1's weights (better dev loss than the later phase)")
     assert phase_report(summary).startswith("phase1: best epoch ")
@@ -82,7 +82,7 @@ def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path)
 
 
 def test_balanced_class_weights_weigh_every_class_as_a_balanced_set_would():
-    from models.training import balanced_class_weights
+    from dlapps.training import balanced_class_weights
 
     # 6 of class 0, 2 of class 1, none of class 2: n / (C * n_c) = 8/18, 8/6, and 8/3 for the empty class.
     weights = balanced_class_weights([0, 0, 0, 0, 0, 0, 1, 1], 3)
@@ -94,7 +94,7 @@ def test_recalibrate_batch_norm_sets_the_plain_mean_of_the_batches():
     import keras
     import numpy as np
 
-    from models.training import recalibrate_batch_norm
+    from dlapps.training import recalibrate_batch_norm
 
     inputs = keras.Input((3,))
     frozen = keras.layers.BatchNormalization(name="frozen")
@@ -127,7 +127,7 @@ def _residual_classifier():
 def test_head_on_features_shares_the_head_and_answers_as_the_whole_model():
     import numpy as np
 
-    from models.training import feature_arrays, feature_dataset, head_on_features
+    from dlapps.training import feature_arrays, feature_dataset, head_on_features
 
     model, base = _residual_classifier()
     head = head_on_features(model, "base")
@@ -148,7 +148,7 @@ def test_frozen_cut_never_cuts_a_residual_block_and_the_top_answers_as_the_whole
     import keras
     import numpy as np
 
-    from models.training import frozen_cut, head_on_features, unfreeze_start
+    from dlapps.training import frozen_cut, head_on_features, unfreeze_start
 
     model, base = _residual_classifier()
     names = [layer.name for layer in base.layers[1:]]  # conv1, conv2, add, conv3, pool
@@ -172,7 +172,7 @@ def test_frozen_cut_never_cuts_a_residual_block_and_the_top_answers_as_the_whole
 def test_feature_dataset_draws_each_example_from_the_features_or_their_mirror():
     import numpy as np
 
-    from models.training import feature_dataset
+    from dlapps.training import feature_dataset
 
     features, flipped = np.zeros((64, 2), "float32"), np.ones((64, 2), "float32")
     data = feature_dataset(features, np.arange(64), 8, shuffle_seed=0, flipped=flipped)
@@ -185,7 +185,7 @@ def test_feature_dataset_draws_each_example_from_the_features_or_their_mirror():
 def test_a_process_killed_while_writing_the_best_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch):
     import tensorflow as tf
 
-    from models.training import fit_phases
+    from dlapps.training import fit_phases
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 4)).astype("float32")
@@ -229,7 +229,7 @@ def test_a_process_killed_while_writing_the_best_checkpoint_keeps_the_previous_o
 def test_frozen_part_features_feed_both_phases_from_one_pass_of_the_frozen_part():
     import tensorflow as tf
 
-    from models.training import frozen_part_features, head_on_features
+    from dlapps.training import frozen_part_features, head_on_features
 
     model, base = _residual_classifier()
     images = np.random.default_rng(2).random((4, 8, 8, 3)).astype("float32")
@@ -258,7 +258,7 @@ def test_with_a_weight_average_the_kept_epoch_is_the_averaged_weights_dev_was_me
     """use_ema: dev is measured on the averaged weights, and the best checkpoint holds those, not the raw ones."""
     import tensorflow as tf
 
-    from models.training import fit_phases, read_history
+    from dlapps.training import fit_phases, read_history
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype("float32")

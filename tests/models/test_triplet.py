@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.losses.triplet import TripletLoss, pairwise_squared_distances, triplet_loss
+from dlapps.losses.triplet import TripletLoss, pairwise_squared_distances, triplet_loss
 
 
 def test_the_courses_triplet_loss_on_hand_made_embeddings():

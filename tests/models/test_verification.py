@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from models.metrics.verification import (
+from dlapps.metrics.verification import (
     accuracy_at,
     best_threshold,
     equal_error_rate,
@@ -39,7 +39,7 @@ def test_ten_fold_accuracy_on_separable_pairs_is_perfect():
 
 
 def test_sample_pairs_round_robin_unique_and_disjoint():
-    from models.data.pairs import sample_pairs
+    from dlapps.data.pairs import sample_pairs
 
     # Items 0-2 are person 0, 3-4 person 1, 5 person 2: 3 + 1 same pairs can be made.
     pairs, same = sample_pairs([3, 2, 1], seed=0)
@@ -58,8 +58,8 @@ def test_sample_pairs_round_robin_unique_and_disjoint():
 
 
 def test_sample_pairs_refuses_what_cannot_be_made():
-    from models.data.pairs import sample_pairs
-    from models.data.readers import DataError
+    from dlapps.data.pairs import sample_pairs
+    from dlapps.data.readers import DataError
 
     with pytest.raises(DataError, match="no person has two"):
         sample_pairs([1, 1, 1])
@@ -70,7 +70,7 @@ def test_sample_pairs_refuses_what_cannot_be_made():
 
 
 def test_pairs_file_round_trip_with_relative_paths(tmp_path):
-    from models.data.pairs import read_pairs_file, write_pairs_file
+    from dlapps.data.pairs import read_pairs_file, write_pairs_file
 
     (tmp_path / "faces").mkdir()
     a, b = tmp_path / "faces" / "a.jpg", tmp_path / "faces" / "b.jpg"

@@ -1,0 +1,106 @@
+"""`ObjectDetector`: the YOLO-style detector, from Python.
+
+```python
+import dlapps
+detector = dlapps.ObjectDetector.from_preset("fruit")       # or .from_folder("runs/mine"), or dlapps.load(path)
+result = detector.predict("photo.jpg")                        # boxes in image pixels, class names, scores
+result.to_dict(); result.plot()                               # the --json record; an annotated RGB array
+```
+"""
+
+from dlapps.apps.base import App, to_image
+from dlapps.results import Detections
+
+
+class ObjectDetector(App):
+    """A detector folder (`dlapps detect train`): letterbox, network, box decoding and per-class NMS, in one traced
+    function (`dlapps.tasks.yolo_detector.Detector`, the same rule as every export).
+
+    Args:
+        model: the Keras detector (raw grid outputs).
+        config: the folder's config.json (`anchors`, `class_names` and the stored thresholds).
+        folder: the model folder.
+        score_threshold: keep boxes whose objectness x class probability is at least this (0-1; None: the model's).
+        iou_threshold: NMS drops a box overlapping a better one of its class by more than this IoU (None: the
+            model's).
+        max_detections: most boxes per image (None: the model's).
+        class_agnostic: one NMS over all classes instead of one per class.
+    """
+
+    app = "detect"
+    cli = "dlapps.cli.detect"
+    model_option = "model"
+
+    def __init__(self, model, config, folder=None, score_threshold=None, iou_threshold=None, max_detections=None,
+                 class_agnostic=False):  # fmt: skip
+        from dlapps.tasks.yolo_detector import Detector
+
+        super().__init__(model, config, folder)
+        if "anchors" not in self.config:
+            raise ValueError(f"{folder}: not a detector folder (its config.json has no anchors)")
+        self.class_names = list(self.config["class_names"])
+        self.detector = Detector(
+            model,
+            self.config["anchors"],
+            self.config["score_threshold"] if score_threshold is None else score_threshold,
+            self.config["iou_threshold"] if iou_threshold is None else iou_threshold,
+            max_detections or self.config["max_detections"],
+            class_agnostic,
+        )
+
+    @property
+    def score_threshold(self):
+        return self.detector.score_threshold
+
+    @property
+    def iou_threshold(self):
+        return self.detector.iou_threshold
+
+    @property
+    def max_detections(self):
+        return self.detector.max_detections
+
+    def detect_array(self, image):
+        """Detections of one RGB uint8 (H, W, 3) array, as (boxes (M, 4) float32 pixels, scores (M,), classes (M,))."""
+        found = self.detector.detect(image[None])
+        count = int(found["num_detections"][0])
+        return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(),
+                found["classes"][0, :count].numpy())  # fmt: skip
+
+    def predict(self, image):
+        """The objects in one image (a path, bytes, a PIL image or an (H, W, 3) uint8 array): `Detections`, boxes in
+        the original image's pixels.
+
+        Raises:
+            ImageReadError: the input cannot be read (the message names it).
+        """
+        pixels = to_image(image)
+        boxes, scores, classes = self.detect_array(pixels)
+        height, width = pixels.shape[:2]
+        return Detections(boxes, scores, classes, self.class_names, width, height, image, pixels)
+
+    # === Train, evaluate, export: the command line's verbs, with its option names and defaults ===
+
+    @classmethod
+    def train(cls, data, output, **options):
+        """Train a detector on annotated photos (a VOC, YOLO or COCO folder) and return it; `report` holds the run's
+        summary (`dlapps detect train --json`).
+
+        Args:
+            data: the annotations folder (or a data.yaml / COCO json).
+            output: the new run's folder.
+            **options: `dlapps detect train`'s options by their dests (`epochs`, `anchors`, `image_size`, ...).
+        """
+        report = cls._run_verb("train", [data], output=output, **options)
+        trained = cls.from_folder(output)
+        trained.report = report
+        return trained
+
+    def evaluate(self, data, **options):
+        """VOC and COCO mAP on an annotated folder (`dlapps detect evaluate --json`), as a `Report`."""
+        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **options})
+
+    def export(self, format="saved_model", output=None, **options):
+        """A SavedModel (uint8 images or bytes in; boxes in pixels, NMS inside), an ONNX or a TFLite file."""
+        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
+                                           **options})  # fmt: skip

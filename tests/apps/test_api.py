@@ -1,0 +1,168 @@
+"""The Python API (`import dlapps`): every app class on tiny models, the inputs rule, presets, and the CLI answering
+exactly as the API does."""
+
+import io
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import dlapps
+from dlapps.cli import main as cli
+from dlapps.results import Failure
+from tests.apps.test_detect_cli import write_squares
+from tests.helpers import EXAMPLES, write_tiny_image_folder
+
+FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+
+
+def _json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+# === Inputs and presets ===
+
+
+def test_every_kind_of_input_gives_the_same_answer():
+    cat = dlapps.CatClassifier.from_preset("cat")
+    path = EXAMPLES / "chelsea.png"
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    answers = [cat.predict(item).probability for item in (path, str(path), path.read_bytes(), Image.open(path),
+                                                           pixels)]  # fmt: skip
+    assert max(answers) - min(answers) < 1e-6 and answers[0] > 0.5
+    with pytest.raises(ValueError, match=r"\(H, W, 3\).*float64"):
+        cat.predict(np.zeros((8, 8, 3)))
+
+
+def test_presets_are_listed_and_a_wrong_one_names_the_right_ones():
+    assert set(dlapps.list_presets("style")) == {"starry_night", "kandinsky", "great_wave"}
+    with pytest.raises(ValueError, match="fruit, raccoon"):
+        dlapps.ObjectDetector.from_preset("starry_night")
+    assert type(dlapps.load("raccoon")).__name__ == "ObjectDetector"
+
+
+def test_importing_dlapps_loads_no_tensorflow_and_each_shipped_folder_loads_on_its_own():
+    code = "import sys, dlapps; assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for preset in dlapps.list_presets():
+        # A fresh process that imports only dlapps: every custom layer is registered by loading itself.
+        code = f"import dlapps; print(type(dlapps.load({preset!r})).__name__)"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_library_prints_nothing_and_leaves_warning_filters_alone(tmp_path, capsys):
+    before = list(warnings.filters)
+    detector = dlapps.ObjectDetector.from_preset("raccoon")
+    results = list(detector.predict_iter([EXAMPLES / "raccoons.jpg", tmp_path / "missing.jpg"]))
+    assert warnings.filters == before
+    assert capsys.readouterr().out == ""
+    assert results[0].ok and not results[1].ok and "missing.jpg" in results[1].error
+
+
+# === Detector ===
+
+
+@pytest.fixture(scope="module")
+def detector(tmp_path_factory):
+    root = tmp_path_factory.mktemp("api_detect")
+    write_squares(root / "data", count=4, size=64)
+    trained = dlapps.ObjectDetector.train(
+        root / "data", root / "model", dev=str(root / "data"), image_size=64, epochs=[1, 1], batch_size=4,
+        no_augment=True,
+    )  # fmt: skip
+    return root, trained
+
+
+def test_detector_predicts_streams_evaluates_and_exports(detector, tmp_path, capsys):
+    root, trained = detector
+    assert trained.report["output"] and trained.class_names == ["blue", "red"]
+    (tmp_path / "bad.jpg").write_text("not a picture")
+    results = list(trained.predict_iter([root / "data" / "img0.png", tmp_path / "bad.jpg", root / "data" / "img1.png"]))
+    assert [r.ok for r in results] == [True, False, True]
+    assert isinstance(results[1], Failure) and "bad.jpg" in results[1].to_dict()["error"]
+    record = results[0].to_dict()
+    assert record["width"] == 64 and record["height"] == 64 and results[0].plot().shape == (64, 64, 3)
+    # The command line prints exactly the API's records (a failed file gets its record too).
+    code = cli(["detect", "predict", str(root / "data" / "img0.png"), str(tmp_path / "bad.jpg"), "--model",
+                str(root / "model"), "--output", str(tmp_path / "out"), "--json"])  # fmt: skip
+    lines = _json_lines(capsys.readouterr().out)
+    assert code == 2 and lines[0] == record and lines[1]["error"].startswith(str(tmp_path / "bad.jpg"))
+    report = trained.evaluate(root / "data", output=str(tmp_path / "eval"))
+    assert 0 <= report["map50"] <= 1
+    exported = trained.export("saved_model", output=str(tmp_path / "serving"))
+    assert exported["path"] == str(tmp_path / "serving")
+
+
+def test_options_are_the_command_lines_with_its_checks(detector):
+    _, trained = detector
+    with pytest.raises(TypeError, match="unexpected option 'epoch'"):
+        dlapps.ObjectDetector.train("data", "out", epoch=3)
+    with pytest.raises(ValueError, match="learning_rate"):
+        dlapps.ObjectDetector.train("data", "out", learning_rate=[-1])
+    with pytest.raises(ValueError, match="image_size: expected one value"):
+        dlapps.ObjectDetector.train("data", "out", image_size=[64, 64])
+    strict = dlapps.ObjectDetector.from_folder(trained.folder, score_threshold=0.99, max_detections=1)
+    assert strict.score_threshold == 0.99 and strict.max_detections == 1
+
+
+# === Classifiers ===
+
+
+def test_image_classifier_trains_predicts_in_batches_and_exports(tmp_path, capsys):
+    folder = write_tiny_image_folder(tmp_path / "pictures", {"ant": 8, "bee": 8})
+    classifier = dlapps.ImageClassifier.train(folder, tmp_path / "model", weights="none", image_size=32,
+                                              head_epochs=1, fine_tune_epochs=1, batch_size=8)  # fmt: skip
+    files = sorted((folder / "ant").iterdir())[:3]
+    one_by_one = [classifier.predict(f).probabilities for f in files]
+    batched = [r.probabilities for r in classifier.predict_iter(files, batch_size=2)]
+    for a, b in zip(one_by_one, batched, strict=True):
+        assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-5 for k in a)
+    cli(["finetune", "predict", *map(str, files), "--model", str(tmp_path / "model"), "--json"])
+    printed = _json_lines(capsys.readouterr().out)
+    assert [p["label"] for p in printed] == [r.label for r in classifier.predict_iter(files)]
+    report = classifier.evaluate(folder)
+    assert 0 <= report["accuracy"] <= 1
+    assert classifier.export("tflite")["path"].endswith(".tflite")
+
+
+def test_cat_classifier_trains_and_answers_as_the_command_line(tiny_h5, tmp_path, capsys):
+    cat = dlapps.CatClassifier.train(tiny_h5, tmp_path / "cat", model="logreg", epochs=2, image_size=16)
+    image = io.BytesIO()
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(image, format="PNG")
+    (tmp_path / "bright.png").write_bytes(image.getvalue())
+    result = cat.predict(tmp_path / "bright.png")
+    cli(["cat", "predict", str(tmp_path / "bright.png"), "--model", str(tmp_path / "cat"), "--json"])
+    assert _json_lines(capsys.readouterr().out) == [result.to_dict()]
+    assert set(cat.evaluate(tiny_h5 / "test_catvnoncat.h5").values) >= {"accuracy", "roc_auc"}
+
+
+# === Faces and style ===
+
+
+def test_faces_verify_enroll_and_identify(tmp_path):
+    faces = dlapps.FaceVerifier.from_preset()
+    same = faces.verify(EXAMPLES / "astronaut.png", FACES / "astronaut_face.jpg")
+    assert same.same_person and same.faces_a == 1 and same.to_dict()["same_person"] is True
+    gallery = faces.gallery(tmp_path / "people.db")
+    # The same name typed two ways (composed and decomposed é) is one person.
+    faces.enroll(gallery, "Eil\u00e9en", [EXAMPLES / "astronaut.png"])
+    faces.enroll(gallery, "Eile\u0301en", [FACES / "astronaut_face.jpg"])
+    assert gallery.people() == [("Eil\u00e9en", 2)]
+    found = list(faces.identify_iter([FACES / "astronaut_face.jpg", EXAMPLES / "coffee.png"], gallery))
+    assert found[0].name == "Eil\u00e9en" and not found[1].ok and found[1].kind == "NoFaceError"
+    assert faces.embed(EXAMPLES / "astronaut.png").shape == (128,)
+
+
+def test_style_stylises_any_input_and_optimises(tmp_path):
+    style = dlapps.StyleTransfer.from_preset("starry_night")
+    pixels = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((45, 30)))
+    result = style.stylise(pixels)
+    assert result.image.shape == (30, 45, 3) and result.style == "starry_night"
+    assert (result.image != pixels).mean() > 0.5
+    optimised = dlapps.StyleTransfer.optimise(pixels, EXAMPLES / "rocket.jpg", steps=3, max_size=32)
+    assert optimised.image.shape == (21, 32, 3) and len(optimised.history) == 4
