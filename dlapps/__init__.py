@@ -14,8 +14,8 @@ named. The library logs through `logging.getLogger("dlapps")` and never prints.
 
 import importlib
 
-__all__ = ["CatClassifier", "FaceVerifier", "Gallery", "ImageClassifier", "ObjectDetector", "StyleTransfer", "list_presets",
-           "load"]  # fmt: skip
+__all__ = ["CatClassifier", "FaceVerifier", "Gallery", "ImageClassifier", "ObjectDetector", "StyleTransfer",
+           "list_presets", "load"]  # fmt: skip
 
 _LAZY = {
     "CatClassifier": "dlapps.apps.cat",

@@ -1,9 +1,23 @@
 """Training shared by every app: optimisers, learning-rate decay, callbacks, and the resumable phase loop."""
 
+import contextlib
+import warnings
+
 import keras
 
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_DECAYS = ("none", "inverse_time", "exponential", "cosine")
+
+
+@contextlib.contextmanager
+def fit_notices_silenced():
+    """Keras' notices that do not apply to our pipelines, silenced inside the block only (the process's warning
+    filters are restored after it): fit() ignores shuffle=True for a tf.data input (our pipelines shuffle
+    themselves), and a dataset whose unreadable files were dropped has an unknown length ("ran out of data")."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle=True.*", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*ran out of data.*", category=UserWarning)
+        yield
 
 
 def make_learning_rate(learning_rate, decay, steps_per_epoch, epochs, decay_rate=1.0):
@@ -357,10 +371,11 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         if verbose and len(phases) > 1:  # the epoch lines of each phase under its name
             about = f", {phase['description']}" if phase.get("description") else ""
             print(f"{name} ({phase['epochs']} epoch{'' if phase['epochs'] == 1 else 's'}{about})", flush=True)
-        trained.fit(
-            overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
-            epochs=phase["epochs"], class_weight=class_weight, callbacks=callbacks, verbose=verbose,
-        )  # fmt: skip
+        with fit_notices_silenced():
+            trained.fit(
+                overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
+                epochs=phase["epochs"], class_weight=class_weight, callbacks=callbacks, verbose=verbose,
+            )  # fmt: skip
         if best_file.exists():
             # The best epoch of the whole phase, interruptions included.
             trained.load_weights(best_file)

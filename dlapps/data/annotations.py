@@ -1,22 +1,30 @@
 """Box annotations: Pascal VOC XML, YOLO txt and COCO JSON read into one format, and written back out.
 
 The one format is a list of `Annotation` (image path, boxes as float32 (N, 4) `xmin, ymin, xmax, ymax` in pixels of
-the image as our decoding rule shows it, int32 class indices) plus the list of class names. Image sizes always come
-from the image file (its header, turned by its EXIF orientation), never from the annotation, which is often wrong
-(zeros in VOC files written by some tools). Problems with one file (broken XML or JSON, a box outside the image or of
-zero area, a label without its image) are reported through `on_warning` with the file's name, and the rest is used.
+the image as our decoding rule shows it, int32 class indices) plus the list of class names. Boxes the annotation
+marks as not to be learnt nor counted (VOC `<difficult>1`, COCO `iscrowd: 1`) are kept apart in `ignored_boxes`:
+training never sees them and evaluation ignores detections on them (pycocotools' crowd rule). Image sizes always
+come from the image file (its header, turned by its EXIF orientation), never from the annotation, which is often
+wrong (zeros in VOC files written by some tools). Problems with one file (broken XML or JSON, a box outside the image
+or of zero area, a label without its image, a truncated image) are reported through `on_warning` with the file's
+name and the line or object number, and the rest is used.
 Layouts (`read_detection_folder` finds which):
 - VOC: `name.jpg` + `name.xml` side by side, or `images/` + `annotations/` (or `Annotations/`, `xml/`).
 - YOLO: `images/` + `labels/` of `name.txt` lines `class cx cy w h` (0-1), class names in `data.yaml` (`names:`)
   or `classes.txt` beside them.
-- COCO: one JSON file with `images`, `annotations`, `categories` (boxes `[x, y, width, height]` in pixels), given
-  directly or as the only `.json` in the folder (or in `annotations/`); images under the folder or `images/`.
+- COCO: one JSON file with `images`, `annotations`, `categories` (boxes `[x, y, width, height]` in pixels, or a
+  `segmentation` alone), given directly or as the only `.json` in the folder (or in `annotations/`); images under
+  the folder or `images/`.
+An image and its label file are paired by name; names that differ only in case are paired with a warning.
 """
 
 import json
+import warnings
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -27,44 +35,121 @@ from dlapps.data.readers import DataError
 FORMATS = ("voc", "yolo", "coco")
 # A box smaller than this (pixels, either side) after clipping is dropped: nothing can be learnt from it.
 MIN_BOX_SIDE = 1.0
+# A YOLO coordinate above this is not a 0-1 fraction of the image (slightly above 1 is a box a little outside it).
+YOLO_PIXEL_LIMIT = 1.5
+# EXIF orientations that turn the image a quarter (its width and height swap when shown upright).
+QUARTER_TURNS = (5, 6, 7, 8)
 
 
 @dataclass
 class Annotation:
-    """One image and its boxes: `boxes` float32 (N, 4) xmin, ymin, xmax, ymax in pixels; `labels` int32 (N,)."""
+    """One image and its boxes: `boxes` float32 (N, 4) xmin, ymin, xmax, ymax in pixels; `labels` int32 (N,).
+
+    `ignored_boxes` (K, 4) and `ignored_labels` (K,) are objects marked difficult (VOC) or crowd (COCO): not
+    trained on, and evaluation ignores detections matching them. `category_ids` (COCO): the source file's category
+    id of each class index, so that writing COCO again keeps them; None elsewhere.
+    """
 
     image: Path
     width: int
     height: int
     boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    ignored_boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    ignored_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    category_ids: tuple | None = None
+
+
+class ImageHeader(NamedTuple):
+    """An image's `width` and `height` as shown upright, and its EXIF `orientation` (1-8; 1 when none)."""
+
+    width: int
+    height: int
+    orientation: int
+
+    @property
+    def stored_size(self):
+        """(width, height) as stored in the file, before the EXIF orientation turns it."""
+        return (self.height, self.width) if self.orientation in QUARTER_TURNS else (self.width, self.height)
+
+
+class LabelError(ValueError):
+    """A label file that cannot be used as it is; the message says where (line or object) and why."""
+
+
+def image_header(path):
+    """The `ImageHeader` of an image file, checking that the whole file decodes (JPEGs at 1/8 scale, which is fast):
+    a truncated or corrupt image is named here and left out, never counted nor used for anchors.
+
+    Raises:
+        DataError: not a readable image (missing, not an image, truncated, corrupt).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                orientation = image.getexif().get(0x0112, 1) if image.format == "JPEG" else 1
+                if image.format == "JPEG":
+                    image.draft(None, (max(1, width // 8), max(1, height // 8)))
+                image.load()
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as error:
+        raise DataError(f"{path}: not a readable image ({error})") from None
+    orientation = orientation if orientation in range(1, 9) else 1
+    if orientation in QUARTER_TURNS:
+        width, height = height, width
+    return ImageHeader(width, height, orientation)
 
 
 def image_size(path):
-    """(width, height) of an image as the decoding rule shows it (EXIF orientations 5-8 swap the sides)."""
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-            orientation = image.getexif().get(0x0112, 1) if image.format == "JPEG" else 1
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataError(f"{path}: not a readable image ({error})") from None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    """(width, height) of an image as the decoding rule shows it (EXIF orientations 5-8 swap the sides).
+
+    Raises:
+        DataError: not a readable image (including a truncated one).
+    """
+    header = image_header(path)
+    return header.width, header.height
 
 
-def clean_boxes(boxes, width, height, source, on_warning):
-    """Clip boxes to the image and drop those of (near) zero area, naming `source` in a warning for each kind.
+def _drop_reason(box, clipped):
+    """Why a box is dropped ("" when it is kept)."""
+    if not np.all(np.isfinite(box)):
+        return "not a number"
+    if box[2] < box[0] or box[3] < box[1]:
+        return f"reversed coordinates: xmin {box[0]:g}, ymin {box[1]:g}, xmax {box[2]:g}, ymax {box[3]:g}"
+    if box[2] - box[0] < MIN_BOX_SIDE or box[3] - box[1] < MIN_BOX_SIDE:
+        return f"zero width or height: {box[2] - box[0]:g}x{box[3] - box[1]:g} pixels"
+    if np.any(clipped[2:] - clipped[:2] < MIN_BOX_SIDE):
+        return "outside the image"
+    return ""
 
-    Returns (boxes float32 (M, 4), keep bool (N,)).
+
+def clean_boxes(boxes, width, height, source, on_warning, where=None):
+    """Clip boxes to the image and drop those reversed, of (near) zero width or height, or wholly outside it.
+
+    One warning names `source` and each dropped box (by `where`, e.g. "line 3" or "object 2"; "box N" when not
+    given) with its reason, another the boxes clipped. Returns (boxes float32 (M, 4), keep bool (N,)).
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-    clipped = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
-    outside = np.any(np.abs(clipped - boxes) > 0.5, axis=1)
-    keep = np.all(clipped[:, 2:] - clipped[:, :2] >= MIN_BOX_SIDE, axis=1)
-    if np.any(outside & keep):
-        on_warning(f"{source}: {int(np.sum(outside & keep))} box(es) outside the {width}x{height} image, clipped")
-    if np.any(~keep):
-        on_warning(f"{source}: {int(np.sum(~keep))} box(es) of zero area (or wholly outside the image), dropped")
-    return clipped[keep], keep
+    where = list(where) if where is not None else [f"box {index + 1}" for index in range(len(boxes))]
+    with np.errstate(invalid="ignore"):
+        clipped = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
+        outside = np.any(np.abs(clipped - boxes) > 0.5, axis=1)
+    reasons = [_drop_reason(box, box_clipped) for box, box_clipped in zip(boxes, clipped, strict=True)]
+    keep = np.array([not reason for reason in reasons], bool)
+    dropped = [f"{place} ({reason})" for place, reason in zip(where, reasons, strict=True) if reason]
+    if dropped:
+        on_warning(
+            f"{source}: {len(dropped)} box(es) of zero area, reversed or wholly outside the {width}x{height} image, "
+            f"dropped: {'; '.join(dropped)}"
+        )
+    clipped_places = [place for place, out, kept in zip(where, outside, keep, strict=True) if out and kept]
+    if clipped_places:
+        on_warning(
+            f"{source}: {len(clipped_places)} box(es) outside the {width}x{height} image, clipped: "
+            + ", ".join(clipped_places)
+        )
+    return clipped[keep].reshape(-1, 4), keep
 
 
 def _class_index(name, class_names, fixed):
@@ -86,48 +171,111 @@ def _finish(records, class_names, on_warning, fixed, unknown):
         remap = np.array([order.index(name) for name in class_names], np.int32)
         for record in records:
             record.labels = remap[record.labels] if len(record.labels) else record.labels
+            record.ignored_labels = (
+                remap[record.ignored_labels] if len(record.ignored_labels) else record.ignored_labels
+            )
         class_names[:] = order
     return records, list(class_names)
 
 
+def _make_record(image_path, header, boxes, labels, ignore, places, source, on_warning):
+    """An `Annotation` from raw boxes: cleaned (`clean_boxes`), then split into trained and ignored boxes."""
+    kept, keep = clean_boxes(boxes, header.width, header.height, source, on_warning, places)
+    labels = np.asarray(labels, np.int32).reshape(-1)[keep]
+    ignore = np.asarray(ignore, bool).reshape(-1)[keep]
+    return Annotation(
+        Path(image_path), header.width, header.height, kept[~ignore], labels[~ignore], kept[ignore], labels[ignore]
+    )
+
+
 def _read_label_files(pairs, parse, errors, what, class_names, fixed, on_warning):
-    """The loop VOC and YOLO share: each image's size from its header, its label file parsed by `parse(path, width,
-    height)` into (class name, xyxy pixel box) pairs, classes indexed, boxes cleaned. A label file raising one of
-    `errors` is named ("not a readable `what`") and skipped with its image. Returns (records, unknown class names)."""
+    """The loop VOC and YOLO share: each image's header read (an unreadable image is named and left out), its label
+    file parsed by `parse(path, header, on_warning)` into (class name, xyxy pixel box, where, ignore) tuples,
+    classes indexed, boxes cleaned. A label file raising `LabelError` or one of `errors` is named (with the line or
+    object and why) and skipped with its image. Returns (records, unknown class names)."""
     records, unknown = [], set()
     for image_path, label_path in pairs:
         try:
-            width, height = image_size(image_path)
+            header = image_header(image_path)
         except DataError as error:
-            on_warning(str(error) + ", skipped")
+            on_warning(str(error) + ", left out")
             continue
-        boxes, labels = [], []
+        boxes, labels, ignore, places = [], [], [], []
         try:
-            for name, box in parse(label_path, width, height) if label_path is not None else ():
+            for name, box, where, ignored in parse(label_path, header, on_warning) if label_path is not None else ():
                 index = _class_index(name, class_names, fixed)
                 if index is None:
                     unknown.add(name)
                     continue
                 boxes.append(box)
                 labels.append(index)
+                ignore.append(ignored)
+                places.append(where)
+        except LabelError as error:
+            on_warning(f"{label_path}: {error}; left out with its image {Path(image_path).name}")
+            continue
         except errors as error:
             on_warning(f"{label_path}: not a readable {what} ({error}), skipped with its image")
             continue
-        kept, keep = clean_boxes(boxes, width, height, label_path, on_warning)
-        records.append(Annotation(Path(image_path), width, height, kept, np.asarray(labels, np.int32)[keep]))
+        records.append(_make_record(image_path, header, boxes, labels, ignore, places, label_path, on_warning))
     return records, unknown
 
 
-def _voc_objects(xml_path, width, height):
-    for item in ElementTree.parse(xml_path).getroot().iter("object"):
+def _to_upright(box, orientation, stored_width, stored_height):
+    """A box drawn on the image as stored, mapped into the image turned upright by EXIF `orientation` (5-8)."""
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:  # Reversed: left as it is, for `clean_boxes` to name.
+        return list(box)
+    xs, ys = np.array([x1, x2]), np.array([y1, y2])
+    new_x, new_y = {
+        5: (ys, xs),  # transpose
+        6: (stored_height - ys, xs),  # a quarter turn clockwise
+        7: (stored_height - ys, stored_width - xs),  # transverse
+        8: (ys, stored_width - xs),  # a quarter turn anticlockwise
+    }[orientation]
+    return [float(new_x.min()), float(new_y.min()), float(new_x.max()), float(new_y.max())]
+
+
+def _voc_frame(root, header, xml_path, on_warning):
+    """The function that maps this XML's boxes into the upright image: the identity, unless the XML `<size>` is the
+    stored (pre-rotation) size of an image that EXIF turns a quarter, as tools that ignore EXIF write it; then its
+    boxes were drawn on the stored image, and are mapped (with a warning naming the file)."""
+    try:
+        size = int(float(root.findtext("size/width"))), int(float(root.findtext("size/height")))
+    except (TypeError, ValueError):
+        return lambda box: box  # No usable <size>: nothing tells which frame the boxes are in.
+    stored = header.stored_size
+    if header.orientation not in QUARTER_TURNS or stored[0] == stored[1] or size != stored:
+        return lambda box: box
+    on_warning(
+        f"{xml_path}: <size> {size[0]}x{size[1]} is the image as stored, but its EXIF orientation "
+        f"{header.orientation} shows it {header.width}x{header.height}; its boxes are turned with it"
+    )
+    return lambda box: _to_upright(box, header.orientation, *stored)
+
+
+def _voc_objects(xml_path, header, on_warning):
+    """(class name, box, "object N", difficult) of each `<object>` of a VOC XML file, in the upright image."""
+    root = ElementTree.parse(xml_path).getroot()
+    frame = _voc_frame(root, header, xml_path, on_warning)
+    for number, item in enumerate(root.iter("object"), 1):
         box = item.find("bndbox")
-        yield item.findtext("name", "").strip(), [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+        if box is None:
+            raise LabelError(f"object {number} has no <bndbox>")
+        try:
+            coordinates = [float(box.findtext(key)) for key in ("xmin", "ymin", "xmax", "ymax")]
+        except (TypeError, ValueError):
+            raise LabelError(f"object {number}: <bndbox> needs numbers in xmin, ymin, xmax, ymax") from None
+        difficult = (item.findtext("difficult") or "0").strip().lower() in ("1", "true", "yes")
+        yield item.findtext("name", "").strip(), frame(coordinates), f"object {number}", difficult
 
 
 def read_voc(pairs, class_names=None, on_warning=print):
     """Pascal VOC: `pairs` of (image path, XML path or None for a background image).
 
     Returns (annotations, class names). `class_names` given: boxes of other classes are left out with a warning.
+    Objects marked `<difficult>1</difficult>` go to `ignored_boxes` (the VOC protocol neither trains nor counts
+    them).
     """
     fixed = class_names is not None
     class_names = list(class_names or [])
@@ -136,21 +284,49 @@ def read_voc(pairs, class_names=None, on_warning=print):
     return _finish(records, class_names, on_warning, fixed, unknown)
 
 
+def _yolo_class(text, number, count):
+    """The class index written `text` on line `number` ("1" or "1.0"; LabelError otherwise or out of range)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise LabelError(f"line {number}: class {text!r} is not a number") from None
+    if not value.is_integer():
+        raise LabelError(f"line {number}: class {text} is not a whole number")
+    if not 0 <= value < count:
+        raise LabelError(f"line {number}: class {text} is out of range (the data set has {count} names, 0-{count - 1})")
+    return int(value)
+
+
 def read_yolo(pairs, names, class_names=None, on_warning=print):
-    """YOLO txt: `pairs` of (image path, txt path or None), `names` the data set's class names (index order)."""
+    """YOLO txt: `pairs` of (image path, txt path or None), `names` the data set's class names (index order).
+
+    Lines are `class cx cy w h`, coordinates 0-1 of the image (a class written `1.0` is class 1). A file with a
+    malformed line, an out-of-range class, or values that look like pixels (above `YOLO_PIXEL_LIMIT`) is named with
+    the line and left out with its image (never kept as a background image).
+    """
     fixed = class_names is not None
     class_names = list(class_names if fixed else names)  # YOLO's own class order is the data set's: kept.
 
-    def objects(txt_path, width, height):
-        for line in filter(str.strip, Path(txt_path).read_text().splitlines()):
+    def objects(txt_path, header, on_warning):
+        width, height = header.width, header.height
+        for number, line in enumerate(Path(txt_path).read_text().splitlines(), 1):
             values = line.split()
-            index, cx, cy, w, h = int(values[0]), *map(float, values[1:5])
-            if not 0 <= index < len(names):
-                raise ValueError(f"class {index} is not in the {len(names)} names")
-            yield (
-                names[index],
-                [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height],
-            )
+            if not values:
+                continue
+            if len(values) < 5:
+                raise LabelError(f"line {number}: {len(values)} value(s), expected 'class cx cy w h'")
+            index = _yolo_class(values[0], number, len(names))
+            try:
+                cx, cy, w, h = map(float, values[1:5])
+            except ValueError:
+                raise LabelError(f"line {number}: {' '.join(values[1:5])!r} are not numbers") from None
+            if max(cx, cy, w, h) > YOLO_PIXEL_LIMIT:
+                raise LabelError(
+                    f"line {number}: {' '.join(values[1:5])} looks like pixel coordinates, not 0-1 fractions of "
+                    f"the {width}x{height} image"
+                )
+            box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+            yield names[index], box, f"line {number}", False
 
     records, unknown = _read_label_files(
         pairs, objects, (ValueError, IndexError), "YOLO label file", class_names, True, on_warning
@@ -158,32 +334,64 @@ def read_yolo(pairs, names, class_names=None, on_warning=print):
     return _finish(records, class_names, on_warning, True, unknown)
 
 
+def _coco_box(item):
+    """[xmin, ymin, xmax, ymax] of a COCO annotation: its `bbox`, or the extent of its `segmentation` (polygons, or
+    run-length encoded) when it has no `bbox`."""
+    if item.get("bbox"):
+        x, y, w, h = map(float, item["bbox"])
+        return [x, y, x + w, y + h]
+    segmentation = item.get("segmentation")
+    if isinstance(segmentation, list) and segmentation:
+        polygons = segmentation if isinstance(segmentation[0], list) else [segmentation]
+        points = np.concatenate([np.asarray(polygon, np.float64).reshape(-1, 2) for polygon in polygons])
+        return [*map(float, points.min(axis=0)), *map(float, points.max(axis=0))]
+    if isinstance(segmentation, dict):
+        from pycocotools import mask
+
+        height, width = segmentation["size"]
+        if isinstance(segmentation["counts"], list):  # Uncompressed run lengths: encoded first.
+            segmentation = mask.frPyObjects(segmentation, height, width)
+        x, y, w, h = map(float, mask.toBbox(segmentation))
+        return [x, y, x + w, y + h]
+    raise ValueError("no bbox and no segmentation")
+
+
 def read_coco(json_path, image_root, class_names=None, on_warning=print):
-    """COCO JSON detections (`bbox` = [x, y, width, height] in pixels); images looked up under `image_root`."""
+    """COCO JSON detections (`bbox` = [x, y, width, height] in pixels); images looked up under `image_root`.
+
+    Annotations with `iscrowd: 1` go to `ignored_boxes` (never trained; evaluation ignores detections on them). An
+    annotation without `bbox` takes the extent of its `segmentation`. Image ids may be numbers or strings; category
+    ids may be any (0-based, sparse, unordered): each record keeps them in `category_ids` for `write_annotations`.
+    """
     json_path = Path(json_path)
     try:
         data = json.loads(json_path.read_text())
         categories = {c["id"]: c["name"] for c in data["categories"]}
-        images = {image["id"]: image["file_name"] for image in data["images"]}
+        images = {str(image["id"]): image["file_name"] for image in data["images"]}
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise DataError(f"{json_path}: not a COCO detection file ({error})") from None
     fixed = class_names is not None
     class_names = list(class_names) if fixed else sorted(set(categories.values()))
-    by_image = {image_id: ([], []) for image_id in images}
+    ids_by_name = {name: category_id for category_id, name in categories.items()}
+    category_ids = tuple(ids_by_name.get(name) for name in class_names)
+    if None in category_ids or len(ids_by_name) < len(categories):  # Unknown or shared names: no faithful ids.
+        category_ids = None
+    by_image = {image_id: ([], [], [], []) for image_id in images}
     unknown = set()
-    for item in data.get("annotations", []):
+    for number, item in enumerate(data.get("annotations", []), 1):
+        where = f"annotation {item.get('id', '?')}" if isinstance(item, dict) else f"annotation number {number}"
         try:
-            x, y, w, h = map(float, item["bbox"])
+            box = _coco_box(item)
             name = categories[item["category_id"]]
-            target = by_image[item["image_id"]]
-        except (KeyError, TypeError, ValueError) as error:
-            on_warning(f"{json_path}: annotation {item.get('id', '?')} unreadable ({error}), left out")
+            target = by_image[str(item["image_id"])]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            on_warning(f"{json_path}: {where} unreadable ({type(error).__name__}: {error}), left out")
             continue
         if name not in class_names:
             unknown.add(name)
             continue
-        target[0].append([x, y, x + w, y + h])
-        target[1].append(class_names.index(name))
+        for values, value in zip(target, (box, class_names.index(name), bool(item.get("iscrowd", 0)), where)):
+            values.append(value)
     records = []
     for image_id, file_name in images.items():
         path = _find_image(image_root, file_name)
@@ -191,13 +399,14 @@ def read_coco(json_path, image_root, class_names=None, on_warning=print):
             on_warning(f"{json_path}: image {file_name} not found under {image_root}, its boxes are left out")
             continue
         try:
-            width, height = image_size(path)
+            header = image_header(path)
         except DataError as error:
-            on_warning(str(error) + ", skipped")
+            on_warning(str(error) + ", left out")
             continue
-        boxes, labels = by_image[image_id]
-        kept, keep = clean_boxes(boxes, width, height, f"{json_path} ({file_name})", on_warning)
-        records.append(Annotation(path, width, height, kept, np.asarray(labels, np.int32)[keep]))
+        boxes, labels, ignore, places = by_image[image_id]
+        record = _make_record(path, header, boxes, labels, ignore, places, f"{json_path} ({file_name})", on_warning)
+        record.category_ids = category_ids
+        records.append(record)
     if unknown:
         on_warning(f"class(es) the model does not know: {', '.join(sorted(unknown))}; their boxes are left out")
     return records, class_names
@@ -210,20 +419,29 @@ def _find_image(root, file_name):
     return None
 
 
+def _yaml_names(path):
+    """The class names of a YOLO data.yaml, each the string exactly as written: read with PyYAML's BaseLoader, which
+    resolves no scalar, so `on`, `yes`, `null`, `1` stay those strings (YAML 1.1 would make them True, None, 1)."""
+    import yaml
+
+    try:
+        names = yaml.load(path.read_text(), Loader=yaml.BaseLoader).get("names")
+    except (yaml.YAMLError, AttributeError) as error:
+        raise DataError(f"{path}: not a readable YOLO data.yaml ({error})") from None
+    if isinstance(names, dict):  # {0: person, 1: car}: keys are strings here, ordered as numbers.
+        try:
+            names = [names[key] for key in sorted(names, key=int)]
+        except ValueError:
+            raise DataError(f"{path}: 'names:' keys must be class numbers 0, 1, ...") from None
+    if not names or not isinstance(names, list):
+        raise DataError(f"{path}: no 'names:' list of classes")
+    return [str(name) for name in names]
+
+
 def _yolo_names(folder):
     for candidate in (folder / "data.yaml", folder / "dataset.yaml", folder.parent / "data.yaml"):
         if candidate.is_file():
-            import yaml
-
-            try:
-                names = yaml.safe_load(candidate.read_text()).get("names")
-            except (yaml.YAMLError, AttributeError) as error:
-                raise DataError(f"{candidate}: not a readable YOLO data.yaml ({error})") from None
-            if isinstance(names, dict):
-                names = [names[key] for key in sorted(names)]
-            if not names:
-                raise DataError(f"{candidate}: no 'names:' list of classes")
-            return [str(name) for name in names]
+            return _yaml_names(candidate)
     for candidate in (folder / "classes.txt", folder / "labels" / "classes.txt", folder / "obj.names"):
         if candidate.is_file():
             return [line.strip() for line in candidate.read_text().splitlines() if line.strip()]
@@ -232,6 +450,31 @@ def _yolo_names(folder):
 
 def _files_by_stem(files):
     return {Path(path).stem: Path(path) for path in files}
+
+
+def pair_by_name(images, labels, on_warning=print):
+    """Pair image files with label files by name (stem): `images` and `labels` are {stem: path}. A label whose name
+    differs from one image's only in case (`Photo4.jpg`, `photo4.txt`) is paired with it, with a warning; a label
+    with no image is named in a warning. Returns [(image path, label path or None)] sorted by image name."""
+    by_folded = {}
+    for stem in images:
+        by_folded.setdefault(stem.lower(), []).append(stem)
+    paired, orphans = {}, []
+    for stem in sorted(labels):
+        if stem in images:
+            paired[stem] = labels[stem]
+            continue
+        candidates = [s for s in by_folded.get(stem.lower(), []) if s not in labels and s not in paired]
+        if len(candidates) == 1:
+            on_warning(f"{labels[stem]}: paired with {images[candidates[0]]} (their names differ only in case)")
+            paired[candidates[0]] = labels[stem]
+        else:
+            orphans.append(labels[stem])
+    for path in orphans[:5]:
+        on_warning(f"{path}: no image named {path.stem}.*, left out")
+    if len(orphans) > 5:
+        on_warning(f"{len(orphans) - 5} more annotation files without an image, left out")
+    return [(images[stem], paired.get(stem)) for stem in sorted(images)]
 
 
 def detect_format(folder):
@@ -268,7 +511,8 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
     """Read a detection data set in any of the three formats; returns (annotations, class names, format).
 
     Images without annotations are kept as background images (negatives); annotations without images are named
-    and left out. Raises DataError when nothing usable is found.
+    and left out; label files whose name differs from an image's only in case are paired with it (with a warning);
+    unreadable or truncated images are named and left out. Raises DataError when nothing usable is found.
     """
     folder = Path(folder)
     kind = detect_format(folder)
@@ -287,12 +531,7 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
             for p in files
             if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or p.parent.name == "labels")
         )
-        orphans = sorted(set(labels) - set(images))
-        for stem in orphans[:5]:
-            on_warning(f"{labels[stem]}: no image named {stem}.*, left out")
-        if len(orphans) > 5:
-            on_warning(f"{folder}: {len(orphans) - 5} more annotation files without an image, left out")
-        pairs = [(images[stem], labels.get(stem)) for stem in sorted(images)]
+        pairs = pair_by_name(images, labels, on_warning)
         if kind == "voc":
             records, names = read_voc(pairs, class_names, on_warning)
         else:
@@ -304,9 +543,28 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
     return records, names, kind
 
 
+def _category_ids(records, class_names):
+    """The COCO category id of each class index: the source file's (kept on the records) when they all agree and
+    fit, else 1, 2, ..."""
+    kept = {record.category_ids for record in records}
+    ids = kept.pop() if len(kept) == 1 else None
+    if ids is None or len(ids) != len(class_names) or len(set(ids)) != len(ids):
+        return list(range(1, len(class_names) + 1))
+    return list(ids)
+
+
+def _record_boxes(record):
+    """(box, label, ignored) for each box of a record, the trained ones first, then the ignored ones."""
+    yield from ((box, label, False) for box, label in zip(record.boxes, record.labels, strict=True))
+    yield from ((box, label, True) for box, label in zip(record.ignored_boxes, record.ignored_labels, strict=True))
+
+
 def write_annotations(records, class_names, output, kind):
     """Write `records` to a new (or empty) folder `output` in `kind` format, with symbolic links to the images (so
     the folder is a data set that every reader, and `dlapps detect train`, takes as it is).
+
+    Ignored boxes are written as VOC `<difficult>1` and COCO `iscrowd: 1` (YOLO has no such mark: left out there).
+    COCO keeps the source's category ids when the records carry them.
 
     Raises:
         DataError: `output` holds files already, or two images share a name.
@@ -323,8 +581,9 @@ def write_annotations(records, class_names, output, kind):
     for record in records:
         (images / record.image.name).symlink_to(record.image.resolve())
     if kind == "coco":
+        ids = _category_ids(records, class_names)
         data = {"images": [], "annotations": [], "categories": []}
-        data["categories"] = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+        data["categories"] = [{"id": ids[i], "name": name} for i, name in enumerate(class_names)]
         for image_id, record in enumerate(records, 1):
             data["images"].append(
                 {
@@ -334,16 +593,16 @@ def write_annotations(records, class_names, output, kind):
                     "height": record.height,
                 }
             )
-            for box, label in zip(record.boxes, record.labels, strict=True):
+            for box, label, ignored in _record_boxes(record):
                 x1, y1, x2, y2 = (float(v) for v in box)
                 data["annotations"].append(
                     {
                         "id": len(data["annotations"]) + 1,
                         "image_id": image_id,
-                        "category_id": int(label) + 1,
+                        "category_id": ids[int(label)],
                         "bbox": [x1, y1, x2 - x1, y2 - y1],
                         "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": 0,
+                        "iscrowd": int(ignored),
                     }
                 )
         (output / "annotations.json").write_text(json.dumps(data))
@@ -373,14 +632,14 @@ def yolo_lines(boxes, labels, width, height):
 
 
 def voc_xml(record, class_names):
-    """A Pascal VOC XML document for one record (with the image's real size)."""
+    """A Pascal VOC XML document for one record (with the image's real size; ignored boxes marked difficult)."""
     objects = "".join(
-        f"<object><name>{class_names[int(label)]}</name><difficult>0</difficult><bndbox>"
+        f"<object><name>{escape(class_names[int(label)])}</name><difficult>{int(ignored)}</difficult><bndbox>"
         f"<xmin>{x1:.1f}</xmin><ymin>{y1:.1f}</ymin><xmax>{x2:.1f}</xmax><ymax>{y2:.1f}</ymax></bndbox></object>"
-        for (x1, y1, x2, y2), label in zip(record.boxes, record.labels, strict=True)
+        for (x1, y1, x2, y2), label, ignored in _record_boxes(record)
     )
     return (
-        f"<annotation><filename>{record.image.name}</filename><path>{record.image.resolve()}</path>"
-        f"<size><width>{record.width}</width><height>{record.height}</height><depth>3</depth></size>"
+        f"<annotation><filename>{escape(record.image.name)}</filename><path>{escape(str(record.image.resolve()))}"
+        f"</path><size><width>{record.width}</width><height>{record.height}</height><depth>3</depth></size>"
         f"{objects}</annotation>\n"
     )

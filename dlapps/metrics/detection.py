@@ -68,13 +68,16 @@ def kmeans_anchors(sizes, k, seed=0, iterations=300):
     return centres, float(np.mean(np.max(shape_iou(sizes, centres), axis=1)))
 
 
-def coco_evaluate(truths, detections, num_classes):
+def coco_evaluate(truths, detections, num_classes, ignored=None):
     """mAP with pycocotools: the COCO protocol (101-point interpolation, areas "all", up to 100 detections).
 
     Args:
         truths: per image, (boxes float (N, 4) xyxy pixels, labels int (N,)).
         detections: per image, (boxes (M, 4) xyxy pixels, scores (M,), labels (M,)).
         num_classes: classes are 0 .. num_classes - 1.
+        ignored: optional, per image, (boxes (K, 4) xyxy pixels, labels (K,)) of ground truths not to count (VOC
+            "difficult", COCO crowd): given to pycocotools with `iscrowd=1`, so they are no positives and a
+            detection matching one is neither a true nor a false positive.
     Returns:
         dict: "map" (mAP@0.5:0.95), "map50" (mAP@0.5), "map75", "ap50_per_class" and "ap_per_class" (lists; None
         for a class with no ground truth), "precision50" (float (101, num_classes): precision at each recall
@@ -84,20 +87,23 @@ def coco_evaluate(truths, detections, num_classes):
     from pycocotools.cocoeval import COCOeval
 
     images, annotations, results = [], [], []
-    for image_id, ((boxes, labels), (d_boxes, d_scores, d_labels)) in enumerate(zip(truths, detections, strict=True)):
+    ignored = ignored if ignored is not None else [(np.zeros((0, 4)), np.zeros((0,), int))] * len(truths)
+    pairs = zip(truths, ignored, detections, strict=True)
+    for image_id, ((boxes, labels), (i_boxes, i_labels), (d_boxes, d_scores, d_labels)) in enumerate(pairs):
         images.append({"id": image_id, "width": 1, "height": 1})
-        for box, label in zip(np.reshape(boxes, (-1, 4)), labels, strict=True):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": int(label),
-                    "bbox": [x1, y1, x2 - x1, y2 - y1],
-                    "area": (x2 - x1) * (y2 - y1),
-                    "iscrowd": 0,
-                }
-            )
+        for crowd, (some_boxes, some_labels) in enumerate(((boxes, labels), (i_boxes, i_labels))):
+            for box, label in zip(np.reshape(some_boxes, (-1, 4)), some_labels, strict=True):
+                x1, y1, x2, y2 = (float(v) for v in box)
+                annotations.append(
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": int(label),
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "area": (x2 - x1) * (y2 - y1),
+                        "iscrowd": crowd,
+                    }
+                )
         for box, score, label in zip(np.reshape(d_boxes, (-1, 4)), d_scores, d_labels, strict=True):
             x1, y1, x2, y2 = (float(v) for v in box)
             results.append(
@@ -116,10 +122,10 @@ def coco_evaluate(truths, detections, num_classes):
         "ap_per_class": [None] * num_classes,
         "precision50": -np.ones((101, num_classes)),
     }
-    if not annotations:
+    present = {a["category_id"] for a in annotations if not a["iscrowd"]}
+    if not present:  # No positive anywhere (ignored ground truths alone count for nothing).
         return empty
     if not results:
-        present = {a["category_id"] for a in annotations}
         empty["ap50_per_class"] = [0.0 if c in present else None for c in range(num_classes)]
         empty["ap_per_class"] = list(empty["ap50_per_class"])
         return empty
@@ -176,8 +182,21 @@ def match_detections(truths, detections, iou_threshold=0.5):
     return matches
 
 
-def precision_recall(truths, detections, score_threshold, iou_threshold=0.5):
-    """Precision and recall of the detections scoring at least `score_threshold` (matched at `iou_threshold`)."""
+def _on_ignored(detections, ignored, true_positive, iou_threshold):
+    """bool (M,): detections that are no true positive but match an ignored ground truth of their class."""
+    boxes, _, labels = detections
+    i_boxes, i_labels = ignored
+    same_class = np.asarray(labels)[:, None] == np.asarray(i_labels)[None, :]
+    matching = np.any((box_iou(boxes, i_boxes) >= iou_threshold) & same_class, axis=1)
+    return matching & ~true_positive
+
+
+def precision_recall(truths, detections, score_threshold, iou_threshold=0.5, ignored=None):
+    """Precision and recall of the detections scoring at least `score_threshold` (matched at `iou_threshold`).
+
+    `ignored`: optional, per image, (boxes, labels) of ground truths not to count (VOC difficult, COCO crowd): a
+    detection that matches one (and no counted ground truth) is neither a true nor a false positive.
+    """
     kept = [
         (b[s >= score_threshold], s[s >= score_threshold], c[s >= score_threshold])
         for b, s, c in ((np.reshape(b, (-1, 4)), np.asarray(s), np.asarray(c)) for b, s, c in detections)
@@ -185,6 +204,9 @@ def precision_recall(truths, detections, score_threshold, iou_threshold=0.5):
     matches = match_detections(truths, kept, iou_threshold)
     true_positives = sum(int(tp.sum()) for _, tp in matches)
     predicted = sum(len(tp) for _, tp in matches)
+    if ignored is not None:
+        pairs = zip(kept, ignored, matches, strict=True)
+        predicted -= sum(int(_on_ignored(d, i, tp, iou_threshold).sum()) for d, i, (_, tp) in pairs)
     actual = sum(len(m) for m, _ in matches)
     return {
         "precision": true_positives / predicted if predicted else 0.0,
@@ -195,12 +217,12 @@ def precision_recall(truths, detections, score_threshold, iou_threshold=0.5):
     }
 
 
-def best_f1_threshold(truths, detections, default=0.5):
+def best_f1_threshold(truths, detections, default=0.5, ignored=None):
     """The score threshold (0.05, 0.10, ..., 0.95) with the best F1 at IoU 0.5, e.g. on dev; returns (threshold,
-    `precision_recall` there with "f1"). `default` when nothing is ever found."""
+    `precision_recall` there with "f1"). `default` when nothing is ever found. `ignored` as `precision_recall`."""
     best = (default, {"f1": -1.0})
     for threshold in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        result = precision_recall(truths, detections, threshold)
+        result = precision_recall(truths, detections, threshold, ignored=ignored)
         total = result["precision"] + result["recall"]
         result["f1"] = 2 * result["precision"] * result["recall"] / total if total else 0.0
         if result["f1"] > best[1]["f1"]:

@@ -33,7 +33,7 @@ from dlapps.inference import dataset_outputs, load_model_dir, predict_labelled_f
 from dlapps.metrics.classification import binary_classification_metrics
 from dlapps.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from dlapps.tasks.image_classifier import build_image_classifier
-from dlapps.training import make_callbacks, make_learning_rate, make_optimizer
+from dlapps.training import fit_notices_silenced, make_callbacks, make_learning_rate, make_optimizer
 
 CLASS_NAMES = ["non-cat", "cat"]
 PROG = "dlapps cat"
@@ -253,13 +253,14 @@ def train(args):
         # Train: early stopping on dev keeps the best weights; best.keras survives an interruption.
         history_file = output / "history.csv"
         history_file.unlink(missing_ok=True)
-        model.fit(
-            train_data,
-            validation_data=dev_data,
-            epochs=config.epochs,
-            callbacks=make_callbacks(output, config.patience or None, backup=False),
-            verbose=keras_verbosity(args),
-        )
+        with fit_notices_silenced():
+            model.fit(
+                train_data,
+                validation_data=dev_data,
+                epochs=config.epochs,
+                callbacks=make_callbacks(output, config.patience or None, backup=False),
+                verbose=keras_verbosity(args),
+            )
         (output / "best.keras").unlink(missing_ok=True)
         plot_history(history_file, output / "training_curves.png")
     if config.model == "transfer" and config.imagenet_veto != "none":

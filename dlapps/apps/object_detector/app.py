@@ -307,7 +307,7 @@ def evaluate(args):
     output.mkdir(parents=True, exist_ok=True)
     # mAP needs every box (a low score threshold); precision and recall use the chosen one.
     full = type(detector)(detector.model, detector.anchors, 0.001, detector.iou_threshold, 100, detector.class_agnostic)
-    truths, detections, images, failures = [], [], [], 0
+    truths, ignored, detections, images, failures = [], [], [], [], 0
     progress = ProgressBar(len(records), "evaluating")
     for record in records:
         progress.update()
@@ -318,15 +318,18 @@ def evaluate(args):
             failures += 1
             continue
         truths.append((record.boxes, record.labels))
+        # VOC "difficult" and COCO crowd objects: neither to find nor false when found (the VOC / COCO protocols).
+        ignored.append((record.ignored_boxes, record.ignored_labels))
         detections.append(run_detector(full, image))
         images.append(record.image)
     if not truths:
         raise DataError(f"{args.data}: no readable image")
-    measured = coco_evaluate(truths, detections, len(class_names))
-    at = precision_recall(truths, detections, detector.score_threshold)
+    measured = coco_evaluate(truths, detections, len(class_names), ignored=ignored)
+    at = precision_recall(truths, detections, detector.score_threshold, ignored=ignored)
     result = {
         "data": str(args.data),
         "images": len(truths),
+        "ignored_objects": sum(len(boxes) for boxes, _ in ignored),
         "map50": measured["map50"],
         "map": measured["map"],
         "map75": measured["map75"],
@@ -389,7 +392,9 @@ def evaluate(args):
     emit(
         args,
         result,
-        f"{len(truths)} images: mAP@0.5 {result['map50']:.3f}, mAP@0.5:0.95 {result['map']:.3f} (pycocotools)\n"
+        f"{len(truths)} images: mAP@0.5 {result['map50']:.3f}, mAP@0.5:0.95 {result['map']:.3f} (pycocotools)"
+        + (f"; {result['ignored_objects']} difficult or crowd object(s) ignored" if result["ignored_objects"] else "")
+        + "\n"
         f"AP@0.5 per class: {per_class}\nat score >= {detector.score_threshold:.2f}: precision {at['precision']:.3f}, "
         f"recall {at['recall']:.3f} ({at['true_positives']} found, {at['false_positives']} false, {at['missed']} "
         f"missed)\nwrote {output}/: {', '.join(result['files'])}",

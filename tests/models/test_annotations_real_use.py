@@ -1,0 +1,302 @@
+"""Annotation folders as labelling tools and converters really write them: each fault from a tiny input of its kind.
+
+YOLO classes written `1.0` and pixel coordinates, VOC `difficult` objects and dropped boxes, COCO crowds, polygons,
+sparse category ids and string image ids, label files paired by name whatever the case, truncated images, YAML 1.1
+class names, and EXIF-rotated JPEGs whose XML gives the stored size.
+"""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlapps.data.annotations import image_size, read_coco, read_detection_folder, write_annotations
+from dlapps.data.images import read_image
+from dlapps.data.readers import DataError
+from dlapps.metrics.detection import coco_evaluate, precision_recall
+
+
+def _image(path, size=(40, 30), format=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((size[1], size[0], 3), np.uint8)).save(path, format=format)
+    return path
+
+
+def _voc(name, size, objects):
+    """VOC XML; each object (name, (xmin, ymin, xmax, ymax)) or (name, box, difficult)."""
+    items = "".join(
+        f"<object><name>{item[0]}</name><difficult>{int(item[2]) if len(item) > 2 else 0}</difficult><bndbox>"
+        f"<xmin>{item[1][0]}</xmin><ymin>{item[1][1]}</ymin><xmax>{item[1][2]}</xmax><ymax>{item[1][3]}</ymax>"
+        "</bndbox></object>"
+        for item in objects
+    )
+    return (
+        f"<annotation><filename>{name}</filename><size><width>{size[0]}</width><height>{size[1]}</height>"
+        f"</size>{items}</annotation>"
+    )
+
+
+def _yolo_folder(root, labels, names="names: [cat, dog]\n"):
+    """images/ + labels/ + data.yaml: `labels` maps an image name to its label text (None: no label file)."""
+    for name, text in labels.items():
+        _image(root / "images" / name, (100, 50))
+        if text is not None:
+            (root / "labels").mkdir(parents=True, exist_ok=True)
+            (root / "labels" / f"{name.rsplit('.', 1)[0]}.txt").write_text(text)
+    (root / "data.yaml").write_text(names)
+    return root
+
+
+# === YOLO ===
+
+
+def test_yolo_class_written_as_a_float_is_that_class(tmp_path):
+    _yolo_folder(tmp_path, {"a.png": "1.0 0.5 0.5 0.2 0.4\n0 0.1 0.1 0.1 0.1\n"})
+    warnings = []
+    records, names, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    assert names == ["cat", "dog"] and records[0].labels.tolist() == [1, 0]
+    np.testing.assert_allclose(records[0].boxes[0], [40, 15, 60, 35])
+    assert warnings == []
+
+
+def test_yolo_pixel_coordinates_and_bad_classes_leave_the_image_out_with_their_line(tmp_path):
+    _yolo_folder(
+        tmp_path,
+        {
+            "good.png": "0 0.5 0.5 0.2 0.4\n",
+            "pixels.png": "0 0.5 0.5 0.2 0.4\n1 50 25 20 10\n",  # line 2 in pixels
+            "class.png": "0 0.5 0.5 0.2 0.4\n\n5 0.5 0.5 0.1 0.1\n",  # line 3: class 5 of 2
+            "half.png": "1.5 0.5 0.5 0.1 0.1\n",
+            "short.png": "0 0.5 0.5\n",
+        },
+    )
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    assert [r.image.name for r in records] == ["good.png"]  # never kept as background images
+    text = "\n".join(warnings)
+    assert "pixels.txt: line 2: 50 25 20 10 looks like pixel coordinates" in text
+    assert "class.txt: line 3: class 5 is out of range" in text
+    assert "half.txt: line 1: class 1.5 is not a whole number" in text
+    assert "short.txt: line 1: 3 value(s)" in text
+
+
+def test_yolo_dropped_and_clipped_boxes_are_named_by_line(tmp_path):
+    # Line 2: zero width; line 3: a little over the edge (clipped); line 4: negative width (reversed).
+    _yolo_folder(tmp_path, {"a.png": "0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0 0.2\n1 0.95 0.5 0.2 0.2\n0 0.5 0.5 -0.1 0.2\n"})
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    assert len(records[0].boxes) == 2 and records[0].labels.tolist() == [0, 1]
+    text = "\n".join(warnings)
+    assert "a.txt: 2 box(es) of zero area" in text
+    assert "line 2 (zero width or height" in text and "line 4 (reversed coordinates" in text
+    assert "box(es) outside the 100x50 image, clipped: line 3" in text
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "names: [on, null, yes, 1]\n",
+        "path: .\nnames:\n  - on\n  - null\n  - yes\n  - 1\n",
+        "names: {0: on, 1: null, 2: yes, 3: 1}\n",
+        "names:\n  2: yes\n  0: on\n  3: 1\n  1: null\n",
+    ],
+)
+def test_data_yaml_names_are_the_strings_written(tmp_path, yaml_text):
+    _yolo_folder(tmp_path, {"a.png": "1 0.5 0.5 0.2 0.4\n3 0.2 0.2 0.1 0.1\n"}, yaml_text)
+    records, names, _ = read_detection_folder(tmp_path)
+    assert names == ["on", "null", "yes", "1"]
+    assert records[0].labels.tolist() == [1, 3]
+
+
+# === VOC ===
+
+
+def test_voc_difficult_objects_are_ignored_not_trained(tmp_path):
+    objects = [("cat", (2, 2, 20, 20)), ("dog", (22, 5, 38, 25), True), ("cat", (1, 1, 5, 5), True)]
+    _image(tmp_path / "a.jpg")
+    (tmp_path / "a.xml").write_text(_voc("a.jpg", (40, 30), objects))
+    records, names, _ = read_detection_folder(tmp_path)
+    record = records[0]
+    assert names == ["cat", "dog"]
+    np.testing.assert_allclose(record.boxes, [[2, 2, 20, 20]])
+    assert record.labels.tolist() == [0]
+    np.testing.assert_allclose(record.ignored_boxes, [[22, 5, 38, 25], [1, 1, 5, 5]])
+    assert record.ignored_labels.tolist() == [1, 0]
+    # Written out and read back, the marks survive (VOC difficult, COCO crowd).
+    for kind in ("voc", "coco"):
+        write_annotations(records, names, tmp_path / kind, kind)
+        again, again_names, _ = read_detection_folder(tmp_path / kind)
+        assert again_names == names and again[0].labels.tolist() == [0]
+        np.testing.assert_allclose(again[0].ignored_boxes, record.ignored_boxes)
+        assert again[0].ignored_labels.tolist() == [1, 0]
+
+
+def test_voc_each_dropped_box_is_named_with_its_object_and_why(tmp_path):
+    objects = [
+        ("cat", (2, 2, 20, 20)),
+        ("cat", (20, 5, 10, 25)),  # 2: reversed
+        ("cat", (5, 5, 5, 9)),  # 3: zero width
+        ("cat", (50, 40, 60, 45)),  # 4: wholly outside the 40x30 image
+        ("cat", (30, 20, 45, 35)),  # 5: partly outside: clipped
+    ]
+    _image(tmp_path / "a.jpg")
+    (tmp_path / "a.xml").write_text(_voc("a.jpg", (40, 30), objects))
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    np.testing.assert_allclose(records[0].boxes, [[2, 2, 20, 20], [30, 20, 40, 30]])
+    text = "\n".join(warnings)
+    assert "a.xml: 3 box(es) of zero area" in text
+    assert "object 2 (reversed coordinates" in text
+    assert "object 3 (zero width or height" in text
+    assert "object 4 (outside the image)" in text
+    assert "clipped: object 5" in text
+
+
+def test_difficult_objects_count_for_nothing_in_map():
+    truths = [(np.array([[0, 0, 10, 10]], float), np.array([0]))]
+    ignored = [(np.array([[20, 20, 30, 30], [40, 40, 50, 50]], float), np.array([0, 1]))]
+    # The best-scored detection lands on the difficult object; the true one is found second.
+    detections = [(np.array([[20, 20, 30, 30], [0, 0, 10, 10]], float), np.array([0.9, 0.8]), np.array([0, 0]))]
+    counted = coco_evaluate(truths, detections, 2)
+    assert counted["map50"] < 0.99  # without the mark, the detection on it is a false positive
+    result = coco_evaluate(truths, detections, 2, ignored=ignored)
+    assert result["map50"] == pytest.approx(1.0) and result["ap50_per_class"] == [pytest.approx(1.0), None]
+    at = precision_recall(truths, detections, 0.5, ignored=ignored)
+    assert (at["precision"], at["recall"], at["false_positives"]) == (1.0, 1.0, 0)
+    assert precision_recall(truths, detections, 0.5)["false_positives"] == 1
+    # Only difficult objects: nothing to measure.
+    nothing = [(np.zeros((0, 4)), np.zeros((0,), int))]
+    assert coco_evaluate(nothing, detections, 2, ignored=ignored)["ap50_per_class"] == [None, None]
+
+
+# === COCO ===
+
+
+def _coco_set(root, categories, annotations, images=({"id": "img_001", "file_name": "a.jpg"},)):
+    _image(root / "a.jpg", (40, 30))
+    data = {"images": list(images), "categories": categories, "annotations": annotations}
+    (root / "set.json").write_text(json.dumps(data))
+    return root / "set.json"
+
+
+def test_coco_crowds_polygons_sparse_ids_and_string_image_ids(tmp_path):
+    categories = [{"id": 7, "name": "zebra"}, {"id": 0, "name": "ant"}, {"id": 3, "name": "mole"}]
+    annotations = [
+        {"id": 1, "image_id": "img_001", "category_id": 0, "bbox": [1, 2, 10, 10], "iscrowd": 0},
+        {"id": 2, "image_id": "img_001", "category_id": 7, "bbox": [20, 5, 10, 20], "iscrowd": 1},
+        {"id": 3, "image_id": "img_001", "category_id": 3, "segmentation": [[5, 6, 25, 8, 15, 28]], "iscrowd": 0},
+        {"id": 4, "image_id": "img_001", "category_id": 3, "segmentation": [[1, 1, 2, 1], [3, 4, 3, 5, 4, 9]]},
+    ]
+    json_path = _coco_set(tmp_path / "src", categories, annotations)
+    warnings = []
+    records, names = read_coco(json_path, json_path.parent, on_warning=warnings.append)
+    assert warnings == [] and names == ["ant", "mole", "zebra"]
+    record = records[0]
+    np.testing.assert_allclose(record.boxes, [[1, 2, 11, 12], [5, 6, 25, 28], [1, 1, 4, 9]])
+    assert record.labels.tolist() == [0, 1, 1]
+    np.testing.assert_allclose(record.ignored_boxes, [[20, 5, 30, 25]])  # the crowd: never trained
+    assert record.ignored_labels.tolist() == [2]
+    written = write_annotations(records, names, tmp_path / "out", "coco")
+    data = json.loads(written.read_text())
+    assert [(c["id"], c["name"]) for c in data["categories"]] == [(0, "ant"), (3, "mole"), (7, "zebra")]
+    again, again_names, _ = read_detection_folder(tmp_path / "out")
+    assert again_names == names
+    np.testing.assert_allclose(again[0].boxes, record.boxes)
+    assert again[0].labels.tolist() == record.labels.tolist()
+    np.testing.assert_allclose(again[0].ignored_boxes, record.ignored_boxes)
+    assert again[0].category_ids == (0, 3, 7)
+
+
+def test_coco_unreadable_annotation_is_named_and_the_rest_used(tmp_path):
+    categories = [{"id": 1, "name": "cat"}]
+    annotations = [
+        {"id": 1, "image_id": 5, "category_id": 1, "bbox": [1, 2, 10, 10]},
+        {"id": 2, "image_id": 5, "category_id": 1},  # neither bbox nor segmentation
+    ]
+    json_path = _coco_set(tmp_path, categories, annotations, [{"id": 5, "file_name": "a.jpg"}])
+    warnings = []
+    records, _ = read_coco(json_path, tmp_path, on_warning=warnings.append)
+    assert len(records[0].boxes) == 1 and "annotation 2 unreadable" in warnings[0]
+
+
+# === Pairing and images ===
+
+
+def test_label_files_differing_only_in_case_are_paired(tmp_path):
+    voc = tmp_path / "voc"
+    _image(voc / "Photo4.jpg")
+    (voc / "photo4.xml").write_text(_voc("Photo4.jpg", (40, 30), [("cat", (2, 2, 20, 20))]))
+    _image(voc / "b.jpg")
+    (voc / "b.xml").write_text(_voc("b.jpg", (40, 30), [("cat", (2, 2, 20, 20))]))
+    (voc / "lost.xml").write_text(_voc("lost.jpg", (40, 30), [("cat", (2, 2, 20, 20))]))
+    warnings = []
+    records, _, _ = read_detection_folder(voc, on_warning=warnings.append)
+    assert {r.image.name: len(r.boxes) for r in records} == {"Photo4.jpg": 1, "b.jpg": 1}
+    text = "\n".join(warnings)
+    assert "photo4.xml: paired with" in text and "Photo4.jpg (their names differ only in case)" in text
+    assert "lost.xml: no image named lost" in text
+    yolo = _yolo_folder(tmp_path / "yolo", {"Photo4.png": None, "b.png": "0 0.5 0.5 0.2 0.4\n"})
+    (yolo / "labels" / "photo4.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    records, _, _ = read_detection_folder(yolo, on_warning=warnings.append)
+    assert {r.image.name: r.labels.tolist() for r in records} == {"Photo4.png": [1], "b.png": [0]}
+
+
+def test_truncated_image_is_named_and_left_out(tmp_path):
+    _image(tmp_path / "good.jpg")
+    (tmp_path / "good.xml").write_text(_voc("good.jpg", (40, 30), [("cat", (2, 2, 20, 20))]))
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format="JPEG")
+    (tmp_path / "cut.jpg").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    (tmp_path / "cut.xml").write_text(_voc("cut.jpg", (160, 120), [("dog", (2, 2, 100, 100))]))
+    with pytest.raises(DataError, match="cut.jpg: not a readable image"):
+        image_size(tmp_path / "cut.jpg")
+    warnings = []
+    records, names, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    assert [r.image.name for r in records] == ["good.jpg"] and names == ["cat"]  # not counted, no anchors
+    assert any("cut.jpg: not a readable image" in warning for warning in warnings)
+
+
+# === EXIF orientation ===
+
+
+def _rotated_jpeg(path, stored_size, red_box, orientation):
+    """A JPEG stored `stored_size` (width, height) with a red rectangle at `red_box`, and an EXIF orientation."""
+    pixels = np.zeros((stored_size[1], stored_size[0], 3), np.uint8)
+    x1, y1, x2, y2 = red_box
+    pixels[y1:y2, x1:x2] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+
+
+@pytest.mark.parametrize("orientation", [5, 6, 7, 8])
+def test_exif_rotated_jpeg_boxes_drawn_on_the_stored_image_land_on_their_object(tmp_path, orientation):
+    stored, red = (64, 48), (8, 4, 24, 20)
+    _rotated_jpeg(tmp_path / "turned.jpg", stored, red, orientation)
+    (tmp_path / "turned.xml").write_text(_voc("turned.jpg", stored, [("cat", red)]))  # the tool ignored EXIF
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    record = records[0]
+    upright = read_image(record.image)  # the project's decoder turns the image upright
+    assert (record.width, record.height) == (48, 64) == (upright.shape[1], upright.shape[0])
+    x1, y1, x2, y2 = np.round(record.boxes[0]).astype(int)
+    assert (x2 - x1, y2 - y1) == (16, 16)
+    inside = upright[y1 + 2 : y2 - 2, x1 + 2 : x2 - 2].astype(int)
+    assert inside[..., 0].min() > 200 and inside[..., 1:].max() < 60  # the box is on the red rectangle
+    assert np.sum(upright[..., 0] > 128) == pytest.approx(16 * 16, rel=0.2)  # and it is all of it
+    assert any("turned.xml" in w and f"EXIF orientation {orientation}" in w for w in warnings)
+
+
+def test_exif_rotated_jpeg_labelled_upright_is_kept_as_it_is(tmp_path):
+    _rotated_jpeg(tmp_path / "turned.jpg", (64, 48), (8, 4, 24, 20), 6)
+    upright_box = (28, 8, 44, 24)  # where the red rectangle shows once turned a quarter clockwise
+    (tmp_path / "turned.xml").write_text(_voc("turned.jpg", (48, 64), [("cat", upright_box)]))
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    np.testing.assert_allclose(records[0].boxes, [upright_box])
+    assert warnings == []
+    upright = read_image(records[0].image)
+    assert upright[16, 36, 0] > 200 and upright[16, 36, 1] < 60
