@@ -45,10 +45,10 @@ class StyleTransfer(App):
         Raises:
             ImageReadError: the input cannot be read, or a side is under 16 pixels (the message names it).
         """
-        from dlapps.apps.style_transfer.app import _checked_size, _fit_max_size
+        from dlapps.apps.style_transfer.app import content_pixels
         from dlapps.tasks.style_transformer import stylise
 
-        pixels = _checked_size(_fit_max_size(to_image(image), self.max_size, _path(image)), _path(image) or "<image>")
+        pixels = content_pixels(to_image(image), self.max_size, _path(image))
         return Stylised(stylise(self.model, pixels[None], strength)[0].numpy(), self.style, image)
 
     predict = stylise
@@ -72,7 +72,7 @@ class StyleTransfer(App):
         """
         import tensorflow as tf
 
-        from dlapps.apps.style_transfer.app import _checked_size, _fit_max_size, stylise
+        from dlapps.apps.style_transfer.app import _resized, content_pixels, stylise
         from dlapps.backbones.vgg import build_vgg16_features
 
         styles = style if isinstance(style, list | tuple) else [style]
@@ -81,9 +81,8 @@ class StyleTransfer(App):
         weights = args.style_weights or [1.0 / len(styles)] * len(styles)
         if len(weights) != len(styles):
             raise ValueError(f"style_weights: {len(weights)} weights for {len(styles)} styles")
-        style_images = [tf.constant(_fit_max_size(to_image(s), args.max_size)[None], tf.float32) / 255.0
-                        for s in styles]  # fmt: skip
-        pixels = _checked_size(_fit_max_size(to_image(content), args.max_size), _path(content) or "<image>")
+        style_images = [_resized(to_image(s), args.max_size, _path(s)) for s in styles]
+        pixels = content_pixels(to_image(content), args.max_size, _path(content))
         loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
         result, history = stylise(tf.constant(pixels[None], tf.float32) / 255.0, style_images, weights, loss_network,
                                   args, on_step)  # fmt: skip

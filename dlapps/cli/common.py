@@ -48,7 +48,25 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, with usage errors on one line (the full usage stays in --help)."""
 
     def error(self, message):
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(
+            EXIT_BAD_INPUT, f"{self.prog}: error: {message}{self._did_you_mean(message)} (see {self.prog} --help)\n"
+        )
+
+    def _did_you_mean(self, message):
+        """'; did you mean --learning-rate?' for a mistyped option (difflib; Python 3.12's suggest_on_error is newer
+        than the 3.10 we support)."""
+        import difflib
+
+        if "unrecognized arguments:" not in message:
+            return ""
+        options = [o for action in self._actions for o in action.option_strings]
+        for action in self._actions:  # the chosen verb's options too (unrecognized words reach the top parser)
+            for sub in (getattr(action, "choices", None) or {}).values():
+                if isinstance(sub, argparse.ArgumentParser):
+                    options += [o for a in sub._actions for o in a.option_strings]
+        words = [w.split("=")[0] for w in message.split("unrecognized arguments:")[1].split() if w.startswith("-")]
+        guesses = [g for w in words for g in difflib.get_close_matches(w, sorted(set(options)), n=1, cutoff=0.6)]
+        return f"; did you mean {', '.join(guesses)}?" if guesses else ""
 
 
 def build_parser(prog, description, verbs):
@@ -77,6 +95,9 @@ def run(prog, description, verbs, argv=None):
     warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated.*")
     module_name, function_name = args.handler.split(":")
     try:
+        check_inputs_exist(
+            args, prog.split()[-1]
+        )  # before TensorFlow is imported: a wrong path fails in well under a second
         with quiet_native_stderr(enabled=not args.debug):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf
@@ -116,6 +137,36 @@ def run(prog, description, verbs, argv=None):
         message = f"{type(error).__name__}: {_one_line(error)} (rerun with --debug for the traceback)"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+# Options naming one input file or folder, and options naming several (of which at least one must exist).
+ONE_INPUT = ("data", "folder", "pairs", "image_a", "image_b", "dev")
+SOME_INPUTS = ("paths", "content", "style")
+
+
+def check_inputs_exist(args, app=None):
+    """Refuse at once a model folder that is neither a folder nor a preset, and input paths that do not exist (a
+    batch with some missing paths goes on: the verb names each). Cheap: no TensorFlow.
+
+    Raises:
+        ValueError: naming the path.
+    """
+    from dlapps.presets import PRESETS, presets
+
+    model = getattr(args, "model_dir", None) or (getattr(args, "model", None) if args.verb not in ("train", "tune")
+                                                 else None)  # fmt: skip
+    if isinstance(model, str) and model != "imagenet" and model not in PRESETS and not Path(model).exists():
+        names = ", ".join(presets(app) or PRESETS)
+        raise ValueError(f"{model}: no such model folder (nor a preset name: {names})")
+    for dest in ONE_INPUT:
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not Path(value).exists():
+            raise ValueError(f"{value}: no such file or folder")
+    for dest in SOME_INPUTS:
+        values = getattr(args, dest, None)
+        if isinstance(values, list) and values and not any(Path(v).exists() for v in values):
+            raise ValueError(f"{values[0]}: no such file or folder" + (f" (nor any of the {len(values)} given)"
+                                                                        if len(values) > 1 else ""))  # fmt: skip
 
 
 def _one_line(error):

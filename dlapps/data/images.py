@@ -19,9 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".avif")
 # Formats that `decode_image_bytes` (and so an exported `serve_bytes` endpoint) decodes.
 GRAPH_FORMATS = ("JPEG", "PNG", "GIF", "BMP")
+# Photo formats a folder often holds that neither TensorFlow nor Pillow decode here (iPhone HEIC/HEIF, JPEG XL, camera
+# raw files, vector graphics): named in a folder, never skipped without a word.
+UNSUPPORTED_IMAGE_EXTENSIONS = (".heic", ".heif", ".jxl", ".cr2", ".cr3", ".nef", ".arw", ".dng", ".raf",
+                                ".orf", ".rw2", ".svg", ".psd")  # fmt: skip
 # Refuse images above this many decoded pixels (about 10000 x 10000): decoding them would need gigabytes of memory.
 MAX_IMAGE_PIXELS = 100_000_000
 # JPEGs whose longest side is above this are decoded at 1/2, 1/4 or 1/8 scale (up to 8 x 4096 = 32768 pixels).
@@ -304,8 +308,11 @@ def list_image_files(paths):
         elif path.is_dir():
             found, dangling = walk_files(path)
             problems.extend((link, f"{link}: broken symbolic link (its target is missing)") for link in dangling)
+            unsupported = [p for p in found if p.suffix.lower() in UNSUPPORTED_IMAGE_EXTENSIONS]
+            problems.extend((p, f"{p}: {p.suffix.lower()} images are not supported; convert it to JPEG or PNG")
+                            for p in unsupported)  # fmt: skip
             found = [p for p in found if is_image_file(p)]
-            if not found:
+            if not found and not unsupported:
                 problems.append((path, f"{path}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS[:5])}, ...)"))
             files.extend(found)
         else:

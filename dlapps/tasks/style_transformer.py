@@ -105,7 +105,9 @@ def stylise(model, images, strength=1.0):
     """
     images = tf.convert_to_tensor(images)
     height, width = tf.shape(images)[1], tf.shape(images)[2]
-    pad_h, pad_w = (-height) % 4, (-width) % 4
+    # (4 - n % 4) % 4, not (-n) % 4: tf2onnx turns floormod into ONNX's C-style Mod, which gives -1 for -301 % 4 (a
+    # negative pad that crops a row, and a broadcast error in ONNX Runtime for sides that are not multiples of 4).
+    pad_h, pad_w = (4 - height % 4) % 4, (4 - width % 4) % 4
     pixels = tf.cast(images, tf.float32)
     padded = tf.pad(pixels, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
     styled = _as_graph(model)(padded)[:, :height, :width, :]

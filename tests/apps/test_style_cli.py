@@ -38,6 +38,8 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
     assert (tmp_path / "chelsea_losses.png").is_file() and (tmp_path / "chelsea_step0006.png").is_file()
     history = json.loads((tmp_path / "chelsea_losses.json").read_text())
     assert [row["step"] for row in history] == list(range(7))  # the start, then the image after each of 6 steps
+    # The first steps' warmed-up rate: no step's total above the start (at full rate it doubled at step 2).
+    assert max(row["total"] for row in history) <= history[0]["total"]
     # Big photos are shrunk to --max-size with a notice naming the file (both modes share the rule).
     assert "chelsea.png" in captured.err and "downscaled to a longest side of 48" in captured.err
 
@@ -138,6 +140,10 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     session = onnxruntime.InferenceSession(str(tmp_path / "s.onnx"), providers=["CPUExecutionProvider"])
     onnx_pixels = session.run(None, {"pixels": pixels})[0][0]
     assert np.abs(onnx_pixels.astype(int) - np.asarray(Image.open(written)).astype(int)).max() <= 1
+    # Sides that are not multiples of 4 (the fault: ONNX's C-style Mod made a negative pad and a broadcast error).
+    odd = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((45, 31)))[None]
+    keras_pixels = exported(images=tf.constant(odd))["images"].numpy()
+    assert np.abs(session.run(None, {"pixels": odd})[0].astype(int) - keras_pixels.astype(int)).max() <= 1
     square = np.asarray(Image.open(photos / "p1.png").convert("RGB").resize((32, 32)))[None]
     assert dlapps(["style", "export", "--model", str(model), "--format", "tflite", "--image-size", "32",
                    "--output", str(tmp_path / "s.tflite")]) in (0, None)  # fmt: skip
@@ -212,3 +218,17 @@ def test_output_names_never_collide():
     names = output_names([Path("a/photo.png"), Path("a/photo.jpg"), Path("b/photo.jpg"), Path("a/other.png")])
     assert names == {Path("a/photo.png"): "photo_png", Path("a/photo.jpg"): "a_photo_jpg",
                      Path("b/photo.jpg"): "b_photo_jpg", Path("a/other.png"): "other"}  # fmt: skip
+
+
+def test_a_tiny_style_image_is_upscaled_and_a_thin_strip_names_the_max_size_that_works(tmp_path, capsys):
+    Image.open(EXAMPLES / "rocket.jpg").convert("RGB").resize((12, 12)).save(tmp_path / "tiny_style.png")
+    code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(tmp_path / "tiny_style.png"),
+                   "--steps", "1", "--max-size", "32", "--output", str(tmp_path / "out")])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code in (0, None), captured.err
+    assert "tiny_style.png: 12x12 upscaled to 16x16 (the loss network needs a side of at least 16" in captured.err
+    Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((400, 20)).save(tmp_path / "strip.png")
+    code = dlapps(["style", "predict", str(tmp_path / "strip.png"), "--style", str(EXAMPLES / "rocket.jpg"),
+                   "--steps", "1", "--max-size", "64", "--output", str(tmp_path / "out")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "strip.png: 64x3 pixels" in err and "--max-size 320 works for this 400x20 image" in err

@@ -107,6 +107,9 @@ def test_optimise_style_lowers_the_cost_with_both_optimisers_and_records_every_s
         assert seen == list(range(len(history)))
         if optimizer == "adam":
             assert len(history) == 9  # the start, then each of the 8 updates
+            # The warmed-up rate: the total falls from the first step (at full rate it rose first).
+            totals = [row["total"] for row in history]
+            assert all(b <= a for a, b in zip(totals, totals[1:])), totals
     with pytest.raises(ValueError, match="1 style layer weights for 2 style layers"):
         optimise_style(content, grams, network, "b", ["a", "b"], [1.0])
 

@@ -19,11 +19,21 @@ PROG = "dlapps style"
 
 
 def _resized(image, max_size, path=None):
-    """Float32 (1, H, W, 3) 0-1 pixels, the longest side at most `max_size` (aspect kept; a notice naming `path`
-    when it was shrunk)."""
+    """Float32 (1, H, W, 3) 0-1 pixels of a style image, the longest side at most `max_size` (aspect kept; a notice
+    naming `path` when it was shrunk). A side under `MIN_SIDE` (what VGG16's poolings need) is upscaled to it, with a
+    notice: a style image is a texture, so upscaling it loses nothing the loss network would have seen."""
     import tensorflow as tf
+    from PIL import Image
 
-    return tf.constant(_fit_max_size(image, max_size, path)[None], tf.float32) / 255.0
+    image = _fit_max_size(image, max_size, path)
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_SIDE:
+        scale = MIN_SIDE / min(height, width)
+        size = (max(MIN_SIDE, round(width * scale)), max(MIN_SIDE, round(height * scale)))
+        warn(PROG, f"{path or 'style image'}: {width}x{height} upscaled to {size[0]}x{size[1]} (the loss network "
+                   f"needs a side of at least {MIN_SIDE} pixels)")  # fmt: skip
+        image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+    return tf.constant(image[None], tf.float32) / 255.0
 
 
 def stylise(content, styles, style_weights, loss_network, args, on_step=None):
@@ -115,7 +125,7 @@ def _predict_optimised(args):
     names = output_names(files)
     for path in files:
         try:
-            content = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path)
+            content = content_pixels(read_image(path), args.max_size, path)
             content = tf.constant(content[None], tf.float32) / 255.0
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
@@ -185,6 +195,24 @@ def _checked_size(image, path):
     return image
 
 
+def content_pixels(image, max_size, path=None):
+    """A content photo as uint8 (H, W, 3): shrunk to `max_size` (`_fit_max_size`), then checked (`_checked_size`).
+
+    Raises:
+        ImageReadError: a side under `MIN_SIDE` after shrinking; for a strip that fits at a larger size, the message
+            names the --max-size that works.
+    """
+    fitted = _fit_max_size(image, max_size, path)
+    try:
+        return _checked_size(fitted, path or "<image>")
+    except ImageReadError as error:
+        height, width = image.shape[:2]
+        if min(height, width) >= MIN_SIDE:
+            works = -(-MIN_SIDE * max(height, width) // min(height, width))
+            raise ImageReadError(f"{error}; --max-size {works} works for this {width}x{height} image") from None
+        raise
+
+
 def _fit_max_size(image, max_size, path=None):
     """uint8 (H, W, 3) shrunk (Lanczos) so its longest side is at most `max_size`; when it was shrunk, a notice
     naming `path` (none without a path). The one resizing rule of both modes."""
@@ -222,7 +250,7 @@ def _predict_fast(args):
     for path in files:
         progress.update()
         try:
-            image = _checked_size(_fit_max_size(read_image(path), args.max_size, path), path)
+            image = content_pixels(read_image(path), args.max_size, path)
         except ImageReadError as error:
             warn(PROG, f"error: {error}")
             failures += 1
