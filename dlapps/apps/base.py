@@ -132,7 +132,28 @@ class App:
             except ValueError as error:
                 yield failure(item, error)
 
-    # === The verbs the command line also runs ===
+    # === The verbs the command line also runs: its options by their dests (`learning_rate`), same defaults ===
+
+    @classmethod
+    def train(cls, data, output, **options):
+        """Train a new model on `data` into the run folder `output` (the app's `train` verb) and return it, with
+        `report`: the run's summary (what `train --json` prints)."""
+        return cls._trained(cls._run_verb("train", [data], output=output, **options), output)
+
+    @classmethod
+    def _trained(cls, report, output):
+        trained = cls.from_folder(output)
+        trained.report = report
+        return trained
+
+    def evaluate(self, data, **options):
+        """The app's `evaluate` verb on `data` with this model: a `Report` of its metrics (`evaluate --json`)."""
+        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **options})
+
+    def export(self, format="saved_model", output=None, **options):
+        """The app's `export` verb: a `Report` with the written `path` and its size in `bytes`."""
+        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
+                                           **options})  # fmt: skip
 
     @classmethod
     def cli_options(cls, verb, positional=(), **options):

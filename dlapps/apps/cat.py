@@ -78,9 +78,7 @@ class CatClassifier(ImageClassifier):
             **options: `dlapps cat train`'s options by their dests (`model`, `epochs`, `learning_rate`, `dev`, ...).
         """
         report = cls._run_verb("train", data=data, output=output, **options)
-        trained = cls.from_folder(output)
-        trained.report = report
-        return trained
+        return cls._trained(report, output)
 
     def evaluate(self, data, **options):
         """Accuracy, F1, ROC AUC, the confusion matrix and the bias / variance readout (`dlapps cat evaluate`)."""

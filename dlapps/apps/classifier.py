@@ -92,31 +92,6 @@ class ImageClassifier(App):
     # === Train, evaluate, export: the command line's verbs, with its option names and defaults ===
 
     @classmethod
-    def train(cls, data, output, **options):
-        """Fine-tune on a folder of pictures (one subfolder per class, or train/val/test splits of those) and return
-        the trained classifier; its `report` holds the run's summary (`dlapps finetune train --json`).
-
-        Args:
-            data: the folder.
-            output: the new run's folder.
-            **options: `dlapps finetune train`'s options, named as its dests (`epochs`, `learning_rate`,
-                `backbone`, `weights`, `resume`, ...), with the same defaults.
-        """
-        report = cls._run_verb("train", [data], output=output, **options)
-        trained = cls.from_folder(output)
-        trained.report = report
-        return trained
-
-    @classmethod
     def tune(cls, data, output, **options):
         """Random search of the recipe on dev (`dlapps finetune tune`); returns its `Report`."""
         return cls._run_verb("tune", [data], output=output, **options)
-
-    def evaluate(self, data, **options):
-        """Accuracy and per-class figures on a folder (`dlapps finetune evaluate --json`), as a `Report`."""
-        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **options})
-
-    def export(self, format="saved_model", output=None, **options):
-        """Export the model (`saved_model`, `tflite`, `tflite_int8`, `onnx`); returns a `Report` with its path."""
-        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
-                                           **options})  # fmt: skip

@@ -78,29 +78,3 @@ class ObjectDetector(App):
         boxes, scores, classes = self.detect_array(pixels)
         height, width = pixels.shape[:2]
         return Detections(boxes, scores, classes, self.class_names, width, height, image, pixels)
-
-    # === Train, evaluate, export: the command line's verbs, with its option names and defaults ===
-
-    @classmethod
-    def train(cls, data, output, **options):
-        """Train a detector on annotated photos (a VOC, YOLO or COCO folder) and return it; `report` holds the run's
-        summary (`dlapps detect train --json`).
-
-        Args:
-            data: the annotations folder (or a data.yaml / COCO json).
-            output: the new run's folder.
-            **options: `dlapps detect train`'s options by their dests (`epochs`, `anchors`, `image_size`, ...).
-        """
-        report = cls._run_verb("train", [data], output=output, **options)
-        trained = cls.from_folder(output)
-        trained.report = report
-        return trained
-
-    def evaluate(self, data, **options):
-        """VOC and COCO mAP on an annotated folder (`dlapps detect evaluate --json`), as a `Report`."""
-        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **options})
-
-    def export(self, format="saved_model", output=None, **options):
-        """A SavedModel (uint8 images or bytes in; boxes in pixels, NMS inside), an ONNX or a TFLite file."""
-        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
-                                           **options})  # fmt: skip

@@ -98,18 +98,7 @@ class StyleTransfer(App):
         """Train a fast model for one painting on folders of photos (Johnson et al.; `dlapps style train`)."""
         report = cls._run_verb("train", style=style, content=content if isinstance(content, list) else [content],
                                output=output, **options)  # fmt: skip
-        trained = cls.from_folder(output)
-        trained.report = report
-        return trained
-
-    def evaluate(self, content, **options):
-        """Content and style losses of this model against the optimisation mode on photos (`dlapps style evaluate`)."""
-        return self._run_verb("evaluate", [content], **{self.model_option: self.folder, **options})
-
-    def export(self, format="saved_model", output=None, **options):
-        """A SavedModel (uint8 photos of any size, or bytes, in; uint8 images out), or ONNX / TFLite."""
-        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
-                                           **options})  # fmt: skip
+        return cls._trained(report, output)
 
 
 def _path(image):

@@ -184,20 +184,11 @@ def default_model_dir(app_folder):
     return SHIPPED_DIR / app_folder
 
 
-def _finite(value):
-    """NaN and infinities become None (JSON has no NaN); containers are walked."""
-    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
-
-
 def to_json(payload, **kwargs):
     """Strict JSON of a result: NaN and infinities are written as null, never as the invalid `NaN`."""
-    return json.dumps(_finite(payload), allow_nan=False, **kwargs)
+    from dlapps.results import finite
+
+    return json.dumps(finite(payload), allow_nan=False, **kwargs)
 
 
 def check_output_folder(output):
@@ -393,10 +384,11 @@ def count_inputs(paths):
     return len(list_image_files(paths)[0])
 
 
-def print_results(args, results, text, total=0, label="predicting"):
+def print_results(args, results, text, total=0, label="predicting", on_result=None):
     """The `predict` verbs' one printing loop over an app's `predict_iter`: each result's `to_dict()` with --json
     (a failed input's record too), else `text(result)`; a failure's line went to stderr as it happened (the
-    `dlapps` logger). Returns the exit code: 2 when any input failed, the others still done."""
+    `dlapps` logger). `on_result(result)` runs first for each success (files a verb writes). Returns the exit code:
+    2 when any input failed, the others still done."""
     progress = ProgressBar(total, label)
     failures = 0
     for result in results:
@@ -406,5 +398,7 @@ def print_results(args, results, text, total=0, label="predicting"):
             if args.json:
                 print(to_json(result.to_dict()), flush=True)
             continue
+        if on_result:
+            on_result(result)
         emit(args, result.to_dict(), text(result))
     return EXIT_BAD_INPUT if failures else None

@@ -114,9 +114,11 @@ def test_predict_skips_bad_files_and_reports_them(trained, tmp_path, capsys):
     code, out, err = run(capsys, "cat", "predict", EXAMPLES / "chelsea.png", bad, "--model-dir", trained, "--json")
     assert code == 2
     lines = [json.loads(line) for line in out.splitlines()]
-    assert [line["path"] for line in lines] == [str(EXAMPLES / "chelsea.png")]
+    assert [line["path"] for line in lines if "error" not in line] == [str(EXAMPLES / "chelsea.png")]
     for name in ("empty.jpg", "truncated.jpg", "notes.jpg", "huge.png"):
         assert name in err
+        # Every input gets its record, a failed one with the error that names it.
+        assert any(line["path"].endswith(name) and name in line["error"] for line in lines)
 
 
 def test_predict_matches_both_exported_endpoints(trained, capsys):

@@ -461,7 +461,7 @@ def _detections_json(path, found, class_names, extra=None):
 
 
 def predict(args):
-    from dlapps.cli.common import output_names
+    from dlapps.cli.common import output_names, print_results
     from dlapps.data.video import split_videos
 
     app = load_app(args)
@@ -475,19 +475,16 @@ def predict(args):
     if files or videos:
         output.mkdir(parents=True, exist_ok=True)
     names = output_names([*files, *videos])
-    progress = ProgressBar(len(files), "detecting")
-    for result in app.predict_iter(files):
-        progress.update()
-        if not result.ok:
-            failures += 1
-            if args.json:
-                print(to_json(result.to_dict()), flush=True)
-            continue
+
+    def write(result):
         found = (result.boxes, result.scores, result.classes)
         _write_detections(args, output, names[Path(result.source)], result.image, found, app.class_names,
                           result.width, result.height)  # fmt: skip
-        text = ", ".join(f"{v} {k}" for k, v in result.counts().items()) or "nothing found"
-        emit(args, result.to_dict(), f"{result.source}: {text}")
+
+    def text(result):
+        return f"{result.source}: " + (", ".join(f"{v} {k}" for k, v in result.counts().items()) or "nothing found")
+
+    failures += bool(print_results(args, app.predict_iter(files), text, len(files), "detecting", write))
     for video in videos:
         failures += _predict_video(args, app.detector, video, output, app.class_names, names[video])
     if not args.json and len(files) + len(videos) > failures and not (args.no_images and not args.save_txt):
