@@ -8,6 +8,7 @@ between two models' embeddings mean nothing. `Gallery` is the whole interface th
 """
 
 import sqlite3
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,26 @@ CREATE TABLE IF NOT EXISTS embeddings (
 """
 
 
+def normalise_name(name):
+    """A person's name as stored and compared: Unicode NFC, outer spaces removed (so "José" typed with a composed
+    or a decomposed "é" is one person).
+
+    Raises:
+        ValueError: the name is empty (or only spaces).
+    """
+    normal = unicodedata.normalize("NFC", str(name)).strip()
+    if not normal:
+        raise ValueError(f"a person's name cannot be empty. Received: {name!r}")
+    return normal
+
+
 class GalleryError(ValueError):
     """The gallery file cannot be used: another model's gallery, another dimension, or not a gallery."""
 
 
 class Gallery:
-    """People and their face embeddings in one SQLite file.
+    """People and their face embeddings in one SQLite file. Names are stored and looked up NFC-normalised
+    (`normalise_name`), whichever way they are typed.
 
     Args:
         path: the database file (created if missing).
@@ -88,6 +103,7 @@ class Gallery:
         An image already enrolled for that person (same source) is replaced. Returns the person's embedding count.
         """
         vectors = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dimension)
+        name = self._stored_name(name)
         with self.connection:
             self.connection.execute("INSERT OR IGNORE INTO people (name) VALUES (?)", (name,))
             (person_id,) = self.connection.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
@@ -97,7 +113,24 @@ class Gallery:
             )
         return self.count(name)
 
+    def _stored_name(self, name):
+        """The name as stored for `name`: its NFC form, or the spelling of a person stored before names were
+        normalised whose NFC form is the same."""
+        name = normalise_name(name)
+        if self.connection.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone():
+            return name
+        for (stored,) in self.connection.execute("SELECT name FROM people"):
+            if unicodedata.normalize("NFC", stored).strip() == name:
+                return stored
+        return name
+
+    def has(self, name):
+        """Whether a person of this name (NFC-normalised) is enrolled."""
+        name = self._stored_name(name)
+        return self.connection.execute("SELECT 1 FROM people WHERE name = ?", (name,)).fetchone() is not None
+
     def count(self, name):
+        name = self._stored_name(name)
         row = self.connection.execute(
             "SELECT COUNT(*) FROM embeddings JOIN people ON people.id = person_id WHERE name = ?", (name,)
         ).fetchone()
@@ -113,6 +146,7 @@ class Gallery:
 
     def remove(self, name):
         """Remove a person and their embeddings. Returns False if there was no such person."""
+        name = self._stored_name(name)
         with self.connection:
             cursor = self.connection.execute("DELETE FROM people WHERE name = ?", (name,))
         return cursor.rowcount > 0

@@ -137,10 +137,12 @@ class Detections:
         })  # fmt: skip
 
     def plot(self):
-        """The image with its boxes, class names and scores drawn: RGB uint8 (H, W, 3)."""
+        """The image with its boxes, class names and scores drawn: RGB uint8 (H, W, 3) (a JPEG above 4,096 px at the
+        reduced scale it was decoded at)."""
         from dlapps.plots import draw_detections
 
-        return draw_detections(self.image, self.boxes, self.classes, self.scores, self.class_names)
+        scale = self.image.shape[1] / self.width if self.width else 1.0
+        return draw_detections(self.image, self.boxes * scale, self.classes, self.scores, self.class_names)
 
 
 @dataclass

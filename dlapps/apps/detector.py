@@ -8,6 +8,8 @@ result.to_dict(); result.plot()                               # the --json recor
 ```
 """
 
+import numpy as np
+
 from dlapps.apps.base import App, to_image
 from dlapps.results import Detections
 
@@ -74,7 +76,19 @@ class ObjectDetector(App):
         Raises:
             ImageReadError: the input cannot be read (the message names it).
         """
+        import os
+
+        from dlapps.data.images import MAX_DECODED_SIDE, full_size
+
         pixels = to_image(image)
         boxes, scores, classes = self.detect_array(pixels)
         height, width = pixels.shape[:2]
+        if max(height, width) * 2 > MAX_DECODED_SIDE and isinstance(image, str | bytes | os.PathLike):
+            # A JPEG above MAX_DECODED_SIDE decodes at 1/2, 1/4 or 1/8 scale: boxes go back to its full-size pixels.
+            width, height = full_size(image) or (width, height)
+            boxes = (
+                boxes
+                * np.array([width, height, width, height], np.float32)
+                / np.array([pixels.shape[1], pixels.shape[0]] * 2, np.float32)
+            )
         return Detections(boxes, scores, classes, self.class_names, width, height, image, pixels)

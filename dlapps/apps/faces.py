@@ -9,18 +9,29 @@ faces.identify("someone.jpg", gallery)[0].name            # a name, or "unknown"
 ```
 """
 
-import unicodedata
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from dlapps.apps.base import App, expand_inputs, failure, to_image
+from dlapps.gallery import normalise_name
 from dlapps.results import FaceEmbedding, Failure, Identification, Verification
 
+log = logging.getLogger("dlapps")
 
-def normalise_name(name):
-    """A person's name as stored and compared: Unicode NFC, outer spaces removed (so "José" typed two ways is one
-    person)."""
-    return unicodedata.normalize("NFC", str(name)).strip()
+
+@dataclass
+class FaceIdentification(Identification):
+    """An `Identification` that also names every enrolled person within the threshold when there are two or more
+    (`ambiguous`, closest first; empty otherwise): the face is then named after the closest, but it could be either.
+    """
+
+    ambiguous: list = field(default_factory=list)
+
+    def to_dict(self):
+        return {**super().to_dict(), "ambiguous": list(self.ambiguous)}
 
 
 class FaceVerifier(App):
@@ -60,22 +71,37 @@ class FaceVerifier(App):
 
     # === Embed ===
 
-    def faces(self, image, all_faces=False):
-        """[(Face, embedding)] of one image's largest face (every face with `all_faces`, largest first); each
-        embedding float32 (128,), unit length.
+    def _chips(self, image):
+        """[(Face, chip)] of every face of one image big enough to align, largest first (never empty).
 
         Raises:
-            ImageReadError: the input cannot be read. NoFaceError: no face was found.
+            ImageReadError: unreadable. NoFaceError: no face (FaceTooSmallError: only faces too small to align).
         """
-        from dlapps.data.faces import NoFaceError, face_chips
+        from dlapps.data.faces import FaceTooSmallError, NoFaceError, face_chips
 
         pixels = to_image(image)
-        found = face_chips(pixels, all_faces=True)
+        try:
+            found = face_chips(pixels, all_faces=True)
+        except FaceTooSmallError as error:
+            raise FaceTooSmallError(f"{_name(image)}: {error}") from None
         if not found:
             raise NoFaceError(f"no face found in {_name(image)}")
-        found = found if all_faces else found[:1]
+        return found
+
+    def _embed(self, found):
         embeddings = self.face_model.embed([chip for _, chip in found])
         return [(face, embedding) for (face, _), embedding in zip(found, embeddings, strict=True)]
+
+    def faces(self, image, all_faces=False):
+        """[(Face, embedding)] of one image's largest face (every face with `all_faces`, largest first); each
+        embedding float32 (128,), unit length. Faces under `dlapps.data.faces.MIN_FACE_SIDE` pixels are left out.
+
+        Raises:
+            ImageReadError: the input cannot be read. NoFaceError: no face was found (FaceTooSmallError, a kind of
+            NoFaceError: only faces too small to align, with their size).
+        """
+        found = self._chips(image)
+        return self._embed(found if all_faces else found[:1])
 
     def embed(self, image, all_faces=False):
         """The largest face's embedding, float32 (128,); with `all_faces`, (n, 128) for every face."""
@@ -84,8 +110,8 @@ class FaceVerifier(App):
 
     def predict(self, image):
         """The largest face of one image: a `FaceEmbedding` (its box, embedding and how many faces were found)."""
-        found = self.faces(image, all_faces=True)
-        face, embedding = found[0]
+        found = self._chips(image)
+        ((face, embedding),) = self._embed(found[:1])
         return FaceEmbedding(embedding, list(face.box), image, len(found))
 
     # === Verify ===
@@ -97,17 +123,29 @@ class FaceVerifier(App):
         Raises:
             ImageReadError, NoFaceError: naming the image.
         """
-        (face_a, a), count_a = self._largest(image_a)
-        (face_b, b), count_b = self._largest(image_b)
+        found_a, found_b = self._chips(image_a), self._chips(image_b)
+        ((face_a, a),) = self._embed(found_a[:1])
+        ((face_b, b),) = self._embed(found_b[:1])
+        return self._verification(face_a, a, face_b, b, image_a, image_b, len(found_a), len(found_b))
+
+    def verify_all(self, image_a, image_b):
+        """Every face of `image_a` against every face of `image_b`: a list of `Verification`, one per pair of
+        faces, the closest pair first (each with its two boxes and both images' face counts).
+
+        Raises:
+            ImageReadError, NoFaceError: naming the image.
+        """
+        found_a, found_b = self._embed(self._chips(image_a)), self._embed(self._chips(image_b))
+        results = [self._verification(face_a, a, face_b, b, image_a, image_b, len(found_a), len(found_b))
+                   for face_a, a in found_a for face_b, b in found_b]  # fmt: skip
+        return sorted(results, key=lambda result: result.distance)
+
+    def _verification(self, face_a, a, face_b, b, image_a, image_b, count_a, count_b):
         distance = float(np.linalg.norm(a - b))
         probability = self.face_model.confidence(distance)
         confidence = probability if distance <= self.threshold else 1.0 - probability
         return Verification(distance, self.threshold, confidence, list(face_a.box), list(face_b.box), image_a,
                             image_b, count_a, count_b)  # fmt: skip
-
-    def _largest(self, image):
-        found = self.faces(image, all_faces=True)
-        return found[0], len(found)
 
     # === Gallery ===
 
@@ -121,30 +159,67 @@ class FaceVerifier(App):
 
         return Gallery(path, self.face_model.identity, 128, create=create)
 
-    def enroll(self, gallery, name, images):
-        """Add one person's photos (the largest face of each) to `gallery`; returns the person's embedding count.
+    def enroll(self, gallery, name, images, skipped=None):
+        """Add one person's photos (the largest face of each) to `gallery`, in one transaction; returns the
+        person's embedding count. The name is stored NFC-normalised (`normalise_name`).
+
+        A photo whose face is already within the open-set threshold of another enrolled person is enrolled, with a
+        warning on the `dlapps` logger ("close to Alice, distance 0.17"): the same person under two names, or two
+        people `identify` will confuse. A photo with several faces is enrolled with its largest, with a warning.
+
+        Args:
+            skipped: a list to which a `Failure` is appended for each photo left out (unreadable, no usable face);
+                each is also logged on the `dlapps` logger.
 
         Raises:
-            ValueError: none of the photos shows a usable face (each failure is logged on the `dlapps` logger).
+            ValueError: none of the photos shows a usable face, or the name is empty.
         """
+        name = normalise_name(name)
         images = list(expand_inputs(images))
         found, sources = [], []
         for item in images:
             if isinstance(item, Failure):
-                failure(item)
-                continue
-            try:
-                found.append(self.faces(item)[0][1])
-                sources.append(str(item) if not hasattr(item, "shape") else f"<array {len(sources)}>")
-            except ValueError as error:
-                failure(item, error)
+                record = failure(item)
+            else:
+                try:
+                    chips = self._chips(item)
+                    found.append(self._embed(chips[:1])[0][1])
+                    sources.append(_source(item))
+                    if len(chips) > 1:
+                        box = [round(v) for v in chips[0][0].box]
+                        log.warning("%s: %d faces; the largest is enrolled as %s (box %s)", _name(item), len(chips),
+                                    name, box)  # fmt: skip
+                    continue
+                except ValueError as error:
+                    record = failure(item, error)
+            if skipped is not None:
+                skipped.append(record)
         if not found:
             raise ValueError(f"{name}: no usable face in {len(images)} image(s); not enrolled")
-        return gallery.enroll(normalise_name(name), found, sources)
+        self._warn_if_close(gallery, name, found, sources)
+        return gallery.enroll(name, found, sources)
+
+    def _warn_if_close(self, gallery, name, embeddings, sources):
+        """Log each new photo within the open-set threshold of another enrolled person."""
+        from dlapps.gallery import GalleryIndex
+
+        names, vectors = gallery.embeddings()
+        others = [i for i, other in enumerate(names) if other != name]
+        if not others:
+            return
+        index = GalleryIndex([names[i] for i in others], vectors[others])
+        for embedding, source in zip(embeddings, sources, strict=True):
+            other, distance = index.rank(embedding, "nearest", 1)[0]
+            if distance <= self.open_set_threshold:
+                log.warning("%s: %s is close to %s, distance %.2f (identify's threshold %.3f): the same person under "
+                            "two names, or two people identify will confuse", name, source, other, distance,
+                            self.open_set_threshold)  # fmt: skip
 
     def identify(self, image, gallery, top_k=3, match="nearest", threshold=None, all_faces=False):
-        """Who the largest face (every face with `all_faces`) is: a list of `Identification`, "unknown" when the
-        closest person is farther than `threshold` (default: the model's open-set threshold).
+        """Who the largest face (every face with `all_faces`) is: a list of `FaceIdentification`, "unknown" when the
+        closest person is farther than `threshold` (default: the model's open-set threshold). When two or more
+        people are within the threshold, the face is named after the closest, `ambiguous` lists them all and a
+        warning is logged on the `dlapps` logger.
 
         Args:
             gallery: a `Gallery` or a `dlapps.gallery.GalleryIndex` built from one (faster for many probes).
@@ -158,10 +233,18 @@ class FaceVerifier(App):
         threshold = self.open_set_threshold if threshold is None else threshold
         results = []
         for face, embedding in self.faces(image, all_faces):
-            ranked = index.rank(embedding, match, top_k)
+            ranked = index.rank(embedding, match)
             best, distance = ranked[0]
             name = best if distance <= threshold else "unknown"
-            results.append(Identification(name, distance, threshold, list(face.box), ranked, image))
+            within = [(other, d) for other, d in ranked if d <= threshold]
+            ambiguous = [other for other, _ in within] if len(within) > 1 else []
+            if ambiguous:
+                log.warning("%s: %s match (%s; threshold %.3f); named the closest, %s", _name(image),
+                            f"both {ambiguous[0]} and {ambiguous[1]}" if len(ambiguous) == 2
+                            else f"all of {', '.join(ambiguous)}", ", ".join(f"{n} {d:.3f}" for n, d in within),
+                            threshold, best)  # fmt: skip
+            results.append(FaceIdentification(name, distance, threshold, list(face.box), ranked[:top_k], image,
+                                              ambiguous))  # fmt: skip
         return results
 
     def identify_iter(self, inputs, gallery, **options):
@@ -180,18 +263,6 @@ class FaceVerifier(App):
 
     # === Train, evaluate, calibrate, export: the command line's verbs ===
 
-    @classmethod
-    def train(cls, data, output, **options):
-        """Train an embedding network with the triplet loss on a folder of identities (`dlapps faces train`)."""
-        report = cls._run_verb("train", [data], output=output, **options)
-        trained = cls.from_folder(output)
-        trained.report = report
-        return trained
-
-    def evaluate(self, pairs, **options):
-        """10-fold accuracy, ROC AUC and TAR at fixed FARs on a pairs file or a folder of identities."""
-        return self._run_verb("evaluate", [pairs], **{self.model_option: self.folder, **options})
-
     def calibrate(self, pairs, output, **options):
         """A copy of this model with its threshold and confidence curve fitted on your own pairs; returns it."""
         report = self._run_verb("calibrate", [pairs], output=output, **{self.model_option: self.folder, **options})
@@ -199,11 +270,19 @@ class FaceVerifier(App):
         calibrated.report = report
         return calibrated
 
-    def export(self, format="saved_model", output=None, **options):
-        """The embedding network as a SavedModel (aligned chips in, unit embeddings out) or a TFLite file."""
-        return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
-                                           **options})  # fmt: skip
-
 
 def _name(image):
+    """An input as a message names it: its path, or its type (an array, bytes, a PIL image)."""
     return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else f"<{type(image).__name__}>"
+
+
+def _source(item):
+    """How an enrolled photo is recorded: a file by its resolved path (the same photo enrolled again through another
+    path or link replaces itself), anything else (bytes, an array, a PIL image) by a digest of its content, so two
+    different arrays enrolled in two calls are two photos, and the same one is one."""
+    import hashlib
+
+    if isinstance(item, str) or hasattr(item, "__fspath__"):
+        return str(Path(item).resolve())
+    data = bytes(item) if isinstance(item, (bytes, bytearray)) else np.asarray(item).tobytes()
+    return f"<{type(item).__name__} sha1:{hashlib.sha1(data).hexdigest()[:12]}>"

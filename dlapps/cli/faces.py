@@ -4,6 +4,9 @@ import argparse
 
 from dlapps.cli.common import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
 
+# The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
+MIN_FACE_SIDE = 20
+
 DESCRIPTION = (
     "Face verification and recognition (the course's face week): YuNet finds and aligns each face, a network maps "
     "it to a 128-D unit embedding, and two faces are the same person when their distance is below the model's "
@@ -22,19 +25,38 @@ def _add_model(parser):
 def add_verify_arguments(parser):
     parser.add_argument("image_a", help="an image with a face (the largest face is used)")
     parser.add_argument("image_b", help="another image with a face")
+    parser.add_argument(
+        "--all-faces", action="store_true",
+        help="compare every face of image_a with every face of image_b: one record per pair (with both boxes), "
+             "the closest pair first",
+    )  # fmt: skip
     _add_model(parser)
     parser.epilog = (
         "distance: between the two faces' unit embeddings (0 to 2); same person when at most the model's threshold, "
         "calibrated on dev pairs. confidence: the probability of the verdict given the distance (P(same person) "
         "for 'same', 1 - P(same person) for 'different'), from a logistic curve fitted on those pairs: near 0.5 "
-        "close to the threshold, near 1 far from it."
+        "close to the threshold, near 1 far from it. Several faces in a photo: the largest is used and a warning "
+        "says how many were found and gives the box used (box_a, box_b, faces_a, faces_b in the JSON); "
+        f"--all-faces compares them all. A face under {MIN_FACE_SIDE} pixels (the shorter side of its box) is too "
+        "small to align and is refused with its size."
     )
 
 
 def add_enroll_arguments(parser):
-    parser.add_argument("folder", help="one subfolder per person, each with one or more photos")
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH",
+        help="a folder of person subfolders (people/alice/1.jpg), a flat folder of name.jpg photos (one person "
+             "each, named by the file: younes.jpg -> younes), or, with --name, one person's photos and/or folder",
+    )  # fmt: skip
+    parser.add_argument("--name", default=None, help="enroll every photo given as this one person")
     parser.add_argument("--db", required=True, help="the gallery file (SQLite; created if missing)")
     _add_model(parser)
+    parser.epilog = (
+        "Each person is enrolled in one transaction, with the largest face of each photo; names are stored "
+        "Unicode-normalised (NFC). A photo whose face is already within identify's threshold of another enrolled "
+        'person is enrolled with a warning ("close to Alice, distance 0.17"). Exit code 2 when some photos or '
+        "paths were left out (each named on stderr) or a person had no usable face: everyone else is enrolled."
+    )
 
 
 def add_identify_arguments(parser):
@@ -53,11 +75,18 @@ def add_identify_arguments(parser):
              "calibration pairs, else its pair threshold)",
     )  # fmt: skip
     _add_model(parser)
+    parser.epilog = (
+        "When two or more enrolled people are within the threshold, the face is named after the closest, a warning "
+        'names them all and the JSON record lists them in "ambiguous" (empty otherwise). Exit code 2 when some '
+        "inputs could not be read or showed no usable face (each named on stderr): the others are identified."
+    )
 
 
 def add_gallery_arguments(parser):
     parser.add_argument("--db", required=True, help="the gallery file")
-    parser.add_argument("--remove", nargs="*", default=[], help="names of people to remove")
+    parser.add_argument(
+        "--remove", nargs="*", default=[], help="names of people to remove (compared Unicode-normalised, NFC)"
+    )
 
 
 def add_pairs_arguments(parser, output_help, output_default):
@@ -76,6 +105,12 @@ def add_pairs_arguments(parser, output_help, output_default):
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the pairs built from a folder")
     _add_model(parser)
+    parser.epilog = (
+        "A malformed line of a pairs file is named with its line number and skipped; a pair with an image that "
+        "cannot be read or shows no usable face is named (with its line number) and left out; the others are "
+        "measured, and the summary (and the JSON: pairs_evaluated, malformed_lines, pairs_left_out) says how many. "
+        "Exit code 2 when any line or pair was left out, 0 when all were measured."
+    )
 
 
 def add_evaluate_arguments(parser):
@@ -182,7 +217,8 @@ def add_export_arguments(parser):
 VERBS = [
     Verb("verify", "are two photos the same person? distance, decision, confidence", add_verify_arguments,
          "dlapps.apps.face_verification.app:verify"),
-    Verb("enroll", "add people (one folder each) to a gallery", add_enroll_arguments,
+    Verb("enroll", "add people (a folder each, name.jpg photos, or photos with --name) to a gallery",
+         add_enroll_arguments,
          "dlapps.apps.face_verification.app:enroll"),
     Verb("identify", "who is in these photos? (or 'unknown')", add_identify_arguments,
          "dlapps.apps.face_verification.app:identify"),

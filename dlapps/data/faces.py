@@ -37,6 +37,16 @@ LANDMARK_NAMES = ("right_eye", "left_eye", "nose_tip", "right_mouth_corner", "le
 # YuNet is trained on faces of about 10 to 300 pixels; a large photo is searched at this size, which also bounds the
 # time and memory of one detection (a 12-megapixel photo would otherwise take seconds on a CPU).
 MAX_DETECTION_SIDE = 1280
+# The largest face (the longer side of its box, in the searched copy's pixels) YuNet still finds whole: on
+# tests/data/faces/astronaut_face.jpg's face upscaled, a 450-pixel face gets its full box (score 0.92), a 600-pixel one
+# a lower score, a 670-pixel one a partial box and a 1,200-pixel one none. A larger face is found on a coarser copy.
+MAX_FACE_FOR_YUNET = 400
+# The smallest face aligned (the shorter side of YuNet's box, pixels). YuNet finds faces from about 14 pixels, but a
+# chip from them is upsampled over 7x and its landmarks are off by a large part of an eye: on the two test faces
+# scaled down, a 15-18 pixel face came within 0.45 of the other person (the threshold is 0.432), from 20 pixels up
+# never closer than 0.48. (A face drifts 0.3-0.38 from its full-size self up to about 30 pixels: a floor, not a
+# guarantee.)
+MIN_FACE_SIDE = 20
 CHIP_SIZE = 150
 # dlib's padding: the template (landmarks of a mean face in a unit square) is shrunk by 1 + 2 * padding.
 CHIP_PADDING = 0.25
@@ -65,6 +75,10 @@ YUNET_TEMPLATE_150 = np.array(
 
 class NoFaceError(ValueError):
     """No face was found in an image; the message names the file."""
+
+
+class FaceTooSmallError(NoFaceError):
+    """Faces were found, but all too small to align (under `MIN_FACE_SIDE` pixels); the message gives the size."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,7 +164,10 @@ def detect_faces(image, score_threshold=0.6, nms_threshold=0.3, max_side=MAX_DET
             finds more small, blurred or turned faces.
         nms_threshold: IoU above which the lower-scored of two overlapping boxes is dropped (0 to 1).
         max_side: an image whose longest side is above this is searched on a copy shrunk to this size (area
-            interpolation) and the boxes and landmarks are scaled back; None searches at full size.
+            interpolation) and the boxes and landmarks are scaled back; None searches at full size. Faces too
+            large for YuNet there (over `MAX_FACE_FOR_YUNET` pixels: a close-up) are searched on copies halved
+            again and again (a pyramid), each level answering for its own band of face sizes; a box mostly
+            inside a coarser level's box is the same face seen in part and is dropped.
 
     Returns:
         A list of `Face`, in pixels of `image`, sorted by box area, largest first; empty when there is no face.
@@ -171,8 +188,40 @@ def detect_faces(image, score_threshold=0.6, nms_threshold=0.3, max_side=MAX_DET
     height, width = image.shape[:2]
     # OpenCV's DNN reads BGR.
     bgr = np.ascontiguousarray(image[:, :, ::-1])
-    if max_side is not None and max(height, width) > max_side:
-        ratio = max_side / max(height, width)
+    longest = max(height, width)
+    # The pyramid: the finest level has `max_side` as its longest side (the image's own size when smaller, or with
+    # None), each next level half the last, down to the first level a whole face fits YuNet's range.
+    sides = [longest if max_side is None else min(longest, int(max_side))]
+    while sides[-1] > MAX_FACE_FOR_YUNET and sides[-1] // 2 >= 32:
+        sides.append(sides[-1] // 2)
+    candidates = []  # (level, face)
+    for level, side in enumerate(sides):
+        found = _detect_level(bgr, side, score_threshold, nms_threshold)
+        for face, size_at_level in found:
+            # Each level answers for its own band of sizes: the finest for faces YuNet sees whole there, a coarser
+            # one only for faces too large for the level above it (twice its size there).
+            too_large_here = size_at_level > MAX_FACE_FOR_YUNET and level < len(sides) - 1
+            large_enough_here = level == 0 or size_at_level * 2 > MAX_FACE_FOR_YUNET
+            if not too_large_here and large_enough_here:
+                candidates.append((level, face))
+    # Across levels, a box mostly inside another one's is the same face seen in part (a close-up cut into pieces
+    # at too fine a level): the coarser level's box, the whole face, is kept.
+    candidates.sort(key=lambda item: (-item[0], -item[1].score))
+    faces, levels = [], []
+    for level, face in candidates:
+        if all(kept_level == level or _overlap_of_smaller(face.box, kept.box) <= 0.5
+               for kept, kept_level in zip(faces, levels, strict=True)):  # fmt: skip
+            faces.append(face)
+            levels.append(level)
+    return sorted(faces, key=lambda face: (-face.area, -face.score))
+
+
+def _detect_level(bgr, side, score_threshold, nms_threshold):
+    """YuNet on `bgr` shrunk so its longest side is `side` (area interpolation): [(Face in `bgr`'s pixels, the box's
+    longer side in the shrunk copy's pixels)]."""
+    height, width = bgr.shape[:2]
+    if side < max(height, width):
+        ratio = side / max(height, width)
         size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
         bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
     scale_x, scale_y = width / bgr.shape[1], height / bgr.shape[0]
@@ -182,7 +231,7 @@ def detect_faces(image, score_threshold=0.6, nms_threshold=0.3, max_side=MAX_DET
         detector.setNMSThreshold(float(nms_threshold))
         detector.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, rows = detector.detect(bgr)
-    faces = []
+    found = []
     for row in [] if rows is None else rows.astype(np.float64):
         # A resized image's pixel centres map back by x = (x' + 0.5) * scale - 0.5 (cv2.resize's geometry).
         points = np.stack([(row[4:14:2] + 0.5) * scale_x - 0.5, (row[5:14:2] + 0.5) * scale_y - 0.5], axis=1)
@@ -192,8 +241,18 @@ def detect_faces(image, score_threshold=0.6, nms_threshold=0.3, max_side=MAX_DET
             row[2] * scale_x,
             row[3] * scale_y,
         )
-        faces.append(Face(box=tuple(float(v) for v in box), landmarks=points, score=float(row[14])))
-    return sorted(faces, key=lambda face: (-face.area, -face.score))
+        face = Face(box=tuple(float(v) for v in box), landmarks=points, score=float(row[14]))
+        found.append((face, float(max(row[2], row[3]))))
+    return found
+
+
+def _overlap_of_smaller(box_a, box_b):
+    """The intersection of two (x, y, w, h) boxes over the smaller one's area (1: one lies inside the other)."""
+    x0, y0 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    x1, y1 = min(box_a[0] + box_a[2], box_b[0] + box_b[2]), min(box_a[1] + box_a[3], box_b[1] + box_b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    smaller = min(box_a[2] * box_a[3], box_b[2] * box_b[3])
+    return inter / smaller if smaller > 0 else 0.0
 
 
 # === Alignment ===
@@ -309,22 +368,31 @@ def align_face(image, landmarks, size=CHIP_SIZE):
 # === Faces and chips ===
 
 
-def face_chips(image, all_faces=False, size=CHIP_SIZE, **detect_kwargs):
+def face_chips(image, all_faces=False, size=CHIP_SIZE, min_face=MIN_FACE_SIDE, **detect_kwargs):
     """Detect and align: the largest face's chip, or every face's.
 
     Args:
         image: RGB uint8 array of shape (height, width, 3).
         all_faces: False for the largest face only, True for every face, largest first.
         size: side of the chips in pixels.
+        min_face: faces whose box's shorter side is under this many pixels are too small to align and are left
+            out (`MIN_FACE_SIDE`; 0 keeps every face).
         **detect_kwargs: passed to `detect_faces` (`score_threshold`, `nms_threshold`, `max_side`).
 
     Returns:
         A list of (Face, chip) pairs, the chip an RGB uint8 (size, size, 3) array; empty when there is no face.
 
     Raises:
+        FaceTooSmallError: every face found is too small ("face too small to align: 15x17 pixels; at least 20").
         ValueError: as `detect_faces`.
     """
-    faces = detect_faces(image, **detect_kwargs)
+    found = detect_faces(image, **detect_kwargs)
+    faces = [face for face in found if min(face.box[2], face.box[3]) >= min_face]
+    if found and not faces:
+        width, height = found[0].box[2:]
+        raise FaceTooSmallError(
+            f"face too small to align: {width:.0f}x{height:.0f} pixels; at least {min_face} on the shorter side"
+        )
     if not all_faces:
         faces = faces[:1]
     return [(face, align_face(image, face.landmarks, size)) for face in faces]
@@ -338,9 +406,13 @@ def read_face_chips(path, all_faces=False, size=CHIP_SIZE, **detect_kwargs):
 
     Raises:
         ImageReadError: the file cannot be read (the message names it).
-        NoFaceError: YuNet found no face ("no face found in PATH").
+        NoFaceError: YuNet found no face ("no face found in PATH"); its `FaceTooSmallError` kind when every face
+            is too small to align ("PATH: face too small to align: 15x17 pixels; at least 20 ...").
     """
-    chips = face_chips(read_image(path), all_faces=all_faces, size=size, **detect_kwargs)
+    try:
+        chips = face_chips(read_image(path), all_faces=all_faces, size=size, **detect_kwargs)
+    except FaceTooSmallError as error:
+        raise FaceTooSmallError(f"{path}: {error}") from None
     if not chips:
         raise NoFaceError(f"no face found in {path}")
     return chips

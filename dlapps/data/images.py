@@ -255,6 +255,22 @@ def decode_image(image_bytes, name="<bytes>"):
         raise ImageReadError(f"{name}: corrupt or truncated image ({message})") from None
 
 
+def full_size(source):
+    """The (width, height) an image file or its bytes has at full scale, upright (EXIF orientations 5-8 swap the
+    sides): what a JPEG above `MAX_DECODED_SIDE` decoded at reduced scale really measures. None if unreadable.
+
+    Args:
+        source: a path or encoded bytes.
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes | bytearray) else source) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1) if image.format == "JPEG" else 1
+    except (OSError, ValueError, UnidentifiedImageError):
+        return None
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 def pillow_to_rgb(image, name="<PIL image>"):
     """A PIL image as RGB uint8 (H, W, 3) by the module's rule (EXIF orientation, alpha onto white, 16 bits / 257).
 

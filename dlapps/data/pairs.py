@@ -62,22 +62,41 @@ def sample_pairs(group_sizes, same_per_person=None, same_total=None, seed=0):
     return pairs, np.array([1] * len(same) + [0] * len(different), np.int64)
 
 
-def read_pairs_file(path):
-    """[(path_a, path_b, same)] from a pairs file; blank lines and lines starting with # are skipped.
+PAIRS_LINE = "path_a<TAB>path_b<TAB>1|0"
 
-    Raises:
-        DataError: a line that is not `a<TAB>b<TAB>1|0`, named with its line number.
+
+def read_pairs_lines(path):
+    """A pairs file's pairs with their line numbers, and its malformed lines; blank lines and lines starting with #
+    are skipped.
+
+    Returns:
+        (pairs, problems): [(line_number, path_a, path_b, same)] with paths relative to the file's folder, and
+        [(line_number, message)] for each line that is not `a<TAB>b<TAB>1|0` (the message names the file and line).
     """
     path = Path(path)
-    pairs = []
+    pairs, problems = [], []
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split("\t")
-        if len(fields) != 3 or fields[2].strip() not in ("0", "1"):
-            raise DataError(f"{path}:{number}: expected 'path_a<TAB>path_b<TAB>1|0'. Received: {line!r}")
-        pairs.append((path.parent / fields[0], path.parent / fields[1], int(fields[2])))
-    return pairs
+        if len(fields) != 3 or fields[2].strip() not in ("0", "1") or not fields[0].strip() or not fields[1].strip():
+            problems.append((number, f"{path}:{number}: expected '{PAIRS_LINE}'. Received: {line!r}"))
+            continue
+        pairs.append((number, path.parent / fields[0], path.parent / fields[1], int(fields[2])))
+    return pairs, problems
+
+
+def read_pairs_file(path):
+    """[(path_a, path_b, same)] from a pairs file; blank lines and lines starting with # are skipped.
+
+    Raises:
+        DataError: a line that is not `a<TAB>b<TAB>1|0`, named with its line number (`read_pairs_lines` reads the
+            good lines and lists the bad ones instead).
+    """
+    pairs, problems = read_pairs_lines(path)
+    if problems:
+        raise DataError(problems[0][1])
+    return [(a, b, same) for _, a, b, same in pairs]
 
 
 def write_pairs_file(path, pairs, header=None):

@@ -431,10 +431,18 @@ class Detector(tf.Module):
         )
         size = tf.cast(tf.shape(images)[1:3], tf.float32)
         limit = tf.stack([size[1], size[0], size[1], size[0]])
-        pixels = (found["boxes"] * self.image_size - tf.concat([pad, pad], 0)) / scale
+        pixels = tf.clip_by_value((found["boxes"] * self.image_size - tf.concat([pad, pad], 0)) / scale, 0.0, limit)
+        # A box that lies in the letterbox padding clips to nothing: drop boxes under one pixel a side (an untrained
+        # model emits them), moving the kept ones first, in their score order.
         valid = tf.range(self.max_detections)[None, :] < found["num_detections"][:, None]
-        found["boxes"] = tf.where(valid[..., None], tf.clip_by_value(pixels, 0.0, limit), 0.0)
-        return found
+        keep = valid & (pixels[..., 2] - pixels[..., 0] >= 1.0) & (pixels[..., 3] - pixels[..., 1] >= 1.0)
+        order = tf.argsort(tf.cast(tf.logical_not(keep), tf.int32), axis=1, stable=True)
+        return {
+            "boxes": tf.gather(tf.where(keep[..., None], pixels, 0.0), order, batch_dims=1),
+            "scores": tf.gather(tf.where(keep, found["scores"], 0.0), order, batch_dims=1),
+            "classes": tf.gather(tf.where(keep, found["classes"], 0), order, batch_dims=1),
+            "num_detections": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1),
+        }
 
 
 def detect_canvases(

@@ -166,3 +166,16 @@ def test_style_stylises_any_input_and_optimises(tmp_path):
     assert (result.image != pixels).mean() > 0.5
     optimised = dlapps.StyleTransfer.optimise(pixels, EXAMPLES / "rocket.jpg", steps=3, max_size=32)
     assert optimised.image.shape == (21, 32, 3) and len(optimised.history) == 4
+
+
+def test_boxes_of_a_jpeg_decoded_at_reduced_scale_are_in_its_full_size_pixels(detector, tmp_path):
+    root, trained = detector
+    square = Image.open(root / "data" / "img0.png").convert("RGB")
+    wide = Image.new("RGB", (8400, 640), (200, 200, 200))
+    for left in range(0, 8400, 640):
+        wide.paste(square.resize((640, 640)), (left, 0))
+    wide.save(tmp_path / "wide.jpg", quality=90)  # above 4,096 px: decoded at 1/4 scale
+    result = trained.predict(tmp_path / "wide.jpg")
+    assert (result.width, result.height) == (8400, 640) and result.image.shape[:2] == (160, 2100)
+    assert len(result) and result.boxes[:, 2].max() > 2100 and result.boxes[:, 3].max() <= 640
+    assert result.plot().shape == (160, 2100, 3)

@@ -77,7 +77,11 @@ def test_predict_top_k_and_bad_files(trained, tmp_path, capsys):
     assert code == 2 and "truncated.jpg" in err
     lines = [json.loads(x) for x in out.splitlines()]
     (line,) = [x for x in lines if "error" not in x]
-    assert len(lines) == 5 and len(line["top_k"]) == 2 and line["top_k"][0]["probability"] >= line["top_k"][1]["probability"]
+    assert (
+        len(lines) == 5
+        and len(line["top_k"]) == 2
+        and line["top_k"][0]["probability"] >= line["top_k"][1]["probability"]
+    )
 
 
 def test_export_and_evaluate_exported_models(trained, folder, capsys, tmp_path):

@@ -297,3 +297,22 @@ def test_detector_phases_protect_a_pretrained_backbone_and_drop_empty_phases():
     assert plan((3, 4)) == [("head", 3), ("fine_tune", 4)]
     assert plan((0, 4)) == [("fine_tune", 4)] and plan((3, 0)) == [("head", 3)]
     assert plan((3, 4), pretrained=False) == [("fine_tune", 7)]  # nothing to protect: one phase, everything trains
+
+
+def test_an_untrained_detector_never_emits_boxes_under_a_pixel():
+    """Boxes an untrained model places in the letterbox padding clip to nothing; they are dropped, the rest kept in
+    score order (the fault: a 1-epoch model's zero-area boxes)."""
+    import keras
+
+    from dlapps.tasks.yolo_detector import Detector, build_yolo_detector
+
+    keras.utils.set_random_seed(0)
+    model = build_yolo_detector(2, image_size=64, backbone="small_resnet", weights=None, width=16)
+    anchors = np.tile([[0.05, 0.05], [0.1, 0.1], [0.2, 0.2]], (3, 1)).astype(np.float32)
+    detector = Detector(model, anchors, 0.0, 0.99, 100)
+    strip = np.random.default_rng(0).integers(0, 255, (1, 20, 90, 3)).astype(np.uint8)  # mostly padding
+    found = detector.detect(strip)
+    count = int(found["num_detections"][0])
+    boxes, scores = found["boxes"][0].numpy(), found["scores"][0].numpy()
+    assert count > 0 and (boxes[:count, 2:] - boxes[:count, :2] >= 1.0).all()
+    assert (np.diff(scores[:count]) <= 1e-6).all() and (boxes[count:] == 0).all()

@@ -16,6 +16,7 @@ from dlapps.data.faces import (
     YUNET_MODEL_SHA256,
     YUNET_TEMPLATE_150,
     Face,
+    FaceTooSmallError,
     NoFaceError,
     align_face,
     alignment_matrix,
@@ -109,6 +110,39 @@ def test_large_images_are_searched_on_a_downscaled_copy(astronaut, astronaut_fac
     # Detected on a copy the size of the original, the landmarks come back in the big image's pixels.
     np.testing.assert_allclose(face.landmarks, (astronaut_face.landmarks + 0.5) * 3 - 0.5, atol=1.5)
     np.testing.assert_allclose(face.box[2:], np.array(astronaut_face.box[2:]) * 3, atol=1.5)
+
+
+@pytest.mark.parametrize("side", [1000, 1500, 2300])
+def test_a_close_up_larger_than_yunets_range_gets_its_whole_box(astronaut, side):
+    # A close-up: the face fills most of the photo, upscaled to a face of about 700 to 1,600 pixels. YuNet sees a
+    # face of that size only in part, or not at all, on the finest copy; a coarser copy of the pyramid finds it whole.
+    x, y = 45, 50
+    crop = astronaut[y:200, x:175]
+    (small,) = detect_faces(crop)
+    scale = side / crop.shape[1]
+    big = cv2.resize(crop, (side, round(crop.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
+    faces = detect_faces(big)
+    assert len(faces) == 1, [face.box for face in faces]
+    expected = np.array(small.box) * scale
+    np.testing.assert_allclose(faces[0].box[2], expected[2], rtol=0.1)  # the whole face's width, not a part's
+    assert faces[0].box[3] > 0.85 * expected[3] and faces[0].score > 0.8
+    right_eye, left_eye = faces[0].landmarks[:2]
+    np.testing.assert_allclose(left_eye[0] - right_eye[0], (small.landmarks[1, 0] - small.landmarks[0, 0]) * scale,
+                               rtol=0.1)  # fmt: skip
+
+
+def test_a_face_too_small_to_align_is_refused_with_its_size(astronaut):
+    tiny = np.full((64, 64, 3), 128, np.uint8)
+    tiny[:46, :46] = np.asarray(Image.fromarray(astronaut).resize((46, 46), Image.LANCZOS))
+    (face,) = detect_faces(tiny)
+    with pytest.raises(FaceTooSmallError, match=r"face too small to align: 16x19 pixels; at least 20"):
+        face_chips(tiny)
+    assert len(face_chips(tiny, min_face=0)) == 1
+    # In a photo with a face large enough, the small ones are left out, not the photo.
+    canvas = np.full((256, 256 + 64, 3), 128, np.uint8)
+    canvas[:, :256] = astronaut
+    canvas[:64, 256:] = tiny
+    assert len(detect_faces(canvas)) == 2 and len(face_chips(canvas, all_faces=True)) == 1
 
 
 @pytest.mark.parametrize("size", [150, 112])

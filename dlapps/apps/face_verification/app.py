@@ -6,6 +6,7 @@ A face becomes a 150x150 chip (YuNet's five landmarks mapped onto dlib's templat
 """
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -25,9 +26,9 @@ from dlapps.cli.common import (
 )
 from dlapps.data.faces import NoFaceError, read_face_chips
 from dlapps.data.images import ImageReadError
-from dlapps.data.pairs import read_pairs_file, sample_pairs
+from dlapps.data.pairs import read_pairs_lines, sample_pairs
 from dlapps.data.readers import DataError, read_image_folder
-from dlapps.gallery import Gallery, GalleryIndex
+from dlapps.gallery import Gallery, GalleryIndex, normalise_name
 from dlapps.metrics.verification import (
     MIN_PAIRS_10_FOLD,
     best_threshold,
@@ -113,58 +114,179 @@ def _report_error(path, error):
 def verify(args):
     from dlapps.apps.faces import FaceVerifier
 
-    result = FaceVerifier.from_folder(args.model).verify(args.image_a, args.image_b)
+    faces = FaceVerifier.from_folder(args.model)
+    if args.all_faces:
+        # Every face of image_a against every face of image_b: one record per pair, the closest pair first.
+        results = faces.verify_all(args.image_a, args.image_b)
+        if not args.json:
+            print(f"{args.image_a}: {counted_faces(results[0].faces_a)}, {args.image_b}: "
+                  f"{counted_faces(results[0].faces_b)}; {len(results)} pair(s), closest first")  # fmt: skip
+        for result in results:
+            emit(args, result.to_dict(), f"  a {_box(result.box_a)} - b {_box(result.box_b)}: {_verdict(result)}")
+        return None
+    result = faces.verify(args.image_a, args.image_b)
     for name, count, box in (("image_a", result.faces_a, result.box_a), ("image_b", result.faces_b, result.box_b)):
         if count > 1:
-            warn(PROG, f"{getattr(args, name)}: {count} faces; the largest is used (box {[round(v) for v in box]})")
+            warn(PROG, f"{getattr(args, name)}: {count} faces found; the largest is used (box {_box(box)}); "
+                       "--all-faces compares every face")  # fmt: skip
+    emit(args, result.to_dict(), _verdict(result))
+    return None
+
+
+def counted_faces(count):
+    return f"{count} face{'' if count == 1 else 's'}"
+
+
+def _box(box):
+    """[x, y, width, height] in whole pixels, for a message."""
+    return [round(v) for v in box]
+
+
+def _verdict(result):
     verdict = "same person" if result.same_person else "different people"
-    emit(args, result.to_dict(), f"{verdict}: distance {result.distance:.3f} (threshold {result.threshold:.3f}), "
-                                 f"confidence {result.confidence:.2f}")  # fmt: skip
+    return (f"{verdict}: distance {result.distance:.3f} (threshold {result.threshold:.3f}), "
+            f"confidence {result.confidence:.2f}")  # fmt: skip
 
 
 # === Gallery: enroll, identify, list and remove ===
 
 
-def read_people(folder):
-    """(files, labels, names) of a folder of identities (one subfolder per person); non-image files, loose files
-    beside the person folders and person folders without photos are named and left out, not fatal."""
-    files, labels, names, skipped = read_image_folder(folder, allow_empty=True)
+EXPECTED_PEOPLE = (
+    "expected a folder of person subfolders (people/alice/1.jpg), a flat folder of name.jpg files (one person "
+    "each, named by the file: younes.jpg -> younes), or photos with --name"
+)
+
+
+# A file stem that names no one: no letter at all (1.jpg, 2024-05-01 10.31.02.jpg), or a camera's or phone's numbered
+# name (IMG_0001, DSC01234, PXL_20240501_103102, photo 3): a folder of them is one person's photos, not a flat gallery.
+CAMERA_NAME = re.compile(r"^[^a-zA-Z]*$|^(img|dsc|dscn|dscf|pxl|p|dcim|photo|image|pic|picture|scan|mvimg|screenshot)"
+                         r"[\W_]*\d", re.IGNORECASE)  # fmt: skip
+
+
+def _layout_error(path, problem, flat=True):
+    """A DataError saying what the faces app expects instead."""
+    expected = EXPECTED_PEOPLE if flat else "expected one subfolder per person, each with photos (people/alice/1.jpg)"
+    return DataError(f"{path}: {problem}; {expected}")
+
+
+def read_people(folder, flat=False):
+    """(files, labels, names) of a folder of identities (one subfolder per person; with `flat`, a folder of
+    name.jpg photos is also accepted, one person per file named by its stem); non-image files, loose files beside
+    the person folders and person folders without photos are named and left out, not fatal."""
+    from dlapps.data.images import is_hidden, is_image_file
+    from dlapps.data.readers import _split_name
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise _layout_error(folder, "not a folder", flat)
+    entries = [p for p in folder.iterdir() if not is_hidden(p)]
+    subfolders = sorted(p for p in entries if p.is_dir())
+    photos = sorted(p for p in entries if p.is_file() and is_image_file(p))
+    if not subfolders:
+        if flat and photos:
+            numbered = [p.name for p in photos if CAMERA_NAME.match(p.stem)]
+            if numbered:
+                problem = (f"its photos are named like a camera's or by number ({numbered[0]}), not by person: to "
+                           "enroll them as one person, pass --name NAME")  # fmt: skip
+                raise _layout_error(folder, problem, flat)
+            names = sorted({normalise_name(p.stem) for p in photos})
+            return photos, [names.index(normalise_name(p.stem)) for p in photos], names
+        found = f"{len(photos)} photo(s) and no person subfolders" if photos else "no person subfolders nor photos"
+        raise _layout_error(folder, f"holds {found}", flat)
+    splits = [p.name for p in subfolders if _split_name(p.name)]
+    if splits:
+        raise _layout_error(folder, f"holds {splits}, which look like data splits, not people", flat)
+    try:
+        files, labels, names, skipped = read_image_folder(folder, allow_empty=True)
+    except DataError as error:
+        raise DataError(f"{error}; {EXPECTED_PEOPLE if flat else 'expected one subfolder per person'}") from None
     for path in skipped:
         warn(PROG, f"skipping non-image file {path}")
-    loose = [p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")]
+    loose = [p for p in entries if p.is_file()]
     if loose:
         warn(PROG, f"{folder}: {len(loose)} file(s) beside the person folders left out (e.g. {loose[0].name}); "
                    "put each photo in its person's folder")  # fmt: skip
     present = set(labels)
     for index, name in enumerate(names):
         if index not in present:
-            warn(PROG, f"{Path(folder) / name}: no photos; this person is left out")
+            warn(PROG, f"{folder / name}: no photos; this person is left out")
     return files, labels, names
 
 
+def _people_to_enroll(paths, name, problems):
+    """[(name, [photos])] from the command line: with `name`, every photo of `paths` (files, one person's folders)
+    is that person's; without, each path is a folder of person subfolders or a flat folder of name.jpg files.
+    Paths that fit neither go to `problems` (their messages), and the rest are still enrolled."""
+    from dlapps.data.images import is_hidden, is_image_file, list_image_files
+
+    if name is not None:
+        photos = []
+        for path in map(Path, paths):
+            if path.is_dir():
+                inner = [p for p in path.iterdir() if p.is_dir() and not is_hidden(p)]
+                if inner and not any(p.is_file() and is_image_file(p) for p in path.iterdir()):
+                    problems.append(f"{path}: holds person subfolders ({', '.join(sorted(p.name for p in inner)[:3])}"
+                                    f"), but --name enrolls one person; drop --name to enroll each subfolder as a "
+                                    "person")  # fmt: skip
+                    continue
+            files, missing = list_image_files([path])
+            problems.extend(message for _, message in missing)
+            photos.extend(files)
+        return [(name, photos)] if photos else []
+    people = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            problems.append(f"{path}: no such file or folder")
+        elif not path.is_dir():
+            problems.append(f'{path}: a photo needs --name "Person Name"; {EXPECTED_PEOPLE}')
+        else:
+            try:
+                files, labels, names = read_people(path, flat=True)
+            except DataError as error:
+                problems.append(str(error))
+                continue
+            for file, label in zip(files, labels, strict=True):
+                people.setdefault(names[label], []).append(file)
+    return list(people.items())
+
+
 def enroll(args):
-    face_model = FaceModel(args.model)
-    files, labels, names = read_people(args.folder)
-    gallery = Gallery(args.db, face_model.identity, 128)
-    failures = []
-    summary = {}
-    for index, name in enumerate(names):
-        person_files = [f for f, label in zip(files, labels, strict=True) if label == index]
-        found = embed_files(
-            face_model, person_files, on_error=lambda p, e: (failures.append(str(p)), _report_error(p, e))
-        )
-        if not found:
-            warn(PROG, f"{name}: no usable face; not enrolled")
-            continue
-        # One transaction per person: an interruption keeps every person enrolled before it.
-        summary[name] = gallery.enroll(name, [e for _, _, e in found], [str(Path(p).resolve()) for p, _, _ in found])
-    result = {"db": str(args.db), "enrolled": summary, "skipped": failures, "people": len(gallery.people())}
-    lines = [f"  {name}: {count} image(s)" for name, count in summary.items()]
+    from dlapps.apps.faces import FaceVerifier
+
+    problems = []
+    name = normalise_name(args.name) if args.name is not None else None
+    people = _people_to_enroll(args.paths, name, problems)
+    for problem in problems:
+        warn(PROG, f"error: {problem}")
+    if not people:
+        raise DataError(f"nothing to enroll in {', '.join(map(str, args.paths))}"
+                        + ("" if problems else f"; {EXPECTED_PEOPLE}"))  # fmt: skip
+    faces = FaceVerifier.from_folder(args.model)
+    gallery = faces.gallery(args.db)
+    failures, summary, missed = [], {}, []
+    progress = ProgressBar(len(people), "enrolling")
+    try:
+        for person, photos in people:
+            progress.update()
+            skipped = []
+            try:
+                # One transaction per person: an interruption keeps every person enrolled before it.
+                summary[person] = faces.enroll(gallery, person, photos, skipped=skipped)
+            except ValueError as error:
+                warn(PROG, f"{error}")
+                missed.append(person)
+            failures.extend(str(record.source) for record in skipped)
+        total = len(gallery.people())
+    finally:
+        gallery.close()
+    result = {"db": str(args.db), "enrolled": summary, "not_enrolled": missed, "skipped": failures,
+              "problems": problems, "people": total}  # fmt: skip
+    lines = [f"  {person}: {count} image(s)" for person, count in summary.items()]
     people = f"{len(summary)} {'person' if len(summary) == 1 else 'people'}"
-    lines.append(f"enrolled {people} into {args.db} ({result['people']} in all)")
+    lines.append(f"enrolled {people} into {args.db} ({total} in all)"
+                 + (f"; not enrolled: {', '.join(missed)}" if missed else ""))  # fmt: skip
     emit(args, result, "\n".join(lines))
-    gallery.close()
-    return EXIT_BAD_INPUT if failures else None
+    return EXIT_BAD_INPUT if failures or missed or problems else None
 
 
 def _open_gallery(db, face_model=None):
@@ -205,26 +327,30 @@ def identify(args):
 
 def gallery(args):
     store = _open_gallery(args.db)  # no model: listing and removing compare no embeddings
-    unknown = [name for name in args.remove if name not in dict(store.people())]
-    if unknown:  # checked before removing anyone: a typo removes nobody
-        raise ValueError(f"{args.db}: no person named {', '.join(map(repr, unknown))}; nobody was removed")
-    for name in args.remove:
-        store.remove(name)
-    people = store.people()
-    removed = f"removed {', '.join(args.remove)}\n" if args.remove and not args.json else ""
+    try:
+        remove = [normalise_name(name) for name in args.remove]
+        unknown = [name for name in remove if not store.has(name)]
+        if unknown:  # checked before removing anyone: a typo removes nobody
+            raise ValueError(f"{args.db}: no person named {', '.join(map(repr, unknown))}; nobody was removed")
+        for name in remove:
+            store.remove(name)
+        people = store.people()
+    finally:
+        store.close()
+    removed = f"removed {', '.join(remove)}\n" if remove and not args.json else ""
     listing = "\n".join(f"{name}: {count} image(s)" for name, count in people) or f"{args.db}: empty"
-    emit(args, {"db": str(args.db), "people": dict(people), "removed": args.remove}, removed + listing)
+    emit(args, {"db": str(args.db), "people": dict(people), "removed": remove}, removed + listing)
 
 
 # === Evaluate and calibrate ===
 
 
-def read_pairs(path, pairs_per_person=10, same_pairs=None, seed=0):
-    """Pairs as [(path_a, path_b, same)]: from a pairs file, or built from a folder of identities (seeded:
-    `dlapps.data.pairs.sample_pairs`)."""
+def read_numbered_pairs(path, pairs_per_person=10, same_pairs=None, seed=0):
+    """([(line_number or None, path_a, path_b, same)], [(line_number, message)] of malformed lines): a pairs file's
+    pairs with their line numbers, or pairs built from a folder of identities (no line numbers)."""
     path = Path(path)
     if path.is_file():
-        return read_pairs_file(path)
+        return read_pairs_lines(path)
     files, labels, names = read_people(path)
     by_person = [[f for f, label in zip(files, labels, strict=True) if label == i] for i in range(len(names))]
     ordered = [f for person in by_person for f in person]
@@ -234,29 +360,74 @@ def read_pairs(path, pairs_per_person=10, same_pairs=None, seed=0):
         pairs, same = sample_pairs([len(p) for p in by_person], cap, same_pairs, seed)
     except DataError as error:
         raise DataError(f"{path}: {error}") from None
-    return [(ordered[a], ordered[b], int(s)) for (a, b), s in zip(pairs, same, strict=True)]
+    return [(None, ordered[a], ordered[b], int(s)) for (a, b), s in zip(pairs, same, strict=True)], []
 
 
-def pair_distances(face_model, pairs):
-    """Distances of the pairs whose both images show a face; the others are named and left out."""
-    files = sorted({str(p) for a, b, _ in pairs for p in (a, b)})
-    failed = []
-    found = embed_files(
-        face_model, [Path(f) for f in files], on_error=lambda p, e: (failed.append(str(p)), _report_error(p, e))
-    )
+def pair_distances(face_model, pairs, source=None):
+    """Distances of the pairs whose both images show a face; the others are named and left out.
+
+    Args:
+        pairs: [(path_a, path_b, same)], or [(line_number, path_a, path_b, same)] from a pairs file `source`: a pair
+            left out is then also named by its line ("pairs.txt:3: pair left out: no usable face in b.jpg").
+
+    Returns:
+        (kept [(path_a, path_b, same)], distances, same, failed files, left_out [{"line", "reason"}]).
+    """
+    numbered = [p if len(p) == 4 else (None, *p) for p in pairs]
+    files = sorted({str(p) for _, a, b, _ in numbered for p in (a, b)})
+    failed = {}
+
+    def on_error(path, error):
+        failed[str(path)] = str(error)
+        _report_error(path, error)
+
+    found = embed_files(face_model, [Path(f) for f in files], on_error=on_error)
     embedding = {str(path): e for path, _, e in found}
-    kept = [(a, b, s) for a, b, s in pairs if str(a) in embedding and str(b) in embedding]
+    kept, left_out = [], []
+    for line, a, b, s in numbered:
+        missing = [str(p) for p in (a, b) if str(p) not in embedding]
+        if not missing:
+            kept.append((a, b, s))
+            continue
+        reason = f"no usable face in {' and '.join(missing)}"
+        left_out.append({"line": line, "reason": reason})
+        if line is not None:
+            warn(PROG, f"{source}:{line}: pair left out: {reason}")
     distances = np.array([np.linalg.norm(embedding[str(a)] - embedding[str(b)]) for a, b, _ in kept])
-    return kept, distances, np.array([s for _, _, s in kept]), failed
+    return kept, distances, np.array([s for _, _, s in kept]), sorted(failed), left_out
 
 
 def _measured_pairs(face_model, args):
-    """The pairs of `args.pairs` and their distances; both kinds of pair must be there."""
-    pairs = read_pairs(args.pairs, args.pairs_per_person, args.same_pairs, args.seed)
-    kept, distances, same, failed = pair_distances(face_model, pairs)
+    """The pairs of `args.pairs` and their distances; both kinds of pair must be there. Malformed lines of a pairs
+    file are named with their numbers and skipped, as are pairs without a face; `problems` says what was left out."""
+    numbered, malformed = read_numbered_pairs(args.pairs, args.pairs_per_person, args.same_pairs, args.seed)
+    for _, message in malformed:
+        warn(PROG, f"error: {message}; line skipped")
+    kept, distances, same, failed, left_out = pair_distances(face_model, numbered, args.pairs)
     if len(set(same.tolist())) < 2:
-        raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found")
-    return kept, distances, same, failed
+        raise DataError(f"{args.pairs}: need both same-person and different-people pairs with faces found "
+                        f"({len(kept)} pair(s) usable of {len(numbered) + len(malformed)})")  # fmt: skip
+    problems = {
+        "pairs_evaluated": len(kept),
+        "malformed_lines": [line for line, _ in malformed],
+        "pairs_left_out": left_out,
+        "skipped_files": failed,
+    }
+    return kept, distances, same, problems
+
+
+def _left_out_text(problems):
+    """'; 2 pairs left out (1 malformed line, 1 pair without a usable face)', or ''."""
+    malformed, faceless = len(problems["malformed_lines"]), len(problems["pairs_left_out"])
+    if not malformed and not faceless:
+        return ""
+    return (f"; {malformed + faceless} left out ({malformed} malformed line(s), {faceless} pair(s) without a usable "
+            "face: named above)")  # fmt: skip
+
+
+def _exit_code(problems):
+    """2 when some pairs or lines were left out (the others were measured), else None (0)."""
+    return EXIT_BAD_INPUT if problems["malformed_lines"] or problems["pairs_left_out"] else None
 
 
 def _figure(value, report, far=False):
@@ -279,7 +450,7 @@ def _open_set_threshold(report):
 
 def evaluate(args):
     face_model = FaceModel(args.model)
-    kept, distances, same, failed = _measured_pairs(face_model, args)
+    kept, distances, same, problems = _measured_pairs(face_model, args)
     report = verification_report(distances, same, face_model.config.threshold)
     output = Path(args.output)
     far, tar, _ = roc_curve(distances, same)
@@ -301,12 +472,12 @@ def evaluate(args):
     plot_gallery(images, captions, output / "worst_pairs.png", title, columns=4)
     result = {
         **report,
-        "skipped_files": failed,
+        **problems,
         "roc": str(output / "roc.png"),
         "worst_pairs": str(output / "worst_pairs.png"),
     }
     text = [
-        f"{report['pairs']} pairs ({report['same_pairs']} same person), {len(failed)} file(s) without a usable face",
+        f"{len(kept)} pairs evaluated ({report['same_pairs']} same person){_left_out_text(problems)}",
         f"accuracy at the model's threshold {report['threshold']:.3f}: {report['accuracy_at_threshold']:.4f}",
         f"accuracy, 10-fold threshold (LFW protocol): {_figure(report['accuracy_10_fold'], report)}",
         f"ROC AUC {report['roc_auc']:.4f}  EER {report['eer']:.4f}  "
@@ -314,13 +485,13 @@ def evaluate(args):
         f"pictures: {output / 'roc.png'}, {output / 'worst_pairs.png'}",
     ]
     emit(args, result, "\n".join(text))
-    return EXIT_BAD_INPUT if failed else None
+    return _exit_code(problems)
 
 
 def calibrate(args):
     """Choose the threshold (and the confidence curve) on the user's pairs; write a new model folder."""
     face_model = FaceModel(args.model)
-    kept, distances, same, failed = _measured_pairs(face_model, args)
+    kept, distances, same, problems = _measured_pairs(face_model, args)
     output = check_output_folder(args.output)
     if output.resolve() == face_model.folder.resolve() or (output / "config.json").exists():
         raise FileExistsError(f"{output} already holds a model (or a run's config.json); calibrate writes a new model "
@@ -333,11 +504,13 @@ def calibrate(args):
     config.open_set_threshold = _open_set_threshold(report)
     if (face_model.folder / "model.keras").is_file():
         shutil.copy2(face_model.folder / "model.keras", output / "model.keras")
-    calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), "skipped_files": failed}
+    calibration = {"pairs": str(Path(args.pairs).resolve()), "count": len(kept), **problems}
     (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "calibration": calibration}, indent=2))
-    emit(args, {**report, "output": str(output)},
+    emit(args, {**report, **problems, "output": str(output)},
          f"threshold {config.threshold:.3f}: accuracy {report['accuracy_at_threshold']:.4f} on {len(kept)} pairs "
-         f"(10-fold {_figure(report['accuracy_10_fold'], report)}) -> {output}")  # fmt: skip
+         f"evaluated (10-fold {_figure(report['accuracy_10_fold'], report)}){_left_out_text(problems)} "
+         f"-> {output}")  # fmt: skip
+    return _exit_code(problems)
 
 
 # === Export ===

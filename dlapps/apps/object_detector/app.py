@@ -428,20 +428,18 @@ def _compare_exported(path, images, detector):
 # === Predict ===
 
 
-def _write_detections(args, output, name, image, found, class_names, width, height):
+def _write_detections(args, output, name, result):
+    """The annotated image (`result.plot()`) and, with --save-txt, YOLO labels (fractions of the full-size image)."""
     from PIL import Image
 
     from dlapps.data.annotations import yolo_lines
-    from dlapps.plots import draw_detections
 
-    boxes, scores, classes = found
     if not args.no_images:
-        Image.fromarray(draw_detections(image, boxes, classes, scores, class_names)).save(
-            output / f"{name}.jpg", quality=92
-        )
+        Image.fromarray(result.plot()).save(output / f"{name}.jpg", quality=92)
     if args.save_txt:
         (output / "labels").mkdir(exist_ok=True)
-        (output / "labels" / f"{name}.txt").write_text(yolo_lines(boxes, classes, width, height))
+        lines = yolo_lines(result.boxes, result.classes, result.width, result.height)
+        (output / "labels" / f"{name}.txt").write_text(lines)
 
 
 def _detections_json(path, found, class_names, extra=None):
@@ -477,9 +475,7 @@ def predict(args):
     names = output_names([*files, *videos])
 
     def write(result):
-        found = (result.boxes, result.scores, result.classes)
-        _write_detections(args, output, names[Path(result.source)], result.image, found, app.class_names,
-                          result.width, result.height)  # fmt: skip
+        _write_detections(args, output, names[Path(result.source)], result)
 
     def text(result):
         return f"{result.source}: " + (", ".join(f"{v} {k}" for k, v in result.counts().items()) or "nothing found")
