@@ -207,6 +207,8 @@ class Identification:
         threshold: the open-set threshold used.
         box: the face, (x, y, width, height) pixels (YuNet's box).
         top_k: [(name, distance)], closest first.
+        ambiguous: every enrolled person within the threshold when there are two or more, closest first (the face
+            is named after the closest, but it could be either); empty otherwise.
     """
 
     name: str
@@ -215,6 +217,7 @@ class Identification:
     box: list
     top_k: list
     source: object = None
+    ambiguous: list = field(default_factory=list)
     ok = True
 
     def to_dict(self):
@@ -222,21 +225,25 @@ class Identification:
             "path": _source(self.source), "name": self.name, "distance": self.distance, "threshold": self.threshold,
             "box": [round(float(v), 1) for v in self.box],
             "top_k": [{"name": name, "distance": distance} for name, distance in self.top_k],
+            "ambiguous": list(self.ambiguous),
         })  # fmt: skip
 
 
 @dataclass
 class Stylised:
-    """A stylised image: RGB uint8 (H, W, 3) in `image`; `style` names the painting."""
+    """A stylised image: RGB uint8 (H, W, 3) in `image`; `style` names the painting; `output` is the file `save`
+    wrote (None before)."""
 
     image: np.ndarray = field(repr=False)
     style: str
     source: object = None
+    output: str | None = None
     ok = True
 
     def to_dict(self):
-        return {"content": _source(self.source), "style": self.style, "width": int(self.image.shape[1]),
-                "height": int(self.image.shape[0])}  # fmt: skip
+        record = {"content": _source(self.source), "style": self.style, "width": int(self.image.shape[1]),
+                  "height": int(self.image.shape[0])}  # fmt: skip
+        return {**record, "output": self.output} if self.output else record
 
     def plot(self):
         return self.image
@@ -246,6 +253,7 @@ class Stylised:
         from PIL import Image
 
         Image.fromarray(self.image).save(path)
+        self.output = str(path)
         return path
 
 

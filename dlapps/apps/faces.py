@@ -10,7 +10,6 @@ faces.identify("someone.jpg", gallery)[0].name            # a name, or "unknown"
 """
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,6 @@ from dlapps.gallery import normalise_name
 from dlapps.results import FaceEmbedding, Failure, Identification, Verification
 
 log = logging.getLogger("dlapps")
-
-
-@dataclass
-class FaceIdentification(Identification):
-    """An `Identification` that also names every enrolled person within the threshold when there are two or more
-    (`ambiguous`, closest first; empty otherwise): the face is then named after the closest, but it could be either.
-    """
-
-    ambiguous: list = field(default_factory=list)
-
-    def to_dict(self):
-        return {**super().to_dict(), "ambiguous": list(self.ambiguous)}
 
 
 class FaceVerifier(App):
@@ -216,7 +203,7 @@ class FaceVerifier(App):
                             self.open_set_threshold)  # fmt: skip
 
     def identify(self, image, gallery, top_k=3, match="nearest", threshold=None, all_faces=False):
-        """Who the largest face (every face with `all_faces`) is: a list of `FaceIdentification`, "unknown" when the
+        """Who the largest face (every face with `all_faces`) is: a list of `Identification`, "unknown" when the
         closest person is farther than `threshold` (default: the model's open-set threshold). When two or more
         people are within the threshold, the face is named after the closest, `ambiguous` lists them all and a
         warning is logged on the `dlapps` logger.
@@ -243,7 +230,7 @@ class FaceVerifier(App):
                             f"both {ambiguous[0]} and {ambiguous[1]}" if len(ambiguous) == 2
                             else f"all of {', '.join(ambiguous)}", ", ".join(f"{n} {d:.3f}" for n, d in within),
                             threshold, best)  # fmt: skip
-            results.append(FaceIdentification(name, distance, threshold, list(face.box), ranked[:top_k], image,
+            results.append(Identification(name, distance, threshold, list(face.box), ranked[:top_k], image,
                                               ambiguous))  # fmt: skip
         return results
 

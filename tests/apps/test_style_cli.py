@@ -128,7 +128,9 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
                    "--steps", "5", "--json"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 2 and "tiny.png: 8x8 pixels" in captured.err and "--steps: options of the optim" in captured.err
-    outputs = sorted(json.loads(line)["output"] for line in captured.out.splitlines())
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["path"] for r in records if "error" in r] == [str(photos.parent / "tiny.png")]  # a record for it too
+    outputs = sorted(r["output"] for r in records if "error" not in r)
     assert [Path(o).name for o in outputs] == ["p1_jpg_" + json.loads((model / "config.json").read_text())["style"]
                                                + ".png", "p1_png_" + json.loads((model / "config.json").read_text())[
                                                    "style"] + ".png"]  # fmt: skip

@@ -229,38 +229,32 @@ def _fit_max_size(image, max_size, path=None):
 
 
 def _predict_fast(args):
-    from PIL import Image
-
-    from dlapps.tasks.style_transformer import stylise
-
-    model, config = load_style_model(args.model)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
+    from dlapps.apps.style import StyleTransfer
+    from dlapps.cli.common import print_results, to_json
     from dlapps.data.video import split_videos
 
+    app = StyleTransfer.from_folder(args.model, max_size=args.max_size)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
     videos, files, problems = split_videos(args.content)
-    for _, message in problems:
+    for path, message in problems:
         warn(PROG, f"error: {message}")
+        if args.json:
+            print(to_json({"path": str(path), "error": message, "kind": "ImageReadError"}), flush=True)
     failures = len(problems)
     ignored = [option for option, value, default in OPTIMISATION_ONLY if getattr(args, value) != default]
     if ignored:
         warn(PROG, f"{', '.join(ignored)}: options of the optimisation mode (--style), ignored with --model")
     names = output_names([*files, *videos])
-    progress = ProgressBar(len(files), "stylising")
-    for path in files:
-        progress.update()
-        try:
-            image = content_pixels(read_image(path), args.max_size, path)
-        except ImageReadError as error:
-            warn(PROG, f"error: {error}")
-            failures += 1
-            continue
-        result = stylise(model, image[None], args.strength)[0].numpy()
-        target = output / f"{names[Path(path)]}_{config['style']}.png"
-        Image.fromarray(result).save(target)
-        emit(args, {"content": str(path), "output": str(target), "style": config["style"]}, f"{path} -> {target}")
+
+    def save(result):
+        result.save(output / f"{names[Path(result.source)]}_{app.style}.png")
+
+    results = app.predict_iter(files, strength=args.strength)
+    failures += bool(print_results(args, results, lambda r: f"{r.source} -> {r.output}", len(files), "stylising",
+                                   save))  # fmt: skip
     for video in videos:
-        failures += _stylise_video(args, model, config, video, output, names[video])
+        failures += _stylise_video(args, app.model, app.config, video, output, names[video])
     return 2 if failures else None
 
 
