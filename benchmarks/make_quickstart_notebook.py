@@ -56,7 +56,9 @@ md("""
 ## 1. Cat or not (course 1: from logistic regression to a pretrained network)
 
 The shipped model is the last rung of the course's ladder: a new head on a frozen EfficientNet-Lite0, plus a veto
-when ImageNet sees a dog. `probability` is P(cat); the label is "cat" at or above the model's threshold.
+when ImageNet sees a dog. `probability` is P(cat); the label is "cat" at or above the model's threshold. Look at
+the raccoons: furry, striped, two eyes to the camera, and no dog for the veto to catch; a case for the course's
+error analysis (`dlapps cat evaluate` draws every mistake).
 """)
 code("""
 cat = dlapps.CatClassifier.from_preset("cat")
@@ -110,9 +112,11 @@ stylised = [dlapps.StyleTransfer.from_preset(name).stylise(photo) for name in pa
 show([Image.open(photo).convert("RGB")] + [s.image for s in stylised], ["photo"] + [s.style for s in stylised])
 """)
 code("""
-optimised = dlapps.StyleTransfer.optimise(photo, "examples/rocket.jpg", steps=20, max_size=128)
-print("total loss", optimised.history[0]["total"], "->", optimised.history[-1]["total"])
-show([optimised.image], ["20 optimisation steps, the rocket photo as the 'painting'"])
+painting = dlapps.StyleTransfer.from_preset("starry_night").folder / "style.jpg"  # the fast model's painting
+optimised = dlapps.StyleTransfer.optimise(photo, painting, steps=40, max_size=160)
+first, last = optimised.history[0], optimised.history[-1]
+print(f"style cost {first['style']:.3g} -> {last['style']:.3g}, total {first['total']:.3g} -> {last['total']:.3g}")
+show([Image.open(painting), optimised.image], ["the painting", "40 optimisation steps"])
 """)
 md("""
 ## 5. Your own pictures: transfer learning (course 3 and 4)

@@ -53,16 +53,18 @@ class Gallery:
             another model is refused. None (with `create=False`): any model's gallery, for listing and removing
             people, which compare no embeddings.
         dimension: the embedding size (128; None with `model_id` None).
-        create: make the file and its tables if missing (enroll); False for read-only use, which refuses a file
+        create: make the file and its tables if missing (enroll; the default with a `model_id`); False (the default
+            without one, as `dlapps.Gallery(path)`) for read-only use, which refuses a file
             that is not already a gallery.
 
     Raises:
         GalleryError: the file was made with another model or dimension, or is not a gallery.
     """
 
-    def __init__(self, path, model_id, dimension, create=True):
+    def __init__(self, path, model_id=None, dimension=None, create=None):
+        create = model_id is not None if create is None else create
         if model_id is None and create:
-            raise ValueError("a new gallery needs the identity of its model")
+            raise ValueError("a new gallery needs the identity of its model: make one with FaceVerifier.gallery(path)")
         self.path = Path(path)
         self.model_id = None if model_id is None else str(model_id)
         self.dimension = None if dimension is None else int(dimension)
@@ -70,7 +72,9 @@ class Gallery:
             if not create:
                 # Read-only use (identify, listing): a file that is not already a gallery is refused, never changed.
                 if not self.path.is_file():
-                    raise GalleryError(f"{self.path}: no such gallery; enroll people first")
+                    raise GalleryError(
+                        f"{self.path}: no such gallery; enroll people first (FaceVerifier.gallery(path) makes one)"
+                    )
                 self.connection = sqlite3.connect(self.path, timeout=30.0)
                 tables = {row[0] for row in self.connection.execute("SELECT name FROM sqlite_master")}
                 if not {"settings", "people", "embeddings"} <= tables:

@@ -23,8 +23,17 @@ PRESETS = {
 DEFAULTS = {"cat": "cat", "detect": "fruit", "faces": "dlib", "style": "starry_night"}
 
 
+APPS = ("cat", "finetune", "detect", "faces", "style")
+
+
 def presets(app=None):
-    """{name: description} of the shipped presets, of one app ("cat", "detect", "faces", "style") or all."""
+    """{name: description} of the shipped presets, of one app ("cat", "detect", "faces", "style") or all.
+
+    Raises:
+        ValueError: an unknown app name.
+    """
+    if app is not None and app not in APPS:
+        raise ValueError(f"unknown app {app!r}; the apps are: {', '.join(APPS)}")
     return {name: text for name, (maker, _, text) in PRESETS.items() if app in (None, maker)}
 
 
@@ -38,8 +47,10 @@ def preset_dir(name, app=None):
     Raises:
         ValueError: an unknown name, or one of another app (the message lists the right ones).
     """
+    if app and not presets(app):
+        raise ValueError(f"dlapps {app} ships no preset model; train one and load its folder (from_folder, --model)")
     if name not in PRESETS or (app and PRESETS[name][0] != app):
-        choices = ", ".join(presets(app)) or "none"
+        choices = ", ".join(presets(app))
         raise ValueError(f"unknown preset {name!r}; the shipped ones{f' for {app}' if app else ''} are: {choices}")
     return SHIPPED_DIR / PRESETS[name][1]
 

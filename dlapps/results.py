@@ -117,6 +117,10 @@ class Detections:
     def __len__(self):
         return len(self.scores)
 
+    def __iter__(self):
+        """Each box as (box [x_min, y_min, x_max, y_max] pixels, class name, score), best first."""
+        return iter(zip(self.boxes.tolist(), self.labels, self.scores.tolist(), strict=True))
+
     @property
     def labels(self):
         """The class name of each box."""

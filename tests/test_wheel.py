@@ -1,6 +1,7 @@
 """A plain (non-editable) install of the built wheel: one top-level name, shipped models found by preset, each app's
 main job offline, run from a folder that holds a user's own `models.py` and `apps/` (YOLOv5's bug #2414)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +19,9 @@ def installed(tmp_path_factory):
     """The wheel built from this checkout and installed (without its dependencies, which this environment has) into
     a folder of its own, first on the path."""
     root = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(ROOT), "-w",
+    # Without build isolation when setuptools is at hand (offline); else pip fetches it from the package registry.
+    isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation, str(ROOT), "-w",
                     str(root / "dist")], check=True, capture_output=True)  # fmt: skip
     (wheel,) = (root / "dist").glob("dlapps-*.whl")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(root / "site"),

@@ -37,10 +37,15 @@ def to_image(source):
         image = source
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
+        if image.ndim == 3 and image.shape[2] == 4 and image.dtype == np.uint8:  # RGBA: onto white, as files are
+            from PIL import Image
+
+            return pillow_to_rgb(Image.fromarray(image, "RGBA"))
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
             raise ImageReadError(
-                f"<ndarray>: expected RGB uint8 pixels of shape (H, W, 3); received shape={source.shape}, "
-                f"dtype={source.dtype}"
+                f"<ndarray>: expected RGB uint8 pixels of shape (H, W, 3) (or (H, W) grey, (H, W, 4) RGBA); received "
+                f"shape={source.shape}, dtype={source.dtype}"
+                + ("; 0-1 floats: (image * 255).round().astype('uint8')" if source.dtype.kind == "f" else "")
             )
         return image
     if hasattr(source, "getbands"):  # a PIL image
@@ -102,7 +107,7 @@ class App:
         """
         from dlapps.presets import DEFAULTS, preset_dir
 
-        return cls.from_folder(preset_dir(name or DEFAULTS[cls.app], cls.app), **options)
+        return cls.from_folder(preset_dir(name or DEFAULTS.get(cls.app, ""), cls.app), **options)
 
     @classmethod
     def from_folder(cls, folder, **options):
@@ -156,7 +161,7 @@ class App:
                                            **options})  # fmt: skip
 
     @classmethod
-    def cli_options(cls, verb, positional=(), **options):
+    def cli_options(cls, verb, positional=(), method=None, **options):
         """The command line's options of a verb, as parsed from `positional` (its positional words) and `options`
         (named by their dests, e.g. `learning_rate`), with the CLI's defaults and checks for the rest.
 
@@ -177,7 +182,7 @@ class App:
         for action in verb_parser._actions:  # required options (`--output`) are given on the "command line"
             if action.required and action.option_strings:
                 if action.dest not in options:
-                    raise TypeError(f"{cls.__name__}.{verb}() needs the option {action.dest!r}")
+                    raise TypeError(f"{cls.__name__}.{method or verb}() needs the option {action.dest!r}")
                 value = options.pop(action.dest)
                 argv += [action.option_strings[0], *(map(str, value) if isinstance(value, list) else [str(value)])]
         try:
@@ -185,13 +190,21 @@ class App:
         except SystemExit:
             raise ValueError(f"{cls.app} {verb}: bad arguments {argv[1:]}") from None
         for key, value in options.items():
-            if not hasattr(args, key) or key in ("handler", "verb"):
-                raise TypeError(f"{cls.__name__}.{verb}() got an unexpected option {key!r}")
+            if not hasattr(args, key) or key in ("handler", "verb", "json", "debug"):
+                import difflib
+
+                known = sorted(a.dest for a in verb_parser._actions if a.dest not in ("help", "json", "debug"))
+                guess = difflib.get_close_matches(key, known, n=1)
+                hint = f"; did you mean {guess[0]!r}?" if guess else f" (its options: {', '.join(known)})"
+                raise TypeError(f"{cls.__name__}.{method or verb}() got an unexpected option {key!r}{hint}")
             action = next(a for a in verb_parser._actions if a.dest == key)
             if value is not None and (action.type or action.choices):  # the command line's checks and conversions
                 many = isinstance(value, list | tuple)
                 if many and action.nargs in (None, "?"):
                     raise ValueError(f"{key}: expected one value; received {value!r}")
+                if isinstance(action.nargs, int) and (not many or len(value) != action.nargs):
+                    names = f" ({', '.join(action.metavar)})" if isinstance(action.metavar, tuple) else ""
+                    raise ValueError(f"{key}: expected {action.nargs} values{names}; received {value!r}")
                 try:
                     checked = [action.type(str(v)) if action.type else v for v in (value if many else [value])]
                 except (argparse.ArgumentTypeError, ValueError) as error:

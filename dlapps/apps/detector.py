@@ -35,20 +35,37 @@ class ObjectDetector(App):
 
     def __init__(self, model, config, folder=None, score_threshold=None, iou_threshold=None, max_detections=None,
                  class_agnostic=False):  # fmt: skip
-        from dlapps.tasks.yolo_detector import Detector
-
         super().__init__(model, config, folder)
         if "anchors" not in self.config:
             raise ValueError(f"{folder}: not a detector folder (its config.json has no anchors)")
         self.class_names = list(self.config["class_names"])
-        self.detector = Detector(
-            model,
-            self.config["anchors"],
-            self.config["score_threshold"] if score_threshold is None else score_threshold,
-            self.config["iou_threshold"] if iou_threshold is None else iou_threshold,
-            max_detections or self.config["max_detections"],
-            class_agnostic,
-        )
+        self.class_agnostic = bool(class_agnostic)
+        self._detectors = {}  # one traced detector per thresholds asked for
+        self.detector = self._detector(score_threshold, iou_threshold, max_detections)
+
+    def _detector(self, score_threshold=None, iou_threshold=None, max_detections=None):
+        """The `Detector` for these thresholds (None: the instance's, at first the model's), traced once each.
+
+        Raises:
+            ValueError: a threshold outside 0-1, or max_detections under 1.
+        """
+        from dlapps.tasks.yolo_detector import Detector
+
+        default = getattr(self, "detector", None)
+        score = score_threshold if score_threshold is not None else (default.score_threshold if default else
+                                                                      self.config["score_threshold"])  # fmt: skip
+        iou = iou_threshold if iou_threshold is not None else (default.iou_threshold if default else
+                                                                self.config["iou_threshold"])  # fmt: skip
+        most = max_detections or (default.max_detections if default else self.config["max_detections"])
+        for name, value in (("score_threshold", score), ("iou_threshold", iou)):
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name}: expected a number from 0 to 1; received {value!r}")
+        if int(most) < 1:
+            raise ValueError(f"max_detections: expected a whole number of at least 1; received {most!r}")
+        key = (float(score), float(iou), int(most))
+        if key not in self._detectors:
+            self._detectors[key] = Detector(self.model, self.config["anchors"], *key, self.class_agnostic)
+        return self._detectors[key]
 
     @property
     def score_threshold(self):
@@ -62,16 +79,17 @@ class ObjectDetector(App):
     def max_detections(self):
         return self.detector.max_detections
 
-    def detect_array(self, image):
+    def detect_array(self, image, detector=None):
         """Detections of one RGB uint8 (H, W, 3) array, as (boxes (M, 4) float32 pixels, scores (M,), classes (M,))."""
-        found = self.detector.detect(image[None])
+        found = (detector or self.detector).detect(image[None])
         count = int(found["num_detections"][0])
         return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(),
                 found["classes"][0, :count].numpy())  # fmt: skip
 
-    def predict(self, image):
-        """The objects in one image (a path, bytes, a PIL image or an (H, W, 3) uint8 array): `Detections`, boxes in
-        the original image's pixels.
+    def predict(self, image, score_threshold=None, iou_threshold=None, max_detections=None):
+        """The objects in one image (a path, bytes, a PIL image or an (H, W, 3) uint8 array): `Detections`, boxes
+        [x_min, y_min, x_max, y_max] in the original image's pixels. Thresholds given here apply to this call
+        (None: the instance's; see the class).
 
         Raises:
             ImageReadError: the input cannot be read (the message names it).
@@ -81,7 +99,8 @@ class ObjectDetector(App):
         from dlapps.data.images import MAX_DECODED_SIDE, full_size
 
         pixels = to_image(image)
-        boxes, scores, classes = self.detect_array(pixels)
+        detector = self._detector(score_threshold, iou_threshold, max_detections)
+        boxes, scores, classes = self.detect_array(pixels, detector)
         height, width = pixels.shape[:2]
         if max(height, width) * 2 > MAX_DECODED_SIDE and isinstance(image, str | bytes | os.PathLike):
             # A JPEG above MAX_DECODED_SIDE decodes at 1/2, 1/4 or 1/8 scale: boxes go back to its full-size pixels.

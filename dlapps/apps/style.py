@@ -48,6 +48,8 @@ class StyleTransfer(App):
         from dlapps.apps.style_transfer.app import content_pixels
         from dlapps.tasks.style_transformer import stylise
 
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"strength: expected a number from 0 to 1; received {strength!r}")
         pixels = content_pixels(to_image(image), self.max_size, _path(image))
         return Stylised(stylise(self.model, pixels[None], strength)[0].numpy(), self.style, image)
 
@@ -76,7 +78,7 @@ class StyleTransfer(App):
         from dlapps.backbones.vgg import build_vgg16_features
 
         styles = style if isinstance(style, list | tuple) else [style]
-        args = cls.cli_options("predict", ["<content>"], **options)
+        args = cls.cli_options("predict", ["<content>"], method="optimise", **options)
         args.max_size = args.max_size or 384
         weights = args.style_weights or [1.0 / len(styles)] * len(styles)
         if len(weights) != len(styles):

@@ -7,7 +7,7 @@ APPS = {
     "cat": ("dlapps.cli.cat", "cat / non-cat classifier (the course's first task)"),
     "finetune": ("dlapps.cli.finetune", "fine-tune a pretrained backbone on your own folder of pictures"),
     "faces": ("dlapps.cli.faces", "face verification and recognition (verify, enroll, identify)"),
-    "style": ("dlapps.cli.style", "neural style transfer by optimisation (Gatys et al.)"),
+    "style": ("dlapps.cli.style", "neural style transfer: fast models in one pass, or optimisation (Gatys et al.)"),
     "detect": ("dlapps.cli.detect", "YOLO-style object detector trained on your own annotated photos"),
 }
 ALIASES = {

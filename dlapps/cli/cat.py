@@ -4,7 +4,6 @@ from dlapps.apps.cat_classifier.config import CatConfig
 from dlapps.cli.common import (
     Verb,
     count_inputs,
-    default_model_dir,
     fraction,
     positive_float,
     positive_int,
@@ -18,7 +17,6 @@ DESCRIPTION = (
     "variance readout and an error-analysis gallery; predict image files; export a SavedModel or TFLite file."
 )
 DEFAULTS = CatConfig()
-MODEL_DIR = default_model_dir("cat_classifier")
 
 
 def _add_model_dir(parser):
@@ -26,8 +24,9 @@ def _add_model_dir(parser):
         "--model-dir",
         "--model",
         dest="model_dir",
-        default=str(MODEL_DIR),
-        help="trained model folder (holds model.keras), or 'imagenet': the zero-shot ImageNet baseline, no training",
+        default="cat",
+        help="trained model folder (holds model.keras), a preset ('cat': the shipped model), or 'imagenet': the "
+        "zero-shot ImageNet baseline, no training",
     )
 
 

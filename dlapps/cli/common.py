@@ -145,19 +145,23 @@ SOME_INPUTS = ("paths", "content", "style")
 
 
 def check_inputs_exist(args, app=None):
-    """Refuse at once a model folder that is neither a folder nor a preset, and input paths that do not exist (a
-    batch with some missing paths goes on: the verb names each). Cheap: no TensorFlow.
+    """Refuse at once a model folder that is neither a folder nor a preset (a preset name is replaced by its folder),
+    and input paths that do not exist (a batch with some missing paths goes on: the verb names each). Cheap: no
+    TensorFlow.
 
     Raises:
         ValueError: naming the path.
     """
-    from dlapps.presets import PRESETS, presets
+    from dlapps.presets import PRESETS, preset_dir, presets
 
-    model = getattr(args, "model_dir", None) or (getattr(args, "model", None) if args.verb not in ("train", "tune")
-                                                 else None)  # fmt: skip
-    if isinstance(model, str) and model != "imagenet" and model not in PRESETS and not Path(model).exists():
-        names = ", ".join(presets(app) or PRESETS)
-        raise ValueError(f"{model}: no such model folder (nor a preset name: {names})")
+    dest = "model_dir" if getattr(args, "model_dir", None) else "model" if args.verb not in ("train", "tune") else None
+    model = getattr(args, dest, None) if dest else None
+    if isinstance(model, str) and model != "imagenet" and not Path(model).exists():
+        if model not in PRESETS:
+            names = ", ".join(presets(app) or PRESETS)
+            raise ValueError(f"{model}: no such model folder (nor a preset name: {names})")
+        # A preset name becomes its folder here, once: every handler then sees a model folder.
+        setattr(args, dest, str(preset_dir(model, app if presets(app) else None)))
     for dest in ONE_INPUT:
         value = getattr(args, dest, None)
         if isinstance(value, str) and not Path(value).exists():

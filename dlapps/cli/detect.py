@@ -1,18 +1,17 @@
 """Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
 
-from dlapps.cli.common import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
     "A YOLO-style object detector (the course's detection week): a pretrained backbone and one S x S grid of anchor "
     "boxes per scale, trained on your own annotated photos (Pascal VOC XML, YOLO txt or COCO JSON), with per-class "
     "non-max suppression inside the model and exports that answer as predict does."
 )
-MODEL_DIR = default_model_dir("object_detector")
 DATA_HELP = "a folder of images with Pascal VOC .xml, YOLO labels/ + data.yaml, or one COCO .json (or that file)"
 
 
 def _add_model(parser):
-    parser.add_argument("--model", default=str(MODEL_DIR), help="detector folder (default: the shipped fruit model)")
+    parser.add_argument("--model", default="fruit", help="detector folder, or a preset: fruit, raccoon")
 
 
 def _add_thresholds(parser):

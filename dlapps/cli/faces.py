@@ -2,7 +2,7 @@
 
 import argparse
 
-from dlapps.cli.common import Verb, default_model_dir, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
 MIN_FACE_SIDE = 20
@@ -13,12 +13,11 @@ DESCRIPTION = (
     "calibrated threshold. Verify two photos, enroll people into a SQLite gallery and identify faces against it, "
     "measure on pairs (the LFW protocol), calibrate the threshold on your own pairs, export the embedding model."
 )
-MODEL_DIR = default_model_dir("face_verification")
 
 
 def _add_model(parser):
     parser.add_argument(
-        "--model", default=str(MODEL_DIR), help="face model folder (default: the shipped one, dlib's ResNet)"
+        "--model", default="dlib", help="face model folder, or the preset 'dlib' (the shipped one, dlib's ResNet)"
     )
 
 

@@ -35,8 +35,18 @@ def add_predict_arguments(parser):
         "are downscaled with a notice (default: 384 optimising, 1024 with --model)",
     )
     parser.add_argument("--content-weight", type=positive_float, default=1e4, help="alpha (TF tutorial's)")
-    parser.add_argument("--style-weight", type=positive_float, default=1e-2, help="beta (TF tutorial's)")
-    parser.add_argument("--tv-weight", type=float, default=30.0, help="total-variation weight (smoothness)")
+    parser.add_argument(
+        "--style-weight",
+        type=positive_float,
+        default=1e-1,
+        help="beta (the TF tutorial's 1e-2 left the photo almost unstyled on our VGG16)",
+    )
+    parser.add_argument(
+        "--tv-weight",
+        type=float,
+        default=1.0,
+        help="total-variation weight (smoothness; the tutorial's 30 blurred the photo)",
+    )
     parser.add_argument("--content-layer", default="block5_conv2", help="VGG16 layer of the content cost")
     parser.add_argument("--style-layers", nargs="+", default=STYLE_LAYERS, help="VGG16 layers of the style cost")
     parser.add_argument(

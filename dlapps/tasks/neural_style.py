@@ -32,7 +32,7 @@ def style_grams(loss_network, styles, style_weights, style_layers):
 
 
 def optimise_style(content, grams, loss_network, content_layer, style_layers, style_layer_weights=None,
-                   content_weight=1e4, style_weight=1e-2, tv_weight=30.0, steps=100, optimizer="adam",
+                   content_weight=1e4, style_weight=1e-1, tv_weight=1.0, steps=100, optimizer="adam",
                    init="content", xla=False, on_step=None):  # fmt: skip
     """Optimise one image against the content and style costs.
 

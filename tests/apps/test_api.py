@@ -34,8 +34,11 @@ def test_every_kind_of_input_gives_the_same_answer():
     answers = [cat.predict(item).probability for item in (path, str(path), path.read_bytes(), Image.open(path),
                                                            pixels)]  # fmt: skip
     assert max(answers) - min(answers) < 1e-6 and answers[0] > 0.5
-    with pytest.raises(ValueError, match=r"\(H, W, 3\).*float64"):
+    with pytest.raises(ValueError, match=r"\(H, W, 3\).*float64.*astype\('uint8'\)"):
         cat.predict(np.zeros((8, 8, 3)))
+    # RGBA arrays are composited onto white, as RGBA files are.
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    assert abs(cat.predict(rgba).probability - answers[0]) < 1e-6
 
 
 def test_presets_are_listed_and_a_wrong_one_names_the_right_ones():
@@ -98,10 +101,26 @@ def test_detector_predicts_streams_evaluates_and_exports(detector, tmp_path, cap
     assert exported["path"] == str(tmp_path / "serving")
 
 
-def test_options_are_the_command_lines_with_its_checks(detector):
-    _, trained = detector
-    with pytest.raises(TypeError, match="unexpected option 'epoch'"):
+def test_options_are_the_command_lines_with_its_checks(detector, tmp_path):
+    root, trained = detector
+    with pytest.raises(TypeError, match="unexpected option 'epoch'; did you mean 'epochs'"):
         dlapps.ObjectDetector.train("data", "out", epoch=3)
+    with pytest.raises(ValueError, match=r"epochs: expected 2 values \(HEAD, FINE_TUNE\); received 3"):
+        dlapps.ObjectDetector.train("data", "out", epochs=3)
+    with pytest.raises(ValueError, match="score_threshold: expected a number from 0 to 1"):
+        dlapps.ObjectDetector.from_folder(trained.folder, score_threshold=5)
+    with pytest.raises(ValueError, match="ships no preset"):
+        dlapps.ImageClassifier.from_preset()
+    with pytest.raises(ValueError, match="unknown app 'detector'"):
+        dlapps.list_presets("detector")
+    with pytest.raises(TypeError, match=r"StyleTransfer.optimise\(\) got an unexpected option 'step'; did you"):
+        dlapps.StyleTransfer.optimise(EXAMPLES / "chelsea.png", EXAMPLES / "rocket.jpg", step=3)
+    # Thresholds for one call; the instance's stay.
+    image = root / "data" / "img1.png"
+    assert len(trained.predict(image, score_threshold=1.0)) == 0 and trained.score_threshold < 1.0
+    assert len(trained.predict(image, max_detections=1)) <= 1
+    found = trained.predict(image, score_threshold=0.0)
+    assert [label for _, label, _ in found] == found.labels
     with pytest.raises(ValueError, match="learning_rate"):
         dlapps.ObjectDetector.train("data", "out", learning_rate=[-1])
     with pytest.raises(ValueError, match="image_size: expected one value"):
@@ -153,6 +172,7 @@ def test_faces_verify_enroll_and_identify(tmp_path):
     faces.enroll(gallery, "Eil\u00e9en", [EXAMPLES / "astronaut.png"])
     faces.enroll(gallery, "Eile\u0301en", [FACES / "astronaut_face.jpg"])
     assert gallery.people() == [("Eil\u00e9en", 2)]
+    assert dlapps.Gallery(tmp_path / "people.db").people() == [("Eil\u00e9en", 2)]  # read-only, any model's
     found = list(faces.identify_iter([FACES / "astronaut_face.jpg", EXAMPLES / "coffee.png"], gallery))
     assert found[0].name == "Eil\u00e9en" and not found[1].ok and found[1].kind == "NoFaceError"
     assert faces.embed(EXAMPLES / "astronaut.png").shape == (128,)
@@ -164,6 +184,8 @@ def test_style_stylises_any_input_and_optimises(tmp_path):
     result = style.stylise(pixels)
     assert result.image.shape == (30, 45, 3) and result.style == "starry_night"
     assert (result.image != pixels).mean() > 0.5
+    with pytest.raises(ValueError, match="strength: expected a number from 0 to 1"):
+        style.stylise(pixels, strength=2)
     optimised = dlapps.StyleTransfer.optimise(pixels, EXAMPLES / "rocket.jpg", steps=3, max_size=32)
     assert optimised.image.shape == (21, 32, 3) and len(optimised.history) == 4
 
