@@ -62,8 +62,11 @@ def latency(app, name, pixels, output, repeats):
         api = median_ms(lambda: app.predict(pixels), repeats)
     else:
 
+        serve = served.signatures["serve"]  # every app's export has this signature: uint8 images in
+        (input_name,) = serve.structured_input_signature[1]
+
         def direct():
-            return served.serve(batch)
+            return serve(**{input_name: batch})
 
         api = median_ms(lambda: app.predict(pixels), repeats)
     return api, median_ms(direct, repeats)
@@ -107,14 +110,14 @@ def main():
         results["latency_ms"][name] = {"api": api, "saved_model": direct, "ratio": api / direct}
         print(f"{name:8s} {api:9.1f} {direct:14.1f} {api / direct:6.2f}", flush=True)
 
-    folder = make_folder(args.data_root.resolve(), args.output / "photos", args.images)
+    folder = make_folder(args.data_root.resolve(), args.output.resolve() / "photos", args.images)
     print(f"\n{args.images} photos: {'predict_iter s':>15s} {'dlapps predict s':>17s} {'baseline s':>11s}")
     for name, preset, option in (("cat", "cat", "--model-dir"), ("detect", "raccoon", "--model")):
         app = apps[name][0]
         start = time.perf_counter()
         records = [r.to_dict() for r in app.predict_iter(folder)]
         api = time.perf_counter() - start
-        extra = ["--no-images", "--output", str(args.output / "detect_out")] if name == "detect" else []
+        extra = ["--no-images", "--output", str(args.output.resolve() / "detect_out")] if name == "detect" else []
         cli, printed = command_line_seconds(["-m", "dlapps", name, "predict", str(folder), option, preset, "--json",
                                              *extra], root)  # fmt: skip
         same = all(a == b for a, b in zip(records, printed, strict=True))
