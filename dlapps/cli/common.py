@@ -388,6 +388,16 @@ def count_inputs(paths):
     return len(list_image_files(paths)[0])
 
 
+def report_problems(args, prog, problems):
+    """Paths that named no readable input (missing, an empty folder): one line each on stderr and, with --json, a
+    failure record each. Returns how many."""
+    for path, message in problems:
+        warn(prog, f"error: {message}")
+        if args.json:
+            print(to_json({"path": str(path), "error": message, "kind": "ImageReadError"}), flush=True)
+    return len(problems)
+
+
 def print_results(args, results, text, total=0, label="predicting", on_result=None):
     """The `predict` verbs' one printing loop over an app's `predict_iter`: each result's `to_dict()` with --json
     (a failed input's record too), else `text(result)`; a failure's line went to stderr as it happened (the

@@ -459,17 +459,13 @@ def _detections_json(path, found, class_names, extra=None):
 
 
 def predict(args):
-    from dlapps.cli.common import output_names, print_results
+    from dlapps.cli.common import output_names, print_results, report_problems
     from dlapps.data.video import split_videos
 
     app = load_app(args)
     output = check_output_folder(args.output)
     videos, files, problems = split_videos(args.paths)
-    for path, message in problems:
-        warn(PROG, f"error: {message}")
-        if args.json:
-            print(to_json({"path": str(path), "error": message, "kind": "ImageReadError"}), flush=True)
-    failures = len(problems)
+    failures = report_problems(args, PROG, problems)
     if files or videos:
         output.mkdir(parents=True, exist_ok=True)
     names = output_names([*files, *videos])

@@ -232,18 +232,14 @@ def _fit_max_size(image, max_size, path=None):
 
 def _predict_fast(args):
     from dlapps.apps.style import StyleTransfer
-    from dlapps.cli.common import print_results, to_json
+    from dlapps.cli.common import print_results, report_problems
     from dlapps.data.video import split_videos
 
     app = StyleTransfer.from_folder(args.model, max_size=args.max_size)
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     videos, files, problems = split_videos(args.content)
-    for path, message in problems:
-        warn(PROG, f"error: {message}")
-        if args.json:
-            print(to_json({"path": str(path), "error": message, "kind": "ImageReadError"}), flush=True)
-    failures = len(problems)
+    failures = report_problems(args, PROG, problems)
     ignored = [option for option, value, default in OPTIMISATION_ONLY if getattr(args, value) != default]
     if ignored:
         warn(PROG, f"{', '.join(ignored)}: options of the optimisation mode (--style), ignored with --model")
