@@ -61,7 +61,6 @@ def latency(app, name, pixels, output, repeats):
 
         api = median_ms(lambda: app.predict(pixels), repeats)
     else:
-
         serve = served.signatures["serve"]  # every app's export has this signature: uint8 images in
         (input_name,) = serve.structured_input_signature[1]
 
