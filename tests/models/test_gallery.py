@@ -36,7 +36,11 @@ def test_another_models_gallery_is_refused(tmp_path):
     listing = Gallery(tmp_path / "faces.db", None, None, create=False)
     assert listing.model_id == "model-a" and listing.dimension == 2 and listing.people() == []
     with pytest.raises(ValueError, match="needs the identity"):
-        Gallery(tmp_path / "new.db", None, None)
+        Gallery(tmp_path / "new.db", None, None, create=True)
+    # Without a model, Gallery(path) only reads an existing gallery; it never makes an empty one.
+    with pytest.raises(GalleryError, match=r"no such gallery; enroll people first \(FaceVerifier.gallery"):
+        Gallery(tmp_path / "new.db")
+    assert not (tmp_path / "new.db").exists()
     (tmp_path / "notes.db").write_text("not a database at all, just some text that is long enough " * 20)
     with pytest.raises(GalleryError, match="not a face gallery"):
         Gallery(tmp_path / "notes.db", "model-a", 2)
