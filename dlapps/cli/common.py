@@ -95,9 +95,8 @@ def run(prog, description, verbs, argv=None):
     warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated.*")
     module_name, function_name = args.handler.split(":")
     try:
-        check_inputs_exist(
-            args, prog.split()[-1]
-        )  # before TensorFlow is imported: a wrong path fails in well under a second
+        # Before TensorFlow is imported: a wrong path fails in well under a second.
+        check_inputs_exist(args, prog.split()[-1])
         with quiet_native_stderr(enabled=not args.debug):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf
