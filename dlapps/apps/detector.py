@@ -81,10 +81,7 @@ class ObjectDetector(App):
 
     def detect_array(self, image, detector=None):
         """Detections of one RGB uint8 (H, W, 3) array, as (boxes (M, 4) float32 pixels, scores (M,), classes (M,))."""
-        found = (detector or self.detector).detect(image[None])
-        count = int(found["num_detections"][0])
-        return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(),
-                found["classes"][0, :count].numpy())  # fmt: skip
+        return (detector or self.detector).detect_one(image)
 
     def predict(self, image, score_threshold=None, iou_threshold=None, max_detections=None):
         """The objects in one image (a path, bytes, a PIL image or an (H, W, 3) uint8 array): `Detections`, boxes

@@ -444,6 +444,13 @@ class Detector(tf.Module):
             "num_detections": tf.reduce_sum(tf.cast(keep, tf.int32), axis=1),
         }
 
+    def detect_one(self, image):
+        """Detections of one RGB uint8 (H, W, 3) image as NumPy: (boxes (M, 4) float32 xyxy pixels, scores (M,),
+        classes (M,)), the M kept boxes only."""
+        found = self.detect(image[None])
+        count = int(found["num_detections"][0])
+        return tuple(found[key][0, :count].numpy() for key in ("boxes", "scores", "classes"))
+
 
 def detect_canvases(
     model, canvases, anchors, score_threshold=0.001, iou_threshold=0.5, max_detections=100, batch_size=16

@@ -287,10 +287,8 @@ def load_detector(args):
 
 
 def run_detector(detector, image):
-    """Detections of one RGB uint8 image: (boxes (M, 4) xyxy pixels, scores (M,), classes (M,)), NumPy."""
-    found = detector.detect(image[None])
-    count = int(found["num_detections"][0])
-    return (found["boxes"][0, :count].numpy(), found["scores"][0, :count].numpy(), found["classes"][0, :count].numpy())
+    """Detections of one RGB uint8 image (`Detector.detect_one`): (boxes (M, 4) xyxy pixels, scores, classes)."""
+    return detector.detect_one(image)
 
 
 # === Evaluate ===
