@@ -155,6 +155,54 @@ class Gallery:
             cursor = self.connection.execute("DELETE FROM people WHERE name = ?", (name,))
         return cursor.rowcount > 0
 
+    def add(self, name):
+        """Add a person with no photos yet (a subject to add faces to later); returns False if already enrolled."""
+        name = self._stored_name(name)
+        with self.connection:
+            cursor = self.connection.execute("INSERT OR IGNORE INTO people (name) VALUES (?)", (name,))
+        return cursor.rowcount > 0
+
+    def rename(self, name, new_name):
+        """Rename a person, keeping their photos.
+
+        Raises:
+            KeyError: no such person. ValueError: `new_name` is empty or already another person's.
+        """
+        name, new_name = self._stored_name(name), normalise_name(new_name)
+        if not self.has(name):
+            raise KeyError(name)
+        if new_name != name and self.has(new_name):
+            raise ValueError(f"{new_name!r} is already enrolled; remove or rename that person first")
+        with self.connection:
+            self.connection.execute("UPDATE people SET name = ? WHERE name = ?", (new_name, name))
+        return new_name
+
+    def faces(self, name):
+        """[(face id, source)] of one person's stored embeddings, oldest first.
+
+        Raises:
+            KeyError: no such person.
+        """
+        name = self._stored_name(name)
+        if not self.has(name):
+            raise KeyError(name)
+        rows = self.connection.execute(
+            "SELECT embeddings.id, source FROM embeddings JOIN people ON people.id = person_id WHERE name = ? "
+            "ORDER BY embeddings.id",
+            (name,),
+        )
+        return [(int(face_id), source) for face_id, source in rows]
+
+    def remove_face(self, name, face_id):
+        """Remove one stored embedding of a person. Returns False if that person has no such face."""
+        name = self._stored_name(name)
+        with self.connection:
+            cursor = self.connection.execute(
+                "DELETE FROM embeddings WHERE id = ? AND person_id = (SELECT id FROM people WHERE name = ?)",
+                (int(face_id), name),
+            )
+        return cursor.rowcount > 0
+
     def embeddings(self):
         """(names, vectors): one name per stored embedding and the (n, dim) float32 matrix."""
         rows = self.connection.execute(

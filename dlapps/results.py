@@ -10,15 +10,28 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-def _source(source):
-    """How a record names its input: a path as given, else the kind of object."""
-    if source is None:
-        return None
-    if isinstance(source, (str, bytes)) and not isinstance(source, bytes):
+class NamedBytes(bytes):
+    """Encoded image bytes that keep a name (an upload's file name), so records and messages name the file."""
+
+    def __new__(cls, data, name=None):
+        named = super().__new__(cls, data)
+        named.name = name
+        return named
+
+
+def input_name(source):
+    """How records and messages name an input: a path as given, a `NamedBytes`' name, else its kind ("<bytes>",
+    "<ndarray>", "<Image>"); None for None."""
+    if source is None or isinstance(source, str):
         return source
     if hasattr(source, "__fspath__"):
         return str(source)
+    if isinstance(source, bytes):
+        return getattr(source, "name", None) or "<bytes>"
     return f"<{type(source).__name__}>"
+
+
+_source = input_name
 
 
 def finite(value):
@@ -159,6 +172,7 @@ class Verification:
         confidence: the calibrated probability of the verdict (0.5-1).
         box_a, box_b: the faces used, (x, y, width, height) pixels (YuNet's box).
         faces_a, faces_b: how many faces each image showed (the largest is used).
+        chips: the two aligned face chips the network saw, RGB uint8 (150, 150, 3) each (not in `to_dict`).
     """
 
     distance: float
@@ -170,6 +184,7 @@ class Verification:
     source_b: object = None
     faces_a: int = 1
     faces_b: int = 1
+    chips: tuple | None = field(default=None, repr=False)
     ok = True
 
     @property

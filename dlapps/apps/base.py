@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dlapps.data.images import ImageReadError
-from dlapps.results import Failure, Report
+from dlapps.results import Failure, Report, input_name
 
 log = logging.getLogger("dlapps")
 
@@ -32,7 +32,7 @@ def to_image(source):
     if isinstance(source, (str, os.PathLike)):
         return read_image(source)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source))
+        return decode_image(bytes(source), input_name(source) if isinstance(source, bytes) else "<bytes>")
     if isinstance(source, np.ndarray):
         image = source
         if image.ndim == 2:

@@ -108,3 +108,50 @@ class ObjectDetector(App):
                 / np.array([pixels.shape[1], pixels.shape[0]] * 2, np.float32)
             )
         return Detections(boxes, scores, classes, self.class_names, width, height, image, pixels)
+
+    def explain(self, detections):
+        """The course's picture of the grid behind `detections` (this detector's `Detections`): the letterboxed input
+        square, each stride's S x S grid, and for each box the cell holding its centre and the anchor of best shape
+        IoU, which is the cell and anchor the training rule (`encode_targets`) makes responsible for such a box.
+
+        Returns:
+            a dict, every box [x_min, y_min, x_max, y_max] in the original image's pixels: `input_size` (pixels of
+            the square), `square` (where it lies; the letterbox padding falls outside the image), `scales`
+            ([{stride, cells: S, cell_size}]) and `boxes` ([{scale, cell: [row, column], cell_box, anchor_box}], in
+            the order of the detections).
+        """
+        from dlapps.tasks.yolo_detector import STRIDES, split_anchors
+
+        size = self.detector.image_size
+        width, height = detections.width, detections.height
+        scale = size / max(width, height)
+        pad = np.array([(size - max(round(width * scale), 1)) // 2, (size - max(round(height * scale), 1)) // 2] * 2)
+
+        def to_image(canvas_box):
+            return [round(float(v), 1) for v in (np.asarray(canvas_box, np.float64) - pad) / scale]
+
+        groups = split_anchors(self.config["anchors"])
+        anchors = np.concatenate(groups)
+        boxes = []
+        for box in np.asarray(detections.boxes, np.float64).reshape(-1, 4):
+            canvas = box * scale + pad
+            wh = (canvas[2:] - canvas[:2]) / size
+            centre = (canvas[:2] + canvas[2:]) / 2
+            overlap = np.prod(np.minimum(wh[None], anchors), axis=1)
+            shape_iou = overlap / (np.prod(wh) + np.prod(anchors, axis=1) - overlap)
+            best = int(np.argmax(shape_iou))
+            level = best // len(groups[0])
+            stride = STRIDES[level]
+            column, row = np.clip((centre // stride).astype(int), 0, size // stride - 1)
+            half = anchors[best] * size / 2
+            boxes.append({
+                "scale": level, "cell": [int(row), int(column)],
+                "cell_box": to_image([column * stride, row * stride, (column + 1) * stride, (row + 1) * stride]),
+                "anchor_box": to_image([*(centre - half), *(centre + half)]),
+            })  # fmt: skip
+        return {
+            "input_size": size,
+            "square": to_image([0, 0, size, size]),
+            "scales": [{"stride": s, "cells": size // s, "cell_size": round(s / scale, 2)} for s in STRIDES],
+            "boxes": boxes,
+        }

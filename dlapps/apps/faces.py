@@ -17,6 +17,7 @@ import numpy as np
 from dlapps.apps.base import App, expand_inputs, failure, to_image
 from dlapps.gallery import normalise_name
 from dlapps.results import FaceEmbedding, Failure, Identification, Verification
+from dlapps.results import input_name as _name
 
 log = logging.getLogger("dlapps")
 
@@ -75,6 +76,16 @@ class FaceVerifier(App):
             raise NoFaceError(f"no face found in {_name(image)}")
         return found
 
+    def chips(self, image, all_faces=False):
+        """[(Face, chip)] of one image's largest face (every face with `all_faces`, largest first): YuNet's box and
+        landmarks, and the aligned chip the network sees, RGB uint8 (150, 150, 3).
+
+        Raises:
+            ImageReadError, NoFaceError: as `faces`.
+        """
+        found = self._chips(image)
+        return found if all_faces else found[:1]
+
     def _embed(self, found):
         embeddings = self.face_model.embed([chip for _, chip in found])
         return [(face, embedding) for (face, _), embedding in zip(found, embeddings, strict=True)]
@@ -113,7 +124,9 @@ class FaceVerifier(App):
         found_a, found_b = self._chips(image_a), self._chips(image_b)
         ((face_a, a),) = self._embed(found_a[:1])
         ((face_b, b),) = self._embed(found_b[:1])
-        return self._verification(face_a, a, face_b, b, image_a, image_b, len(found_a), len(found_b))
+        result = self._verification(face_a, a, face_b, b, image_a, image_b, len(found_a), len(found_b))
+        result.chips = (found_a[0][1], found_b[0][1])
+        return result
 
     def verify_all(self, image_a, image_b):
         """Every face of `image_a` against every face of `image_b`: a list of `Verification`, one per pair of
@@ -258,11 +271,6 @@ class FaceVerifier(App):
         return calibrated
 
 
-def _name(image):
-    """An input as a message names it: its path, or its type (an array, bytes, a PIL image)."""
-    return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else f"<{type(image).__name__}>"
-
-
 def _source(item):
     """How an enrolled photo is recorded: a file by its resolved path (the same photo enrolled again through another
     path or link replaces itself), anything else (bytes, an array, a PIL image) by a digest of its content, so two
@@ -272,4 +280,5 @@ def _source(item):
     if isinstance(item, str) or hasattr(item, "__fspath__"):
         return str(Path(item).resolve())
     data = bytes(item) if isinstance(item, (bytes, bytearray)) else np.asarray(item).tobytes()
-    return f"<{type(item).__name__} sha1:{hashlib.sha1(data).hexdigest()[:12]}>"
+    kind = getattr(item, "name", None) or ("bytes" if isinstance(item, bytes) else type(item).__name__)
+    return f"<{kind} sha1:{hashlib.sha1(data).hexdigest()[:12]}>"

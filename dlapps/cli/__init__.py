@@ -9,6 +9,7 @@ APPS = {
     "faces": ("dlapps.cli.faces", "face verification and recognition (verify, enroll, identify)"),
     "style": ("dlapps.cli.style", "neural style transfer: fast models in one pass, or optimisation (Gatys et al.)"),
     "detect": ("dlapps.cli.detect", "YOLO-style object detector trained on your own annotated photos"),
+    "serve": ("dlapps.cli.serve", "a web page and REST API for the apps, webcam and video (dlapps[serve])"),
 }
 ALIASES = {
     "cat_classifier": "cat",
@@ -19,7 +20,7 @@ ALIASES = {
     "detector": "detect",
 }
 
-USAGE = "usage: dlapps [-h] [--version] APP VERB [options]\n\nApps:\n" + "\n".join(
+USAGE = "usage: dlapps [-h] [--version] APP VERB [options] | dlapps serve [options]\n\nApps:\n" + "\n".join(
     f"  {name:<10} {description}" for name, (_, description) in APPS.items()
 )
 HELP = (

@@ -38,6 +38,10 @@ class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the problem."""
 
 
+class ImageTooLargeError(ImageReadError):
+    """An image above `MAX_IMAGE_PIXELS` once decoded (a decompression bomb, or a panorama too big to hold)."""
+
+
 def is_hidden(path):
     """True for hidden files and folders and OS leftovers (`.DS_Store`, `._photo.jpg`, `Thumbs.db`, `__MACOSX`)."""
     name = Path(path).name
@@ -236,7 +240,7 @@ def decode_image(image_bytes, name="<bytes>"):
     except UnidentifiedImageError:
         raise ImageReadError(f"{name}: not an image file (or an unsupported format)") from None
     except Image.DecompressionBombError as error:
-        raise ImageReadError(f"{name}: image too large to decode safely ({error})") from None
+        raise ImageTooLargeError(f"{name}: image too large to decode safely ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageReadError(f"{name}: corrupt or truncated image ({error})") from None
     if image_format == "JPEG":
@@ -283,7 +287,8 @@ def pillow_to_rgb(image, name="<PIL image>"):
 
 def _check_size(path, width, height):
     if width * height > MAX_IMAGE_PIXELS:
-        raise ImageReadError(f"{path}: image too large ({width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,})")
+        limit = f"{MAX_IMAGE_PIXELS:,}"
+        raise ImageTooLargeError(f"{path}: image too large ({width}x{height} pixels; the limit is {limit})")
 
 
 def _pillow_to_rgb(image):

@@ -19,14 +19,15 @@ def split_videos(paths):
     return videos, files, problems
 
 
-def transform_video(path, target, transform, max_size=None, on_frame=None):
+def transform_video(path, target, transform, max_size=None, on_frame=None, max_frames=None):
     """Apply `transform` (RGB uint8 (H, W, 3) -> RGB uint8 of the same size) to every frame of a video file.
 
     Args:
         path: the video file (any format OpenCV's FFmpeg reads).
-        target: the .mp4 file to write (mp4v codec), or None to write nothing.
+        target: the file to write (.webm: VP9; else mp4v), or None to write nothing.
         max_size: frames larger than this (longest side, pixels) are shrunk first (OpenCV's area interpolation).
         on_frame: called with (index, frame_count or 0) after each frame (progress).
+        max_frames: stop after this many frames (None: the whole video).
     Returns:
         the number of frames processed.
     Raises:
@@ -41,7 +42,7 @@ def transform_video(path, target, transform, max_size=None, on_frame=None):
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or 0
     writer, count = None, 0
     try:
-        while True:
+        while max_frames is None or count < max_frames:
             ok, frame = capture.read()
             if not ok:
                 break
@@ -53,7 +54,9 @@ def transform_video(path, target, transform, max_size=None, on_frame=None):
                 rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             result = transform(rgb)
             if target is not None and writer is None:
-                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, result.shape[1::-1])
+                # WebM takes VP9 (browsers play it; OpenCV's wheel has no H.264 encoder), anything else mp4v.
+                codec = "VP90" if Path(target).suffix.lower() == ".webm" else "mp4v"
+                writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*codec), fps, result.shape[1::-1])
             if writer is not None:
                 writer.write(cv2.cvtColor(result, cv2.COLOR_RGB2BGR))
             count += 1

@@ -1,0 +1,271 @@
+"""The web server of `dlapps serve`: a REST API under `/v1/` and one web page at `/`, on the app classes.
+
+Every route answers as the app class does (the same decoding rule, the same result records as `--json`), with
+images as multipart uploads or base64 in JSON, and errors as JSON (`dlapps.serve.inputs`). Built with FastAPI:
+
+```python
+from dlapps.serve import create_app, Registry, parse_models
+app = create_app(Registry(parse_models("cat,detect")))      # any ASGI server runs it; `dlapps serve` uses uvicorn
+```
+"""
+
+import base64
+import io
+import logging
+from pathlib import Path
+
+from dlapps.serve.inputs import MAX_UPLOAD_BYTES, GuardMiddleware, RequestError, flag, need, number, read_fields
+
+log = logging.getLogger("dlapps")
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def form_body(**fields):
+    """OpenAPI's description of a route's fields (multipart, or JSON with base64 images), for `/docs`. Each value is
+    (kind, description) with kind one of file, string, number, integer, boolean."""
+
+    def schema(binary):
+        return {"type": "object", "properties": {
+            name: ({"type": "string", "format": "binary" if binary else "byte"} if kind == "file" else {"type": kind})
+            | {"description": text} for name, (kind, text) in fields.items()}}  # fmt: skip
+
+    return {"requestBody": {"content": {"multipart/form-data": {"schema": schema(True)},
+                                        "application/json": {"schema": schema(False)}}}}  # fmt: skip
+
+
+def png_data_url(image):
+    """RGB uint8 (H, W, 3) as a `data:image/png;base64,...` URL (lossless: the pixels `predict` returned)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+async def work(function, *args):
+    """Run blocking model work in the thread pool, its exceptions turned into JSON errors.
+
+    Raises:
+        RequestError: 413 an image over the pixel limit, 404 an unknown model or person, 409 a gallery of another
+        model, 422 what the app refuses (unreadable image, no face, a value out of range).
+    """
+    from starlette.concurrency import run_in_threadpool
+
+    from dlapps.data.images import ImageTooLargeError
+    from dlapps.gallery import GalleryError
+    from dlapps.serve.registry import NotLoaded
+
+    try:
+        return await run_in_threadpool(function, *args)
+    except RequestError:
+        raise
+    except ImageTooLargeError as error:
+        raise RequestError(413, "image too large", str(error)) from None
+    except NotLoaded as error:
+        raise RequestError(404, str(error)) from None
+    except GalleryError as error:
+        raise RequestError(409, "gallery conflict", str(error)) from None
+    except ValueError as error:
+        raise RequestError(422, str(error).split("\n")[0], type(error).__name__) from None
+
+
+def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_origin=None):
+    """The FastAPI application serving `registry`'s models.
+
+    Args:
+        registry: a `dlapps.serve.Registry` (the models, loaded once).
+        api_key: when set, every `/v1` route and the WebSocket need it (X-API-Key, Bearer, or ?api_key=).
+        max_upload_bytes: bodies above this get 413 before they are read whole.
+        cors_origin: an origin allowed to call the API from another site's pages (None: CORS off).
+    """
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
+
+    from dlapps.serve import faces_routes, stream
+    from dlapps.serve.registry import NotLoaded
+
+    description = ("Computer-vision apps over HTTP: classify, detect, faces (verify, identify, a gallery of "
+                   "subjects), style. Images as multipart files or base64 JSON.")  # fmt: skip
+    app = FastAPI(title="dlapps", version="0.1.0", description=description)
+    app.state.registry = registry
+
+    @app.exception_handler(RequestError)
+    async def request_error(request, error):
+        return JSONResponse(error.payload(), status_code=error.status)
+
+    @app.exception_handler(NotLoaded)
+    async def not_loaded(request, error):
+        return JSONResponse({"error": str(error), "detail": None}, status_code=404)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request, error):
+        return JSONResponse({"error": str(error.detail), "detail": None}, status_code=error.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, error):
+        return JSONResponse({"error": "invalid request", "detail": str(error.errors())}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request, error):
+        log.exception("internal error on %s", request.url.path)  # the traceback stays in the server's log
+        return JSONResponse({"error": "internal error", "detail": type(error).__name__}, status_code=500)
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/healthz")
+    def healthz():
+        """Liveness: `{"status": "ok", "models": [...]}`."""
+        return {"status": "ok", "models": registry.names()}
+
+    @app.get("/v1/models")
+    def models():
+        """The loaded models, their classes and thresholds."""
+        return {"models": registry.describe()}
+
+    @app.post("/v1/classify", openapi_extra=form_body(
+        image=("file", "the photo"), model=("string", "cat (default) or finetune"),
+        top_k=("integer", "how many classes to list (fine-tuned models)")))  # fmt: skip
+    async def classify(request: Request):
+        """Classify one image: label, probability and the top-k classes (the `predict --json` record)."""
+        fields = await read_fields(request, ["image"])
+        image = need(fields, "image")
+        served = registry.classifier(fields.get("model") or next(iter(registry.classifiers), "cat"))
+        top_k = number(fields, "top_k", int, None, 1, 1000)
+
+        def run():
+            with served as classifier:
+                saved, classifier.top_k = classifier.top_k, top_k or classifier.top_k
+                try:
+                    return classifier.predict(image).to_dict()
+                finally:
+                    classifier.top_k = saved
+
+        return await work(run)
+
+    @app.post("/v1/detect", openapi_extra=form_body(
+        image=("file", "the photo"), score_threshold=("number", "0-1 (default: the model's)"),
+        iou_threshold=("number", "0-1 NMS overlap (default: the model's)"),
+        max_detections=("integer", "most boxes"), explain=("boolean", "add the grid cells and anchors")))  # fmt: skip
+    async def detect(request: Request):
+        """Boxes in image pixels [x_min, y_min, x_max, y_max], class names and scores; `explain` adds the course's
+        picture of the grid: the cell and anchor responsible for each box."""
+        fields = await read_fields(request, ["image"])
+        image = need(fields, "image")
+        options = {"score_threshold": number(fields, "score_threshold", float, None, 0, 1),
+                   "iou_threshold": number(fields, "iou_threshold", float, None, 0, 1),
+                   "max_detections": number(fields, "max_detections", int, None, 1, 10000)}  # fmt: skip
+
+        def run():
+            with registry.need("detect") as detector:
+                result = detector.predict(image, **options)
+                record = result.to_dict()
+                if flag(fields, "explain"):
+                    record["grid"] = detector.explain(result)
+                return record
+
+        return await work(run)
+
+    @app.post("/v1/style", openapi_extra=form_body(
+        image=("file", "the photo"), style=("string", "a loaded painting's name (GET /v1/models)"),
+        style_image=("file", "your own painting instead (Gatys optimisation: tens of seconds)"),
+        strength=("number", "0-1 (1: all style)"), steps=("integer", "optimisation steps (style_image only)"),
+        max_size=("integer", "longest side in pixels")))  # fmt: skip
+    async def style(request: Request):
+        """The photo in a painting's style: the record and the image as a PNG data URL."""
+        fields = await read_fields(request, ["image", "style_image"])
+        image = need(fields, "image")
+        strength = number(fields, "strength", float, 1.0, 0, 1)
+        max_size = number(fields, "max_size", int, None, 16, 4096)
+        if fields.get("style_image"):
+            steps = number(fields, "steps", int, 40, 1, 500)
+
+            def run():
+                from dlapps.apps.style import StyleTransfer
+
+                with registry.optimise_lock:
+                    return StyleTransfer.optimise(image, fields["style_image"], steps=steps, strength=strength,
+                                                  max_size=max_size or 256)  # fmt: skip
+        else:
+            served = registry.style(fields.get("style"))
+
+            def run():
+                with served as model:
+                    saved, model.max_size = model.max_size, max_size or model.max_size
+                    try:
+                        return model.stylise(image, strength)
+                    finally:
+                        model.max_size = saved
+
+        result = await work(run)
+        return {**result.to_dict(), "image": png_data_url(result.image)}
+
+    @app.get("/v1/style/paintings/{name}")
+    def painting(name: str):
+        """The painting a loaded style model was trained on (JPEG)."""
+        from dlapps.apps.style_transfer.app import style_image_path
+
+        try:
+            served = registry.style(name)
+        except LookupError as error:
+            raise RequestError(404, str(error)) from None
+        path = style_image_path(served.instance.folder, served.instance.config)
+        if not path.is_file():
+            raise RequestError(404, f"{name}: the painting is not stored with the model")
+        return FileResponse(path)
+
+    @app.post("/v1/models/{target}")
+    async def tf_serving_predict(target: str, request: Request):
+        """TF Serving's REST shape: `POST /v1/models/NAME:predict` with `{"instances": [{"b64": ...}]}` (or
+        `{"instances": [{"image": {"b64": ...}}]}`); answers `{"predictions": [record, ...]}`, one `predict --json`
+        record per instance (style: the record with `image` as a PNG data URL)."""
+        name, _, verb = target.partition(":")
+        if verb != "predict":
+            raise RequestError(404, f"unknown route {target!r}; use /v1/models/{name}:predict")
+        if name not in registry.names():
+            raise RequestError(404, f"no model {name!r} is loaded", f"loaded: {', '.join(registry.names())}")
+        fields = await read_fields(request)
+        instances = fields.get("instances")
+        if not isinstance(instances, list) or not instances:
+            raise RequestError(400, 'expected {"instances": [{"b64": ...}, ...]}')
+        images = [read_fields_b64(instance, i) for i, instance in enumerate(instances)]
+        predictions = await work(lambda: [predict_one(registry, name, image) for image in images])
+        return {"predictions": predictions}
+
+    faces_routes.add_routes(app, registry)
+    stream.add_routes(app, registry)
+    app.add_middleware(GuardMiddleware, api_key=api_key, max_bytes=max_upload_bytes)
+    if cors_origin:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=[cors_origin], allow_methods=["*"], allow_headers=["*"])
+    return app
+
+
+def read_fields_b64(instance, index):
+    """One TF Serving instance's image bytes (sniffed). Raises RequestError 400/415."""
+    from dlapps.serve.inputs import _b64, sniff_image
+
+    value = instance.get("image", instance) if isinstance(instance, dict) else instance
+    data = _b64(value, f"instances[{index}]")
+    sniff_image(data, f"instances[{index}]")
+    return data
+
+
+def predict_one(registry, name, image):
+    """One image through the named model, as its `predict --json` record."""
+    if name in registry.classifiers:
+        with registry.classifiers[name] as classifier:
+            return classifier.predict(image).to_dict()
+    if name in ("detect", "faces"):
+        with registry.need(name) as model:
+            return model.predict(image).to_dict()
+    with registry.style(name) as model:
+        result = model.stylise(image)
+    return {**result.to_dict(), "image": png_data_url(result.image)}
