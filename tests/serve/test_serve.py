@@ -14,16 +14,10 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 import dlapps  # noqa: E402
 from dlapps.cli import main as cli  # noqa: E402
-from dlapps.serve import Registry, create_app, parse_models  # noqa: E402
+from dlapps.serve import create_app, parse_models  # noqa: E402
 from tests.helpers import EXAMPLES  # noqa: E402
 
 FACES = EXAMPLES.parent / "tests" / "data" / "faces"
-MODELS = "cat,detect=raccoon,faces,style=starry_night"
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    return Registry(parse_models(MODELS), tmp_path_factory.mktemp("serve") / "gallery.db")
 
 
 @pytest.fixture(scope="module")

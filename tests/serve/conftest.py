@@ -1,0 +1,13 @@
+"""The served models, loaded once for the serve tests (the shipped presets: real answers, a few seconds to load)."""
+
+import pytest
+
+MODELS = "cat,detect=raccoon,faces,style=starry_night"
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dlapps[serve]'")
+    from dlapps.serve import Registry, parse_models
+
+    return Registry(parse_models(MODELS), tmp_path_factory.mktemp("serve") / "gallery.db")
