@@ -35,13 +35,14 @@ class StyleTransfer(App):
         self.max_size = max_size
         self._stylise = None
 
-    def stylise(self, image, strength=1.0):
+    def stylise(self, image, strength=1.0, max_size=None):
         """One photo in this model's style: a `Stylised` (RGB uint8 (H, W, 3), the size of the photo after
         `max_size`).
 
         Args:
             image: a path, bytes, a PIL image or an (H, W, 3) uint8 array.
             strength: 0-1, the blend with the photo (1: all style).
+            max_size: this call's `max_size` (None: the instance's).
 
         Raises:
             ImageReadError: the input cannot be read, or a side is under 16 pixels (the message names it).
@@ -51,7 +52,7 @@ class StyleTransfer(App):
 
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength: expected a number from 0 to 1; received {strength!r}")
-        pixels = content_pixels(to_image(image), self.max_size, _path(image))
+        pixels = content_pixels(to_image(image), max_size or self.max_size, _path(image))
         if self._stylise is None:  # the rule traced whole, as in the exported SavedModel (eager padding cost 40 ms)
             import tensorflow as tf
 
@@ -62,6 +63,38 @@ class StyleTransfer(App):
         return Stylised(self._stylise(pixels[None], float(strength))[0].numpy(), self.style, image)
 
     predict = stylise
+
+    def losses(self, stylised):
+        """The course's costs of a stylised photo, as this model was trained on them (Johnson et al.'s
+        `PerceptualLoss` over a frozen VGG16): J_content (the photo's and the result's `content_layer` features),
+        J_style (Gram matrices of `style_layers` against the painting's, Gatys et al.), the total variation, and
+        the weighted total. The first call loads VGG16 (offline HED weights; a few seconds).
+
+        Args:
+            stylised: a `Stylised` this model returned (its `source` is the photo).
+
+        Returns:
+            {"total", "content", "style", "tv"}: floats, and {"content_weight", "style_weight", "tv_weight"}.
+        """
+        import tensorflow as tf
+
+        if getattr(self, "_loss", None) is None:
+            from dlapps.apps.style_transfer.app import _resized, style_image_path
+            from dlapps.backbones.vgg import build_vgg16_features
+            from dlapps.data.images import read_image
+            from dlapps.tasks.style_transformer import PerceptualLoss
+
+            c = self.config
+            network = build_vgg16_features([c["content_layer"], *c["style_layers"]])
+            painting = _resized(read_image(style_image_path(self.folder, c)), c["style_size"]) * 255.0
+            self._loss = PerceptualLoss(network, painting, c["content_weight"], c["style_weight"], c["tv_weight"],
+                                        c["content_layer"], c["style_layers"])  # fmt: skip
+        result = tf.constant(stylised.image[None], tf.float32)
+        content = tf.image.resize(tf.constant(to_image(stylised.source)[None], tf.float32), result.shape[1:3],
+                                  antialias=True)  # fmt: skip
+        values = [float(v) for v in self._loss(content, result)]
+        weights = dict(zip(("content_weight", "style_weight", "tv_weight"), self._loss.weights, strict=True))
+        return {**dict(zip(("total", "content", "style", "tv"), values, strict=True)), **weights}
 
     @classmethod
     def optimise(cls, content, style, on_step=None, **options):

@@ -41,6 +41,8 @@ def build_parser(prog="dlapps serve"):
     parser.add_argument("--gallery", default="runs/serve/gallery.db", help="the faces gallery (SQLite; the same "
                         "file as dlapps faces enroll --db)")  # fmt: skip
     parser.add_argument("--max-upload-mb", type=positive_float, default=20.0, help="largest request body (413 above)")
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="calls of one model run at once (faces: "
+                        "1); more queue")  # fmt: skip
     parser.add_argument("--cors-origin", default=None, help="allow pages of this origin to call the API (CORS off)")
     parser.add_argument("--duration", type=positive_float, default=None,
                         help="stop by itself after this many seconds (load tests, demos)")  # fmt: skip
@@ -73,8 +75,8 @@ def main(argv=None, prog="dlapps serve"):
     from dlapps.serve.registry import Registry
 
     try:
-        registry = Registry(entries, args.gallery, on_load=lambda name, source: print(f"loaded {name}: {source}",
-                                                                                      flush=True))  # fmt: skip
+        registry = Registry(entries, args.gallery, lambda name, source: print(f"loaded {name}: {source}", flush=True),
+                            args.concurrency)  # fmt: skip
     except ValueError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2

@@ -141,11 +141,9 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
         def run():
             with served as classifier:
-                saved, classifier.top_k = classifier.top_k, top_k or classifier.top_k
-                try:
-                    return classifier.predict(image).to_dict()
-                finally:
-                    classifier.top_k = saved
+                result = classifier.predict(image)
+            result.top_k = top_k or result.top_k
+            return result.to_dict()
 
         return await work(run)
 
@@ -176,7 +174,8 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
         image=("file", "the photo"), style=("string", "a loaded painting's name (GET /v1/models)"),
         style_image=("file", "your own painting instead (Gatys optimisation: tens of seconds)"),
         strength=("number", "0-1 (1: all style)"), steps=("integer", "optimisation steps (style_image only)"),
-        max_size=("integer", "longest side in pixels")))  # fmt: skip
+        max_size=("integer", "longest side in pixels"),
+        losses=("boolean", "add the course's costs J_content, J_style (Gram matrices), TV")))  # fmt: skip
     async def style(request: Request):
         """The photo in a painting's style: the record and the image as a PNG data URL."""
         fields = await read_fields(request, ["image", "style_image"])
@@ -197,14 +196,14 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
             def run():
                 with served as model:
-                    saved, model.max_size = model.max_size, max_size or model.max_size
-                    try:
-                        return model.stylise(image, strength)
-                    finally:
-                        model.max_size = saved
+                    result = model.stylise(image, strength, max_size)
+                    if flag(fields, "losses"):
+                        result.losses = model.losses(result)
+                    return result
 
         result = await work(run)
-        return {**result.to_dict(), "image": png_data_url(result.image)}
+        extra = {"losses": result.losses} if getattr(result, "losses", None) else {}
+        return {**result.to_dict(), **extra, "image": png_data_url(result.image)}
 
     @app.get("/v1/style/paintings/{name}")
     def painting(name: str):

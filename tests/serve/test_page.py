@@ -22,11 +22,16 @@ FACES = EXAMPLES.parent / "tests" / "data" / "faces"
 
 
 @pytest.fixture(scope="module")
-def server(registry):
-    """The app on 127.0.0.1 at a free port, in a thread, stopped after the module."""
+def server(registry, tmp_path_factory):
+    """The app on 127.0.0.1 at a free port, in a thread, stopped after the module; a gallery of its own."""
+    import copy
+
     import uvicorn
 
     from dlapps.serve import create_app
+
+    registry = copy.copy(registry)
+    registry.gallery_path = tmp_path_factory.mktemp("page") / "gallery.db"
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -101,6 +106,8 @@ def test_style_tab_paints_with_a_picked_painting(page, tmp_path):
     page.set_input_files("#style-file", str(EXAMPLES / "chelsea.png"))
     page.wait_for_function("document.getElementById('style-img').src.startsWith('data:image/png')")
     assert page.evaluate("document.getElementById('style-img').naturalWidth") == 451
+    page.check("#style-losses")
+    page.wait_for_function("document.getElementById('style-out').textContent.includes('J_style')", timeout=60000)
     shot(page, "style", tmp_path)
     assert page.errors == []
 

@@ -102,6 +102,12 @@ def test_style_answers_as_stylise_and_shows_its_painting(client):
     assert answer == {"content": "chelsea.png", "style": "starry_night", "width": 451, "height": 300}
     painting = client.get("/v1/style/paintings/starry_night")
     assert painting.status_code == 200 and Image.open(io.BytesIO(painting.content)).size[0] > 0
+    costs = client.post("/v1/style", files=upload(EXAMPLES / "chelsea.png"), data={"losses": "true"}).json()
+    expected = dlapps.StyleTransfer.from_preset("starry_night")
+    want = expected.losses(expected.stylise(EXAMPLES / "chelsea.png"))
+    assert costs["losses"] == pytest.approx(want, rel=1e-5) and costs["losses"]["style"] > 0
+    assert costs["losses"]["total"] == pytest.approx(sum(costs["losses"][k] * costs["losses"][k + "_weight"]
+                                                         for k in ("content", "style", "tv")), rel=1e-4)  # fmt: skip
     missing = client.post("/v1/style", files=upload(EXAMPLES / "chelsea.png"), data={"style": "mona_lisa"})
     assert missing.status_code == 404 and "starry_night" in missing.json()["error"]
 

@@ -159,12 +159,19 @@ async function stylise() {
   const own = $("style-upload").files[0];
   try {
     busy(own ? "optimising (tens of seconds)..." : "stylising...");
-    const r = await call("POST", "/v1/style", form({ image: file, style: own ? null : state.painting, style_image: own || null, strength: $("style-strength").value }));
+    const r = await call("POST", "/v1/style", form({ image: file, style: own ? null : state.painting, style_image: own || null,
+      strength: $("style-strength").value, losses: !own && $("style-losses").checked }));
     $("style-img").src = r.image; out.textContent = `${r.style}, ${r.width}x${r.height} px`;
+    if (r.losses) {
+      const l = r.losses;
+      out.textContent += `\n\nJ = ${l.content_weight} J_content + ${l.style_weight} J_style + ${l.tv_weight} TV\n` +
+        `J_content ${l.content.toPrecision(4)}  (the photo's VGG16 features kept)\nJ_style   ${l.style.toPrecision(4)}  (Gram matrices against the painting's)\n` +
+        `TV        ${l.tv.toPrecision(4)}\nJ         ${l.total.toPrecision(4)}`;
+    }
   } catch (e) { showError(out, e); } finally { busy(); }
 }
 $("style-strength").addEventListener("input", () => { $("style-strength-v").textContent = $("style-strength").value; });
-["style-file", "style-strength", "style-upload"].forEach((id) => $(id).addEventListener("change", stylise));
+["style-file", "style-strength", "style-upload", "style-losses"].forEach((id) => $(id).addEventListener("change", stylise));
 function paintings() {
   const box = $("paintings"); box.innerHTML = "";
   state.models.filter((m) => m.app === "style").forEach((m, i) => {
