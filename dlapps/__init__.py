@@ -14,8 +14,8 @@ named. The library logs through `logging.getLogger("dlapps")` and never prints.
 
 import importlib
 
-__all__ = ["CatClassifier", "FaceVerifier", "Gallery", "ImageClassifier", "ObjectDetector", "StyleTransfer",
-           "list_presets", "load"]  # fmt: skip
+__all__ = ["ArbitraryStyle", "CatClassifier", "FaceVerifier", "Gallery", "ImageClassifier", "ObjectDetector",
+           "StyleTransfer", "list_presets", "load"]  # fmt: skip
 
 _LAZY = {
     "CatClassifier": "dlapps.apps.cat",
@@ -23,6 +23,7 @@ _LAZY = {
     "ObjectDetector": "dlapps.apps.detector",
     "FaceVerifier": "dlapps.apps.faces",
     "StyleTransfer": "dlapps.apps.style",
+    "ArbitraryStyle": "dlapps.apps.arbitrary",
     "Gallery": "dlapps.gallery",
 }
 # The app class of each app name a model folder's config.json records.

@@ -64,6 +64,14 @@ class StyleTransfer(App):
 
     predict = stylise
 
+    @staticmethod
+    def arbitrary(style=None, weights=None, max_size=1024, style_weights=None):
+        """Any painting in one pass, no training (Ghiasi et al. 2017; Magenta's networks): an `ArbitraryStyle`
+        (`dlapps.apps.arbitrary`), whose `stylise(photo, style=..., strength=...)` returns a `Stylised`."""
+        from dlapps.apps.arbitrary import ArbitraryStyle
+
+        return ArbitraryStyle(style, weights, max_size, style_weights)
+
     def losses(self, stylised):
         """The course's costs of a stylised photo, as this model was trained on them (Johnson et al.'s
         `PerceptualLoss` over a frozen VGG16): J_content (the photo's and the result's `content_layer` features),

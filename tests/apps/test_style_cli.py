@@ -18,6 +18,8 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
             str(EXAMPLES / "chelsea.png"),
             "--style",
             str(EXAMPLES / "rocket.jpg"),
+            "--method",
+            "optimise",
             "--steps",
             "6",
             "--max-size",
@@ -189,6 +191,7 @@ def test_a_folder_that_is_not_a_style_model_is_refused(tmp_path, capsys):
 def test_lbfgs_lowers_the_loss_and_explain_prints_the_costs(tmp_path, capsys):
     code = dlapps([
         "style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"), "--steps", "8",
+        "--method", "optimise",
         "--max-size", "40", "--output", str(tmp_path), "--optimizer", "lbfgs", "--explain", "--preserve-colors",
     ])  # fmt: skip
     captured = capsys.readouterr()
@@ -225,12 +228,14 @@ def test_output_names_never_collide():
 def test_a_tiny_style_image_is_upscaled_and_a_thin_strip_names_the_max_size_that_works(tmp_path, capsys):
     Image.open(EXAMPLES / "rocket.jpg").convert("RGB").resize((12, 12)).save(tmp_path / "tiny_style.png")
     code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(tmp_path / "tiny_style.png"),
-                   "--steps", "1", "--max-size", "32", "--output", str(tmp_path / "out")])  # fmt: skip
+                   "--steps", "1", "--max-size", "32", "--method", "optimise",
+                   "--output", str(tmp_path / "out")])  # fmt: skip
     captured = capsys.readouterr()
     assert code in (0, None), captured.err
     assert "tiny_style.png: 12x12 upscaled to 16x16 (the loss network needs a side of at least 16" in captured.err
     Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((400, 20)).save(tmp_path / "strip.png")
     code = dlapps(["style", "predict", str(tmp_path / "strip.png"), "--style", str(EXAMPLES / "rocket.jpg"),
-                   "--steps", "1", "--max-size", "64", "--output", str(tmp_path / "out")])  # fmt: skip
+                   "--steps", "1", "--max-size", "64", "--method", "optimise",
+                   "--output", str(tmp_path / "out")])  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "strip.png: 64x3 pixels" in err and "--max-size 320 works for this 400x20 image" in err

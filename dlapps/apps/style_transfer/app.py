@@ -89,15 +89,58 @@ def _explain(history, style_grams, args):
 
 
 def predict(args):
+    optimising = args.method == "optimise" and not args.model
     if args.max_size is None:
-        args.max_size = 1024 if args.model else 384
+        args.max_size = 384 if optimising else 1024
     if args.model and args.style:
-        raise ValueError("give --style (optimisation mode) or --model (a fast style model), not both")
+        raise ValueError("give --style PAINTING (any painting) or --model DIR (a fast style model), not both")
     if args.model:
         return _predict_fast(args)
     if not args.style:
-        raise ValueError("give --style STYLE (optimisation mode) or --model DIR (a trained fast style model)")
-    return _predict_optimised(args)
+        raise ValueError("give --style PAINTING (any painting, one pass) or --model DIR (a trained fast style model)")
+    if args.style_weights and len(args.style_weights) != len(args.style):
+        raise ValueError(
+            f"--style-weights: {counted(len(args.style_weights), 'weight')} for {counted(len(args.style), 'style')}"
+        )
+    return _predict_optimised(args) if optimising else _predict_arbitrary(args)
+
+
+def _predict_arbitrary(args):
+    """Any painting in one pass (Magenta's arbitrary network): photos and videos, a record for each."""
+    from dlapps.apps.arbitrary import ArbitraryStyle
+    from dlapps.cli.common import print_results, report_problems
+    from dlapps.data.video import split_videos, transform_video
+
+    weights = None if args.weights == "hed" else args.weights
+    app = ArbitraryStyle(args.style, weights, args.max_size, args.style_weights)
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    videos, files, problems = split_videos(args.content)
+    failures = report_problems(args, PROG, problems)
+    ignored = [option for option, value, default in OPTIMISATION_ONLY
+               if value not in ("preserve_colors", "style_weights") and getattr(args, value) != default]  # fmt: skip
+    if ignored:
+        warn(PROG, f"{', '.join(ignored)}: options of --method optimise, ignored in one pass")
+    names = output_names([*files, *videos])
+    options = {"strength": args.strength, "preserve_colors": args.preserve_colors}
+
+    def save(result):
+        result.save(output / f"{names[Path(result.source)]}_{app.style}.png")
+
+    results = app.predict_iter(files, **options)
+    failures += bool(print_results(args, results, lambda r: f"{r.source} -> {r.output}", len(files), "stylising",
+                                   save))  # fmt: skip
+    for video in videos:
+        target = output / f"{names[video]}_{app.style}.mp4"
+        try:
+            frames = transform_video(video, target, lambda rgb: app.stylise(rgb, **options).image, args.max_size)
+        except ValueError as error:
+            warn(PROG, f"error: {error}")
+            failures += 1
+            continue
+        emit(args, {"content": str(video), "style": app.style, "frames": frames, "output": str(target)},
+             f"{video}: {frames} frames -> {target}")  # fmt: skip
+    return 2 if failures else None
 
 
 def _predict_optimised(args):
@@ -107,10 +150,6 @@ def _predict_optimised(args):
     from dlapps.backbones.vgg import build_vgg16_features
     from dlapps.plots import plot_loss_curves
 
-    if args.style_weights and len(args.style_weights) != len(args.style):
-        raise ValueError(
-            f"--style-weights: {counted(len(args.style_weights), 'weight')} for {counted(len(args.style), 'style')}"
-        )
     style_weights = args.style_weights or [1.0 / len(args.style)] * len(args.style)
     from dlapps.data.video import split_videos
 
