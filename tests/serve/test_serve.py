@@ -108,6 +108,12 @@ def test_style_answers_as_stylise_and_shows_its_painting(client):
     assert costs["losses"] == pytest.approx(want, rel=1e-5) and costs["losses"]["style"] > 0
     assert costs["losses"]["total"] == pytest.approx(sum(costs["losses"][k] * costs["losses"][k + "_weight"]
                                                          for k in ("content", "style", "tv")), rel=1e-4)  # fmt: skip
+    painting = EXAMPLES.parent / "dlapps/saved_models/style_transfer/kandinsky/style.jpg"
+    own = client.post("/v1/style", files={**upload(EXAMPLES / "chelsea.png"), **upload(painting, "style_image")},
+                      data={"strength": "0.9"})  # fmt: skip
+    expected = dlapps.StyleTransfer.arbitrary().stylise(EXAMPLES / "chelsea.png", painting, 0.9)
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(own.json()["image"].split(",")[1]))))
+    assert own.status_code == 200 and np.array_equal(image, expected.image)
     missing = client.post("/v1/style", files=upload(EXAMPLES / "chelsea.png"), data={"style": "mona_lisa"})
     assert missing.status_code == 404 and "starry_night" in missing.json()["error"]
 

@@ -158,7 +158,7 @@ async function stylise() {
   const file = $("style-file").files[0]; const out = $("style-out"); if (!file) return;
   const own = $("style-upload").files[0];
   try {
-    busy(own ? "optimising (tens of seconds)..." : "stylising...");
+    busy("stylising...");
     const r = await call("POST", "/v1/style", form({ image: file, style: own ? null : state.painting, style_image: own || null,
       strength: $("style-strength").value, losses: !own && $("style-losses").checked }));
     $("style-img").src = r.image; out.textContent = `${r.style}, ${r.width}x${r.height} px`;
