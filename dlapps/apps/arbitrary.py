@@ -41,28 +41,18 @@ class ArbitraryStyle(App):
     def __init__(self, style=None, weights=None, max_size=1024, style_weights=None):
         import tensorflow as tf
 
-        from dlapps.tasks.arbitrary_style import STYLE_DIM, load_arbitrary_style, style_input
+        from dlapps.tasks.arbitrary_style import STYLE_DIM, load_arbitrary_style, paint, style_vector
 
         self.predictor, self.transformer = load_arbitrary_style(weights)
         super().__init__(self.transformer, {"style": "arbitrary", "mode": "arbitrary"}, None)
         self.max_size = max_size
-        self._vector = tf.function(lambda image: self.predictor(style_input(image), training=False)[0],
+        self._vector = tf.function(lambda image: style_vector(self.predictor, image),
                                    input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)])  # fmt: skip
         signature = [tf.TensorSpec((1, None, None, 3), tf.uint8), tf.TensorSpec((1, STYLE_DIM), tf.float32)]
-        self._paint = tf.function(self._paint_graph, input_signature=signature)
+        self._paint = tf.function(lambda photo, vector: paint(self.transformer, photo, vector),
+                                  input_signature=signature)  # fmt: skip
         self.default_style = None if style is None else self.style_vector(style, style_weights)
         self.style = "arbitrary" if style is None else _style_name(style)
-
-    def _paint_graph(self, photo, vector):
-        """uint8 (1, H, W, 3) and S (1, 100) -> uint8 (1, H, W, 3): sides reflect-padded to a multiple of 4 (the
-        network halves them twice), painted, cropped back."""
-        import tensorflow as tf
-
-        height, width = tf.shape(photo)[1], tf.shape(photo)[2]
-        pads = [[0, 0], [0, (4 - height % 4) % 4], [0, (4 - width % 4) % 4], [0, 0]]
-        padded = tf.pad(tf.cast(photo, tf.float32) / 255.0, pads, mode="REFLECT")
-        painted = self.transformer([padded, vector], training=False)[:, :height, :width]
-        return tf.cast(tf.clip_by_value(tf.round(painted * 255.0), 0, 255), tf.uint8)
 
     def style_vector(self, style, style_weights=None):
         """The style vector S (float32 (100,)) of a painting, or the weighted mean of several (`style_weights`,

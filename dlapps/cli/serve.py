@@ -22,8 +22,11 @@ EXAMPLES = """examples:
 def build_parser(prog="dlapps serve"):
     from dlapps.serve.registry import DEFAULT_MODELS
 
+    class Formatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+        """The options' defaults shown, and the examples kept one per line."""
+
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EXAMPLES,
-                                     formatter_class=HelpFormatter)  # fmt: skip
+                                     formatter_class=Formatter)  # fmt: skip
     parser.add_argument(
         "--models",
         default=DEFAULT_MODELS,

@@ -129,7 +129,8 @@ def add_evaluate_arguments(parser):
 
 
 def add_export_arguments(parser):
-    parser.add_argument("--model", required=True, help="a fast style model folder")
+    parser.add_argument("--model", default=None, help="a fast style model folder (default: the arbitrary network: "
+                        "photo, painting and strength in, image out)")  # fmt: skip
     parser.add_argument("--format", default="saved_model", choices=["saved_model", "tflite", "onnx"], help="format")
     parser.add_argument("--output", default=None, help="file or folder (default: runs/style/export/...)")
     parser.add_argument("--strength", type=fraction, default=1.0, help="blend with the content (1: full style)")
@@ -162,7 +163,7 @@ VERBS = [
     ),
     Verb(
         "export",
-        "SavedModel / TFLite / ONNX of a fast style model (uint8 in, uint8 out)",
+        "SavedModel / TFLite / ONNX of a fast style model, or of the arbitrary network (uint8 in, uint8 out)",
         add_export_arguments,
         "dlapps.apps.style_transfer.app:export",
     ),

@@ -89,7 +89,7 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
     description = ("Computer-vision apps over HTTP: classify, detect, faces (verify, identify, a gallery of "
                    "subjects), style. Images as multipart files or base64 JSON.")  # fmt: skip
-    app = FastAPI(title="dlapps", version="0.1.0", description=description)
+    app = FastAPI(title="dlapps", version="0.1.0", description=description, docs_url=None, redoc_url=None)
     app.state.registry = registry
 
     @app.exception_handler(RequestError)
@@ -106,7 +106,9 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, error):
-        return JSONResponse({"error": "invalid request", "detail": str(error.errors())}, status_code=422)
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', [])[1:])}: {e.get('msg', '')}"
+                             for e in error.errors())  # fmt: skip
+        return JSONResponse({"error": f"invalid request: {problems}", "detail": None}, status_code=422)
 
     @app.exception_handler(Exception)
     async def internal_error(request, error):
@@ -117,6 +119,7 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
     def page():
         return FileResponse(STATIC / "index.html")
 
+    _offline_docs(app)  # before /static, which would otherwise answer for /static/swagger/...
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz")
@@ -183,6 +186,8 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
         image = need(fields, "image")
         strength = number(fields, "strength", float, 1.0, 0, 1)
         max_size = number(fields, "max_size", int, None, 16, 4096)
+        if fields.get("style") and fields.get("style_image"):
+            raise RequestError(422, "give style (a loaded painting) or style_image (your own), not both")
         method = fields.get("method") or ("arbitrary" if registry.arbitrary else "optimise")
         if method not in ("arbitrary", "optimise"):
             raise RequestError(422, f"method: expected arbitrary or optimise; received {method!r}")
@@ -245,8 +250,17 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
         if not isinstance(instances, list) or not instances:
             raise RequestError(400, 'expected {"instances": [{"b64": ...}, ...]}')
         images = [read_fields_b64(instance, i) for i, instance in enumerate(instances)]
-        predictions = await work(lambda: [predict_one(registry, name, image) for image in images])
-        return {"predictions": predictions}
+
+        def run():
+            predictions = []
+            for index, image in enumerate(images):
+                try:
+                    predictions.append(predict_one(registry, name, image))
+                except ValueError as error:  # TF Serving answers a batch whole: the error names the instance
+                    raise type(error)(f"instances[{index}]: {error}") from None
+            return predictions
+
+        return {"predictions": await work(run)}
 
     faces_routes.add_routes(app, registry)
     stream.add_routes(app, registry)
@@ -256,6 +270,27 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
 
         app.add_middleware(CORSMiddleware, allow_origins=[cors_origin], allow_methods=["*"], allow_headers=["*"])
     return app
+
+
+def _offline_docs(app):
+    """Swagger UI at /docs from the swagger-ui-bundle package's files (FastAPI's default loads it from a CDN, and
+    the page stays blank offline); without the package, FastAPI's default."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    try:
+        import swagger_ui_bundle
+
+        app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+        assets = {"swagger_js_url": "/static/swagger/swagger-ui-bundle.js",
+                  "swagger_css_url": "/static/swagger/swagger-ui.css",
+                  "swagger_favicon_url": "/static/swagger/favicon-32x32.png"}  # fmt: skip
+    except ImportError:
+        assets = {}
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="dlapps API", **assets)
 
 
 def read_fields_b64(instance, index):

@@ -10,6 +10,24 @@ from dlapps.gallery import normalise_name
 from dlapps.serve.app import form_body, png_data_url, work
 from dlapps.serve.inputs import RequestError, flag, need, number, read_fields
 
+MAX_NAME = 200
+
+
+def subject_name(name):
+    """A subject's name as the routes take it: NFC, trimmed, at most 200 characters, no "/" (it would have no URL).
+
+    Raises:
+        RequestError: 422 naming the problem.
+    """
+    try:
+        name = normalise_name(name)
+    except ValueError as error:
+        raise RequestError(422, str(error)) from None
+    if "/" in name or len(name) > MAX_NAME:
+        raise RequestError(422, f"a subject's name has at most {MAX_NAME} characters and no '/'; received "
+                                f"{name[:60]!r}{'...' if len(name) > 60 else ''}")  # fmt: skip
+    return name
+
 
 def add_routes(app, registry):
     from fastapi import Request
@@ -99,7 +117,7 @@ def add_routes(app, registry):
     async def add_subject(request: Request):
         """Add a subject (409 if the name is taken), optionally with a first photo."""
         fields = await read_fields(request, ["image"])
-        name = str(need(fields, "subject"))
+        name = subject_name(need(fields, "subject"))
 
         def add(gallery):
             if gallery.has(name):
@@ -115,7 +133,7 @@ def add_routes(app, registry):
     async def rename_subject(subject: str, request: Request):
         """Rename a subject, keeping their faces (409 if the new name is another subject's)."""
         fields = await read_fields(request)
-        new_name = str(need(fields, "subject"))
+        new_name = subject_name(need(fields, "subject"))
 
         def rename(gallery):
             try:
@@ -157,7 +175,8 @@ def add_routes(app, registry):
         """Add a photo's largest face to a subject (the subject is created if new)."""
         fields = await read_fields(request, ["image"])
         image = need(fields, "image")
-        return await with_gallery(lambda gallery: _enroll(registry, gallery, subject, image), create=True)
+        name = subject_name(subject)
+        return await with_gallery(lambda gallery: _enroll(registry, gallery, name, image), create=True)
 
     @app.delete("/v1/faces/subjects/{subject}/faces/{face_id}")
     async def delete_face(subject: str, face_id: int):

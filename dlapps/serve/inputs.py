@@ -87,12 +87,27 @@ async def read_fields(request, images=()):
                 fields[key] = _b64(fields[key], key)
     else:
         raise RequestError(415, f"unsupported content type {kind!r}", "send multipart/form-data or JSON")
+    _check_names(request, fields)
     for key in images:
         if key in fields:
             if isinstance(fields[key], str):
                 raise RequestError(400, f"{key}: expected a file upload, received text")
             sniff_image(fields[key], key)
     return fields
+
+
+def _check_names(request, fields):
+    """422 for a field the route does not take (its OpenAPI description lists them), with a "did you mean"."""
+    import difflib
+
+    extra = getattr(request.scope.get("route"), "openapi_extra", None) or {}
+    content = extra.get("requestBody", {}).get("content", {}).get("multipart/form-data", {})
+    known = set(content.get("schema", {}).get("properties", {}))
+    for key in fields:
+        if known and key not in known:
+            guess = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {guess[0]!r}?" if guess else f" (its fields: {', '.join(sorted(known))})"
+            raise RequestError(422, f"unknown field {key!r}{hint}")
 
 
 def need(fields, key):
@@ -114,16 +129,26 @@ def number(fields, key, kind=float, default=None, low=None, high=None):
     try:
         value = kind(value)
     except (TypeError, ValueError):
-        raise RequestError(422, f"{key}: expected a {kind.__name__}; received {value!r}") from None
+        what = {"int": "a whole number", "float": "a number"}.get(kind.__name__, kind.__name__)
+        raise RequestError(422, f"{key}: expected {what}; received {value!r}") from None
     if (low is not None and value < low) or (high is not None and value > high):
         raise RequestError(422, f"{key}: expected a value from {low} to {high}; received {value!r}")
     return value
 
 
 def flag(fields, key):
-    """An optional yes/no field: true, 1, yes, on (any case) are yes."""
+    """An optional yes/no field: true, 1, yes, on / false, 0, no, off (any case), or a JSON boolean.
+
+    Raises:
+        RequestError: 422 for anything else.
+    """
     value = fields.get(key, False)
-    return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes", "on")
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "1", "yes", "on", "false", "0", "no", "off", ""):
+        raise RequestError(422, f"{key}: expected true or false; received {value!r}")
+    return text in ("true", "1", "yes", "on")
 
 
 def key_matches(given, expected):

@@ -125,6 +125,21 @@ def style_input(image):
     return tf.clip_by_value(resized[:, top : top + STYLE_SIZE, left : left + STYLE_SIZE], 0.0, 1.0)
 
 
+def style_vector(predictor, painting):
+    """A painting's style vector: uint8 (H, W, 3) -> float32 (100,) (a TF graph function)."""
+    return predictor(style_input(painting), training=False)[0]
+
+
+def paint(transformer, photo, vector):
+    """The one rule of `predict` and every export: uint8 (1, H, W, 3) and S (1, 100) -> uint8 (1, H, W, 3); the
+    sides reflect-padded to a multiple of 4 (the network halves them twice), painted, cropped back."""
+    height, width = tf.shape(photo)[1], tf.shape(photo)[2]
+    pads = [[0, 0], [0, (4 - height % 4) % 4], [0, (4 - width % 4) % 4], [0, 0]]
+    padded = tf.pad(tf.cast(photo, tf.float32) / 255.0, pads, mode="REFLECT")
+    painted = transformer([padded, vector], training=False)[:, :height, :width]
+    return tf.cast(tf.clip_by_value(tf.round(painted * 255.0), 0, 255), tf.uint8)
+
+
 # === Weights: the ONNX graphs' convolutions, in the order of the networks above ===
 
 

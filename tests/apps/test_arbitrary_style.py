@@ -105,3 +105,30 @@ def test_command_line_paints_photos_with_any_painting(style, tmp_path, capsys):
     assert "--steps: options of --method optimise, ignored" in captured.err
     painted = next(r for r in records if "output" in r)
     assert painted["style"] == "style" and Image.open(painted["output"]).size == (60, 40)
+
+
+def test_exports_answer_as_stylise(style, tmp_path, capsys):
+    import tensorflow as tf
+
+    photo = np.asarray(Image.open(EXAMPLES / "chelsea.png").convert("RGB").resize((45, 30)))
+    painting = np.asarray(Image.open(PAINTING).convert("RGB"))
+    code = dlapps(["style", "export", "--output", str(tmp_path / "saved"), "--json"])
+    assert code in (0, None), capsys.readouterr().err
+    exported = tf.saved_model.load(str(tmp_path / "saved"))
+    answer = exported.serve(photo[None], painting, tf.constant(0.7))["image"][0].numpy()
+    np.testing.assert_array_equal(answer, style.stylise(photo, style=painting, strength=0.7).image)
+    code = dlapps(["style", "export", "--format", "tflite", "--image-size", "32", "--output", str(tmp_path / "lite")])
+    assert code in (0, None), capsys.readouterr().err
+    interpreter = tf.lite.Interpreter(str(tmp_path / "lite" / "style_transformer.tflite"))
+    interpreter.allocate_tensors()
+    square = photo[:30, :30]
+    square = np.asarray(Image.fromarray(square).resize((32, 32)))
+    vector = style.style_vector(painting)
+    inputs = {d["name"].split(":")[0].split("_")[-1]: d["index"] for d in interpreter.get_input_details()}
+    for detail in interpreter.get_input_details():
+        value = square[None] if detail["dtype"] == np.uint8 else vector[None]
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    lite = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])[0]
+    keras_image = style.stylise(square, style=vector).image
+    assert np.abs(lite.astype(int) - keras_image).max() <= 2 and inputs

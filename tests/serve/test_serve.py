@@ -44,6 +44,9 @@ def test_health_models_page_and_docs(client):
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert "fetch(" in client.get("/static/app.js").text
     assert "/v1/detect" in client.get("/openapi.json").json()["paths"]
+    docs = client.get("/docs").text  # Swagger UI from the package's files, never a CDN
+    assert "/static/swagger/swagger-ui-bundle.js" in docs and "cdn." not in docs
+    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
 
 
 def test_models_spec_is_checked():
@@ -92,6 +95,8 @@ def test_tf_serving_route_answers_each_instance(client):
     assert client.post("/v1/models/dog:predict", json=body).status_code == 404
     assert client.post("/v1/models/cat:classify", json=body).status_code == 404
     assert client.post("/v1/models/cat:predict", json={"inputs": []}).status_code == 400
+    faceless = client.post("/v1/models/faces:predict", json={"instances": [{"b64": b64(EXAMPLES / "coffee.png")}]})
+    assert faceless.status_code == 422 and faceless.json()["error"].startswith("instances[0]: no face found")
 
 
 def test_style_answers_as_stylise_and_shows_its_painting(client):
@@ -141,8 +146,11 @@ def test_gallery_subjects_faces_and_identify(client, registry):
     assert added.status_code == 201 and added.json()["faces"] == 1
     assert client.put("/v1/faces/subjects/Eileen", data={"subject": "Eileen Collins"}).json()["faces"] == 1
     assert client.put("/v1/faces/subjects/Nobody", data={"subject": "X"}).status_code == 404
-    name = "../../etc/passwd"  # a name is data, never a path
+    name = "..\\etc passwd"  # a name is data, never a path; a "/" (no URL could name it) or 201 characters are refused
     assert client.post("/v1/faces/subjects", data={"subject": name}).status_code == 201
+    for bad in ("AC/DC", "x" * 201, "  "):
+        refused = client.post("/v1/faces/subjects", data={"subject": bad})
+        assert refused.status_code == 422, refused.json()
     assert {s["subject"] for s in client.get("/v1/faces/subjects").json()["subjects"]} == {"Eileen Collins", name}
     found = client.post("/v1/faces/identify", files=upload(FACES / "astronaut_face.jpg")).json()["faces"]
     assert found[0]["name"] == "Eileen Collins" and found[0]["path"] == "astronaut_face.jpg"
@@ -187,6 +195,26 @@ def test_errors_are_json_with_the_right_status(client, tmp_path, monkeypatch):
         (client.post("/v1/classify", content=b"x", headers={"content-type": "text/plain"}), 415, "unsupported"),
         (client.post("/v1/classify", files=upload(EXAMPLES / "coffee.png"), data={"model": "dog"}), 404, "no class"),
         (client.get("/v1/nothing"), 404, "Not Found"),
+        (
+            client.post("/v1/detect", files=upload(EXAMPLES / "coffee.png"), data={"scoreThreshold": "0.9"}),
+            422,
+            "unknown field 'scoreThreshold'; did you mean 'score_threshold'?",
+        ),
+        (
+            client.post("/v1/detect", files=upload(EXAMPLES / "coffee.png"), data={"explain": "maybe"}),
+            422,
+            "explain: expected true or false",
+        ),
+        (
+            client.post(
+                "/v1/style",
+                files={**upload(EXAMPLES / "coffee.png"), **upload(EXAMPLES / "rocket.jpg", "style_image")},
+                data={"style": "starry_night"},
+            ),
+            422,
+            "not both",
+        ),
+        (client.delete("/v1/faces/subjects/x/faces/abc"), 422, "face_id"),
     ]
     for response, status, message in cases:
         assert response.status_code == status and message in response.json()["error"], response.json()

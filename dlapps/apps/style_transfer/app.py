@@ -551,8 +551,75 @@ def _optimise_with(loss, content, steps):
     return {"total": float(total), "content": float(j_content), "style": float(j_style), "seconds": seconds}, picture
 
 
+def _export_arbitrary(args):
+    """The arbitrary network: a SavedModel (uint8 photo of any size, uint8 painting, strength -> uint8 image) or a
+    TFLite pair (style predictor; transformer at one fixed size)."""
+    import tensorflow as tf
+
+    from dlapps.apps.arbitrary import ArbitraryStyle
+    from dlapps.cli.common import check_output_folder
+    from dlapps.data.images import decode_image_bytes
+    from dlapps.export import export_graph, path_size
+    from dlapps.tasks.arbitrary_style import STYLE_DIM, STYLE_SIZE, paint, style_vector
+
+    if args.format == "onnx":
+        raise ValueError("the arbitrary network exports as saved_model or tflite (its ONNX files are the source)")
+    names = {"saved_model": "arbitrary_style_saved_model", "tflite": "arbitrary_style_tflite"}
+    output = check_output_folder(args.output or Path("runs/style/export") / names[args.format])
+    app = ArbitraryStyle(max_size=None)
+    module = tf.Module()
+    module.predictor, module.transformer = app.predictor, app.transformer
+    photo_spec = tf.TensorSpec((1, None, None, 3), tf.uint8, name="photo")
+    painting_spec = tf.TensorSpec((None, None, 3), tf.uint8, name="painting")
+    strength_spec = tf.TensorSpec((), tf.float32, name="strength")
+
+    @tf.function(input_signature=[photo_spec, painting_spec, strength_spec])
+    def serve(photo, painting, strength):
+        mixed = strength * style_vector(app.predictor, painting) + (1.0 - strength) * style_vector(app.predictor,
+                                                                                                  photo[0])  # fmt: skip
+        return {"image": paint(app.transformer, photo, mixed[None])}
+
+    @tf.function(input_signature=[tf.TensorSpec((1,), tf.string, name="photo_bytes"),
+                                  tf.TensorSpec((1,), tf.string, name="painting_bytes"), strength_spec])  # fmt: skip
+    def serve_bytes(photo_bytes, painting_bytes, strength):
+        return serve(decode_image_bytes(photo_bytes[0])[None], decode_image_bytes(painting_bytes[0]), strength)
+
+    info = {"method": "arbitrary (Ghiasi et al. 2017; Magenta's weights, Apache-2.0)",
+            "input": "photo uint8 RGB (1, H, W, 3) any size; painting uint8 RGB (H', W', 3); strength float 0-1",
+            "output": "image: uint8 RGB (1, H, W, 3)"}  # fmt: skip
+    if args.format == "saved_model":
+        module.serve, module.serve_bytes = serve, serve_bytes
+        export_graph(module, serve, serve_bytes, output, "saved_model", info)
+    else:  # a pair: the predictor (painting -> S) and the transformer at one fixed size (TFLite keeps no free size)
+        output.mkdir(parents=True, exist_ok=True)
+        side = args.image_size
+        module.model = app.predictor
+
+        @tf.function(input_signature=[tf.TensorSpec((1, STYLE_SIZE, STYLE_SIZE, 3), tf.uint8, name="painting")])
+        def predict(painting):  # already 256x256 (TFLite lacks the antialiased resize): resize and crop it first
+            return {"style": app.predictor(tf.cast(painting, tf.float32) / 255.0, training=False)}
+
+        about = {"input": f"painting uint8 (1, {STYLE_SIZE}, {STYLE_SIZE}, 3): shorter side resized to "
+                          f"{STYLE_SIZE}, centre crop", "output": "style (1, 100)"}  # fmt: skip
+        export_graph(module, predict, None, output / "style_predictor.tflite", "tflite", about)
+        module.model = app.transformer
+
+        @tf.function(input_signature=[tf.TensorSpec((1, side, side, 3), tf.uint8, name="photo"),
+                                      tf.TensorSpec((1, STYLE_DIM), tf.float32, name="style")])  # fmt: skip
+        def transform(photo, style):
+            return {"image": paint(app.transformer, photo, style)}
+
+        about = {"input": f"photo uint8 (1, {side}, {side}, 3), style (1, 100)", "output": "image uint8"}
+        export_graph(module, transform, None, output / "style_transformer.tflite", "tflite", about)
+    result = {"format": args.format, "path": str(output), "bytes": path_size(output)}
+    emit(args, result, f"wrote {output} ({result['bytes'] / 1e6:.1f} MB)")
+
+
 def export(args):
     import tensorflow as tf
+
+    if args.model is None:
+        return _export_arbitrary(args)
 
     from dlapps.cli.common import check_output_folder, default_output
     from dlapps.data.images import decode_image_bytes

@@ -16,7 +16,10 @@ async function call(method, path, form) {
   return body;
 }
 function form(fields) { const f = new FormData(); for (const [k, v] of Object.entries(fields)) { if (v !== null && v !== undefined) f.append(k, v); } return f; }
-function showError(out, error) { out.innerHTML = ""; const p = document.createElement("p"); p.className = "error"; p.textContent = error.message || String(error); out.appendChild(p); }
+function showError(out, error) {
+  const canvas = out.parentElement && out.parentElement.querySelector("canvas");
+  if (canvas) { canvas.width = 0; canvas.height = 0; }  // not the previous photo beside this error
+  out.innerHTML = ""; const p = document.createElement("p"); p.className = "error"; p.textContent = error.message || String(error); out.appendChild(p); }
 function esc(text) { const d = document.createElement("div"); d.textContent = String(text); return d.innerHTML; }
 function busy(text) { $("status").textContent = text || ""; }
 
@@ -61,7 +64,9 @@ $("classify-file").onchange = async () => {
   try {
     drawPicture($("classify-canvas"), await loadImage(file)); busy("classifying...");
     const r = await call("POST", "/v1/classify", form({ image: file, model: $("classify-model").value, top_k: 5 }));
-    const rows = r.top_k || [{ label: r.label, probability: r.probability }];
+    // A binary model's record gives P(positive) with its threshold: show both classes' probabilities.
+    const other = (state.models.find((m) => m.name === $("classify-model").value) || {}).classes || ["non-cat", "cat"];
+    const rows = r.top_k || [{ label: other[1], probability: r.probability }, { label: other[0], probability: 1 - r.probability }];
     out.innerHTML = `<p class="verdict">${esc(r.label)}</p>` + rows.map((row) =>
       `<div>${esc(row.label.padEnd(14))} <span class="bar" style="width:${Math.round(200 * row.probability)}px"></span> ${(100 * row.probability).toFixed(1)}%</div>`).join("") +
       (r.threshold !== undefined ? `<p>P(cat) ${r.probability.toFixed(3)}, threshold ${r.threshold}</p>` : "") +
@@ -88,8 +93,10 @@ async function detect() {
   } catch (e) { showError(out, e); } finally { busy(); }
 }
 function drawGrid(ctx, grid, r) {
-  // The coarsest scale's cells over the letterboxed square, then each box's responsible cell and anchor.
-  const [x0, y0, x1, y1] = grid.square; const coarse = grid.scales[grid.scales.length - 1];
+  // The grid of the scale responsible for the first box (the coarsest if none) over the letterboxed square, then
+  // each box's responsible cell and anchor.
+  const [x0, y0, x1, y1] = grid.square;
+  const coarse = grid.scales[grid.boxes.length ? grid.boxes[0].scale : grid.scales.length - 1];
   ctx.save(); ctx.strokeStyle = "rgba(255,255,255,0.5)"; ctx.lineWidth = 1;
   for (let i = 0; i <= coarse.cells; i++) {
     const x = x0 + i * coarse.cell_size, y = y0 + i * coarse.cell_size;
@@ -130,7 +137,10 @@ async function refreshSubjects() {
       const rename = document.createElement("button"); rename.textContent = "rename"; rename.style.color = "#0277bd";
       rename.onclick = async () => { const name = prompt("New name", s.subject); if (name) { await call("PUT", "/v1/faces/subjects/" + encodeURIComponent(s.subject), form({ subject: name })).catch((e) => alert(e.message)); refreshSubjects(); } };
       const remove = document.createElement("button"); remove.textContent = "x"; remove.title = "remove";
-      remove.onclick = async () => { await call("DELETE", "/v1/faces/subjects/" + encodeURIComponent(s.subject)); refreshSubjects(); };
+      remove.onclick = async () => {
+        if (!confirm(`Remove ${s.subject} and their ${s.faces} face(s)?`)) return;
+        await call("DELETE", "/v1/faces/subjects/" + encodeURIComponent(s.subject)).catch((e) => alert(e.message)); refreshSubjects();
+      };
       li.append(rename, remove); list.appendChild(li);
     });
   } catch (e) { list.textContent = e.message; }
@@ -171,6 +181,7 @@ async function stylise() {
   } catch (e) { showError(out, e); } finally { busy(); }
 }
 $("style-strength").addEventListener("input", () => { $("style-strength-v").textContent = $("style-strength").value; });
+$("style-upload").addEventListener("change", () => document.querySelectorAll("#paintings figure").forEach((f) => f.classList.remove("chosen")));
 ["style-file", "style-strength", "style-upload", "style-losses"].forEach((id) => $(id).addEventListener("change", stylise));
 function paintings() {
   const box = $("paintings"); box.innerHTML = "";
