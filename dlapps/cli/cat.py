@@ -3,6 +3,7 @@
 from dlapps.apps.cat_classifier.config import CatConfig
 from dlapps.cli.common import (
     Verb,
+    add_beam_arguments,
     count_inputs,
     fraction,
     positive_float,
@@ -111,6 +112,7 @@ def add_predict_arguments(parser):
         "--threshold", type=fraction, default=None, help="P(cat) above which an image is a cat (default: the model's)"
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    add_beam_arguments(parser)
 
 
 def add_export_arguments(parser):

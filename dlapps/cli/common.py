@@ -82,9 +82,29 @@ def build_parser(prog, description, verbs):
     return parser
 
 
+def add_beam_arguments(parser):
+    """`--runner`: the verb runs as an Apache Beam pipeline (`dlapps.beam`); Beam's own pipeline options
+    (`--project`, `--region`, `--flink_master`, ...) pass through. Adds `--output` (a prefix) if the verb has none."""
+    parser.add_argument(
+        "--runner", default=None, choices=["direct", "dataflow", "flink", "spark"],
+        help="run as an Apache Beam pipeline (pip install 'dlapps[beam]'): inputs are file patterns (local, gs://, "
+             "s3://), records go to --output as sharded JSON Lines, failures to a dead-letter file; Beam's pipeline "
+             "options (--project, --region, --temp_location, --flink_master, ...) pass through",
+    )  # fmt: skip
+    if "--output" not in parser._option_string_actions:
+        parser.add_argument("--output", default=None, help="with --runner: the output prefix (a folder or gs://...)")
+
+
 def run(prog, description, verbs, argv=None):
     """Parse arguments, run the verb's handler, and turn errors into one line and an exit code."""
-    args = build_parser(prog, description, verbs).parse_args(argv)
+    parser = build_parser(prog, description, verbs)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "runner", None):
+        parser.parse_args(argv)  # the usual error (and "did you mean") for an unknown option
+    if getattr(args, "runner", None):  # an Apache Beam pipeline; the rest of the command line is Beam's options
+        args.pipeline_args, args.handler = extra, "dlapps.beam:run_from_args"
+        args.app = prog.split()[-1]
+        args.output = args.output or f"runs/{args.app}/beam"
     configure_logging(prog)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # Keras warns that fit() ignores shuffle=True for a tf.data input; our pipelines shuffle themselves.
@@ -95,8 +115,10 @@ def run(prog, description, verbs, argv=None):
     warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated.*")
     module_name, function_name = args.handler.split(":")
     try:
-        # Before TensorFlow is imported: a wrong path fails in well under a second.
-        check_inputs_exist(args, prog.split()[-1])
+        # Before TensorFlow is imported: a wrong path fails in well under a second (Beam's patterns are matched by
+        # the pipeline: globs, gs://).
+        if not getattr(args, "runner", None):
+            check_inputs_exist(args, prog.split()[-1])
         with quiet_native_stderr(enabled=not args.debug):
             handler = getattr(importlib.import_module(module_name), function_name)
             import tensorflow as tf

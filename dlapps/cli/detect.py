@@ -1,6 +1,6 @@
 """Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
 
-from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
     "A YOLO-style object detector (the course's detection week): a pretrained backbone and one S x S grid of anchor "
@@ -105,6 +105,7 @@ def add_predict_arguments(parser):
     parser.add_argument("--output", default="runs/detect/predict", help="annotated images (and videos) go here")
     parser.add_argument("--save-txt", action="store_true", help="also write YOLO label files (labels/NAME.txt)")
     parser.add_argument("--no-images", action="store_true", help="do not write annotated images")
+    add_beam_arguments(parser)
 
 
 def add_export_arguments(parser):

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
 MIN_FACE_SIDE = 20
@@ -58,6 +58,26 @@ def add_enroll_arguments(parser):
     )
 
 
+def add_embed_arguments(parser):
+    parser.add_argument("paths", nargs="+", help="image files and/or folders")
+    _add_model(parser)
+    add_beam_arguments(parser)
+
+
+def embed(args):
+    """The largest face of each photo: its box, the face count and the 128-D embedding (one record each)."""
+    from dlapps.apps.faces import FaceVerifier
+    from dlapps.cli.common import print_results, report_problems
+    from dlapps.data.images import list_image_files
+
+    files, problems = list_image_files(args.paths)
+    failures = report_problems(args, "dlapps faces", problems)
+    app = FaceVerifier.from_folder(args.model)
+    text = lambda r: f"{r.source}: face at {[round(v) for v in r.box]} of {r.faces}"  # noqa: E731
+    failures += bool(print_results(args, app.predict_iter(files), text, len(files), "embedding"))
+    return 2 if failures else None
+
+
 def add_identify_arguments(parser):
     parser.add_argument("paths", nargs="+", help="image files and/or folders")
     parser.add_argument("--db", required=True, help="the gallery file made by enroll")
@@ -79,6 +99,7 @@ def add_identify_arguments(parser):
         'names them all and the JSON record lists them in "ambiguous" (empty otherwise). Exit code 2 when some '
         "inputs could not be read or showed no usable face (each named on stderr): the others are identified."
     )
+    add_beam_arguments(parser)
 
 
 def add_gallery_arguments(parser):
@@ -219,6 +240,8 @@ VERBS = [
     Verb("enroll", "add people (a folder each, name.jpg photos, or photos with --name) to a gallery",
          add_enroll_arguments,
          "dlapps.apps.face_verification.app:enroll"),
+    Verb("embed", "each photo's largest face as a 128-D embedding (JSON; with --runner, Parquet too)",
+         add_embed_arguments, "dlapps.cli.faces:embed"),
     Verb("identify", "who is in these photos? (or 'unknown')", add_identify_arguments,
          "dlapps.apps.face_verification.app:identify"),
     Verb("gallery", "list the people of a gallery, or remove some", add_gallery_arguments,

@@ -4,6 +4,7 @@ from dlapps.apps.fine_tuner.config import SCRATCH_RECIPE, SCRATCH_STEPS, FineTun
 from dlapps.backbones import BACKBONES
 from dlapps.cli.common import (
     Verb,
+    add_beam_arguments,
     count_inputs,
     fraction,
     momentum,
@@ -144,6 +145,7 @@ def add_predict_arguments(parser):
     parser.add_argument("--model-dir", "--model", dest="model_dir", required=True, help="trained model folder")
     parser.add_argument("--top-k", type=positive_int, default=3, help="how many labels to show per image")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="images per forward pass")
+    add_beam_arguments(parser)
 
 
 def add_export_arguments(parser):

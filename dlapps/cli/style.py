@@ -1,6 +1,6 @@
 """Command line of neural style transfer: `dlapps style predict|train|evaluate|export`."""
 
-from dlapps.cli.common import Verb, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
 
 DESCRIPTION = (
     "Neural style transfer (the course's last week): paint a content photo in the style of any painting in one pass "
@@ -82,6 +82,7 @@ def add_predict_arguments(parser):
         "optimising (the losses shown are those of the image before)",
     )
     parser.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
+    add_beam_arguments(parser)
 
 
 def add_train_arguments(parser):
