@@ -25,7 +25,8 @@ PREDICT_ITER = """
 import json, sys
 import dlapps
 from dlapps.data.images import list_image_files
-app = {"cat": lambda: dlapps.CatClassifier.from_preset(), "detect": lambda: dlapps.ObjectDetector.from_preset()}[sys.argv[1]]()
+classes = {"cat": dlapps.CatClassifier, "detect": dlapps.ObjectDetector}
+app = classes[sys.argv[1]].from_preset()
 files, _ = list_image_files([sys.argv[2]])
 with open(sys.argv[3], "w") as out:
     for result in app.predict_iter(files):
