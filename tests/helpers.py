@@ -102,3 +102,14 @@ def assert_serving_matches(model, export_dir, images_uint8, expected_probabiliti
             outputs["probabilities"].numpy(), expected_probabilities[: len(batch)], rtol=1e-4, atol=atol
         )
     return served
+
+
+def write_clip(path, frames=6, size=(96, 64)):
+    """A tiny mp4 (mp4v) of `frames` grey frames of (width, height) `size`, getting lighter; returns the path."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 5, size)
+    for index in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 40 * index, np.uint8))
+    writer.release()
+    return path

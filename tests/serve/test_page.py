@@ -9,10 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, write_clip
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dlapps[serve]'")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -113,13 +112,7 @@ def test_style_tab_paints_with_a_picked_painting(page, tmp_path):
 
 
 def test_video_upload_plays_and_the_webcam_streams(page, tmp_path):
-    import cv2
-
-    clip = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 64))
-    for index in range(6):
-        writer.write(np.full((64, 96, 3), 40 * index, np.uint8))
-    writer.release()
+    clip = write_clip(tmp_path / "clip.mp4")
     page.click("#tabs button[data-tab=detect]")
     page.set_input_files(".video[data-app=detect]", str(clip))
     page.wait_for_selector("#detect-live video")

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import dlapps  # noqa: E402
 from dlapps.cli import main as cli  # noqa: E402
 from dlapps.serve import create_app, parse_models  # noqa: E402
-from tests.helpers import EXAMPLES  # noqa: E402
+from tests.helpers import EXAMPLES, write_clip  # noqa: E402
 
 FACES = EXAMPLES.parent / "tests" / "data" / "faces"
 
@@ -270,11 +270,7 @@ def test_webcam_stream_annotates_frames_and_takes_options(client):
 def test_video_upload_returns_a_webm_of_every_frame(client, tmp_path):
     import cv2
 
-    source = tmp_path / "clip.mp4"
-    writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 5, (96, 64))
-    for index in range(6):
-        writer.write(np.full((64, 96, 3), 40 * index, np.uint8))
-    writer.release()
+    source = write_clip(tmp_path / "clip.mp4")
     answer = client.post("/v1/video/style", files={"video": ("clip.mp4", source.read_bytes())})
     assert answer.status_code == 200 and answer.headers["content-type"] == "video/webm"
     assert answer.headers["x-frames"] == "6" and answer.content[:4] == b"\x1a\x45\xdf\xa3"
