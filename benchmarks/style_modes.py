@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--optimise-photos", type=int, default=1)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--style-weight", type=float, default=None, help="the optimisation's (default: its own)")
+    parser.add_argument("--photos", type=int, default=len(DEV), help="the first N dev photos only")
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -62,7 +64,7 @@ def main():
     arbitrary = dlapps.StyleTransfer.arbitrary(max_size=SIZE)
     fast = {name: dlapps.StyleTransfer.from_preset(preset, max_size=SIZE) for name, preset in FAST.items()}
     rows, table = [], []
-    for row, stem in enumerate(DEV):
+    for row, stem in enumerate(DEV[: args.photos]):
         photo = fit(read_image(args.style_data / "content" / f"{stem}.jpg"))
         cells = [photo]
         for name in PAINTINGS:
@@ -76,7 +78,8 @@ def main():
                 results["fast"] = (fast[name].stylise(photo).image, time.perf_counter() - start)
             if row < args.optimise_photos:
                 start = time.perf_counter()
-                optimised = dlapps.StyleTransfer.optimise(photo, painting, steps=args.steps, max_size=SIZE)
+                weight = {} if args.style_weight is None else {"style_weight": args.style_weight}
+                optimised = dlapps.StyleTransfer.optimise(photo, painting, steps=args.steps, max_size=SIZE, **weight)
                 results["optimise"] = (optimised.image, time.perf_counter() - start)
             for mode, (image, seconds) in results.items():
                 table.append({"photo": stem, "painting": name, "mode": mode, "seconds": round(seconds, 2),
