@@ -84,7 +84,7 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException
 
-    from dlapps.serve import faces_routes, stream
+    from dlapps.serve import faces_routes, stream, tf_serving
     from dlapps.serve.registry import NotLoaded
 
     description = ("Computer-vision apps over HTTP: classify, detect, faces (verify, identify, a gallery of "
@@ -235,34 +235,8 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
             raise RequestError(404, f"{name}: the painting is not stored with the model")
         return FileResponse(path)
 
-    @app.post("/v1/models/{target}")
-    async def tf_serving_predict(target: str, request: Request):
-        """TF Serving's REST shape: `POST /v1/models/NAME:predict` with `{"instances": [{"b64": ...}]}` (or
-        `{"instances": [{"image": {"b64": ...}}]}`); answers `{"predictions": [record, ...]}`, one `predict --json`
-        record per instance (style: the record with `image` as a PNG data URL)."""
-        name, _, verb = target.partition(":")
-        if verb != "predict":
-            raise RequestError(404, f"unknown route {target!r}; use /v1/models/{name}:predict")
-        if name not in registry.names():
-            raise RequestError(404, f"no model {name!r} is loaded", f"loaded: {', '.join(registry.names())}")
-        fields = await read_fields(request)
-        instances = fields.get("instances")
-        if not isinstance(instances, list) or not instances:
-            raise RequestError(400, 'expected {"instances": [{"b64": ...}, ...]}')
-        images = [read_fields_b64(instance, i) for i, instance in enumerate(instances)]
-
-        def run():
-            predictions = []
-            for index, image in enumerate(images):
-                try:
-                    predictions.append(predict_one(registry, name, image))
-                except ValueError as error:  # TF Serving answers a batch whole: the error names the instance
-                    raise type(error)(f"instances[{index}]: {error}") from None
-            return predictions
-
-        return {"predictions": await work(run)}
-
     faces_routes.add_routes(app, registry)
+    tf_serving.add_routes(app, registry)
     stream.add_routes(app, registry)
     app.add_middleware(GuardMiddleware, api_key=api_key, max_bytes=max_upload_bytes)
     if cors_origin:
@@ -291,26 +265,3 @@ def _offline_docs(app):
     @app.get("/docs", include_in_schema=False)
     def docs():
         return get_swagger_ui_html(openapi_url="/openapi.json", title="dlapps API", **assets)
-
-
-def read_fields_b64(instance, index):
-    """One TF Serving instance's image bytes (sniffed). Raises RequestError 400/415."""
-    from dlapps.serve.inputs import _b64, sniff_image
-
-    value = instance.get("image", instance) if isinstance(instance, dict) else instance
-    data = _b64(value, f"instances[{index}]")
-    sniff_image(data, f"instances[{index}]")
-    return data
-
-
-def predict_one(registry, name, image):
-    """One image through the named model, as its `predict --json` record."""
-    if name in registry.classifiers:
-        with registry.classifiers[name] as classifier:
-            return classifier.predict(image).to_dict()
-    if name in ("detect", "faces"):
-        with registry.need(name) as model:
-            return model.predict(image).to_dict()
-    with registry.style(name) as model:
-        result = model.stylise(image)
-    return {**result.to_dict(), "image": png_data_url(result.image)}
