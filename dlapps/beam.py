@@ -50,9 +50,9 @@ class AppModelHandler(ModelHandler):
         classes = {"cat": dlapps.CatClassifier, "finetune": dlapps.ImageClassifier, "detect": dlapps.ObjectDetector,
                    "faces": dlapps.FaceVerifier, "style": dlapps.StyleTransfer}  # fmt: skip
         keep = {"detect": ("score_threshold", "iou_threshold", "max_detections"), "finetune": ("top_k",)}
-        made = (classes[self.app].from_preset(**{k: options[k] for k in keep.get(self.app, ()) if k in options})
-                if self.model is None else classes[self.app].from_folder(self.model, **{
-                    k: options[k] for k in keep.get(self.app, ()) if k in options}))  # fmt: skip
+        kept = {k: options[k] for k in keep.get(self.app, ()) if k in options}
+        cls = classes[self.app]
+        made = cls.from_preset(**kept) if self.model is None else cls.from_folder(self.model, **kept)
         if self.app == "faces" and options.get("gallery"):
             from dlapps.gallery import GalleryIndex
 
@@ -69,36 +69,24 @@ class AppModelHandler(ModelHandler):
 
         inputs = [NamedBytes(data, path) for path, data in batch]
         if self.app in ("cat", "finetune"):  # batched forward passes, as predict_iter
-            answers = [[_record(r)] for r in model.predict_iter(inputs)]
+            answers = [[r.to_dict()] for r in model.predict_iter(inputs)]
         else:
             answers = [self._one(model, item) for item in inputs]
         return [PredictionResult(element, answer) for element, answer in zip(batch, answers, strict=True)]
 
     def _one(self, model, item):
+        from dlapps.data.images import encode_image
+
         try:
             if self.app == "faces" and getattr(model, "index", None) is not None:
                 top_k = int(self.options.get("top_k") or 3)
                 return [r.to_dict() for r in model.identify(item, model.index, top_k=top_k)]
             if self.app == "style":
                 result = model.stylise(item, strength=float(self.options.get("strength") or 1.0))
-                return [{**result.to_dict(), "_png": _png(result.image)}]
+                return [{**result.to_dict(), "_png": encode_image(result.image)}]
             return [model.predict(item).to_dict()]
         except ValueError as error:
             return [{"path": item.name, "error": str(error), "kind": type(error).__name__}]
-
-
-def _record(result):
-    return result.to_dict()
-
-
-def _png(image):
-    import io
-
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class _Route(beam.DoFn):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlapps.apps.base import App, to_image
+from dlapps.apps.base import App, source_path, to_image
 from dlapps.results import Stylised, input_name
 
 MIN_PAINTING_SIDE = 32
@@ -100,7 +100,7 @@ class ArbitraryStyle(App):
             raise ValueError(f"strength: expected a number from 0 to 1; received {strength!r}")
         if style is None and self.default_style is None:
             raise ValueError("no painting: give style=PAINTING (or make the instance with one)")
-        pixels = content_pixels(to_image(image), max_size or self.max_size, _path(image))
+        pixels = content_pixels(to_image(image), max_size or self.max_size, source_path(image))
         if isinstance(style, np.ndarray) and style.shape == (100,):
             vector = style.astype(np.float32)
         else:
@@ -122,9 +122,5 @@ def _style_name(style):
     """A painting's name in records and file names: its file's stem, "blend" for several, else "custom"."""
     if isinstance(style, list | tuple):
         return _style_name(style[0]) if len(style) == 1 else "blend"
-    path = _path(style)
+    path = source_path(style)
     return Path(path).stem if path else "custom"
-
-
-def _path(image):
-    return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else None

@@ -53,6 +53,11 @@ def to_image(source):
     raise ImageReadError(f"<{type(source).__name__}>: not an image; pass a path, bytes, a PIL image or an ndarray")
 
 
+def source_path(source):
+    """An input's path as text when it is a path (for messages naming the file), else None."""
+    return str(source) if isinstance(source, str) or hasattr(source, "__fspath__") else None
+
+
 def is_single_input(inputs):
     """True when `inputs` is one image (not a folder nor an iterable of images)."""
     if isinstance(inputs, (str, os.PathLike)):

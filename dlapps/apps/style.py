@@ -9,7 +9,7 @@ dlapps.StyleTransfer.optimise("examples/chelsea.png", "my_painting.jpg", steps=1
 ```
 """
 
-from dlapps.apps.base import App, to_image
+from dlapps.apps.base import App, source_path, to_image
 from dlapps.results import Stylised
 
 
@@ -52,7 +52,7 @@ class StyleTransfer(App):
 
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength: expected a number from 0 to 1; received {strength!r}")
-        pixels = content_pixels(to_image(image), max_size or self.max_size, _path(image))
+        pixels = content_pixels(to_image(image), max_size or self.max_size, source_path(image))
         if self._stylise is None:  # the rule traced whole, as in the exported SavedModel (eager padding cost 40 ms)
             import tensorflow as tf
 
@@ -132,12 +132,12 @@ class StyleTransfer(App):
         weights = args.style_weights or [1.0 / len(styles)] * len(styles)
         if len(weights) != len(styles):
             raise ValueError(f"style_weights: {len(weights)} weights for {len(styles)} styles")
-        style_images = [_resized(to_image(s), args.max_size, _path(s)) for s in styles]
-        pixels = content_pixels(to_image(content), args.max_size, _path(content))
+        style_images = [_resized(to_image(s), args.max_size, source_path(s)) for s in styles]
+        pixels = content_pixels(to_image(content), args.max_size, source_path(content))
         loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
         result, history = stylise(tf.constant(pixels[None], tf.float32) / 255.0, style_images, weights, loss_network,
                                   args, on_step)  # fmt: skip
-        names = ", ".join(_path(s) or "<image>" for s in styles)
+        names = ", ".join(source_path(s) or "<image>" for s in styles)
         stylised = Stylised(result, names, content)
         stylised.history = history
         return stylised
@@ -150,7 +150,3 @@ class StyleTransfer(App):
         report = cls._run_verb("train", style=style, content=content if isinstance(content, list) else [content],
                                output=output, **options)  # fmt: skip
         return cls._trained(report, output)
-
-
-def _path(image):
-    return str(image) if isinstance(image, str) or hasattr(image, "__fspath__") else None

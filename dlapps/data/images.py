@@ -259,6 +259,13 @@ def decode_image(image_bytes, name="<bytes>"):
         raise ImageReadError(f"{name}: corrupt or truncated image ({message})") from None
 
 
+def encode_image(image, format="PNG", **options):
+    """RGB uint8 (H, W, 3) as encoded bytes (Pillow; `options` as `Image.save` takes them, e.g. quality=85)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
 def full_size(source):
     """The (width, height) an image file or its bytes has at full scale, upright (EXIF orientations 5-8 swap the
     sides): what a JPEG above `MAX_DECODED_SIDE` decoded at reduced scale really measures. None if unreadable.

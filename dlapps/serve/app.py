@@ -10,7 +10,6 @@ app = create_app(Registry(parse_models("cat,detect")))      # any ASGI server ru
 """
 
 import base64
-import io
 import logging
 from pathlib import Path
 
@@ -35,11 +34,9 @@ def form_body(**fields):
 
 def png_data_url(image):
     """RGB uint8 (H, W, 3) as a `data:image/png;base64,...` URL (lossless: the pixels `predict` returned)."""
-    from PIL import Image
+    from dlapps.data.images import encode_image
 
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(encode_image(image)).decode()
 
 
 async def work(function, *args):

@@ -3,7 +3,6 @@ frames back) and a video upload answered with the annotated video as WebM/VP9 (w
 has no H.264 encoder), for detect, faces and style. One frame rule for both: `frame_transform`.
 """
 
-import io
 import json
 import logging
 import tempfile
@@ -104,11 +103,9 @@ def _annotate(transform, data):
 
 
 def encode_jpeg(rgb, quality=85):
-    from PIL import Image
+    from dlapps.data.images import encode_image
 
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
+    return encode_image(rgb, "JPEG", quality=quality)
 
 
 def stream_options(query):

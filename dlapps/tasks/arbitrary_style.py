@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from dlapps.tasks.style_transformer import ReflectionPadding2D
+from dlapps.tasks.style_transformer import ReflectionPadding2D, pad_to_multiple_of_4
 
 STYLE_SIZE = 256
 STYLE_DIM = 100
@@ -133,9 +133,7 @@ def style_vector(predictor, painting):
 def paint(transformer, photo, vector):
     """The one rule of `predict` and every export: uint8 (1, H, W, 3) and S (1, 100) -> uint8 (1, H, W, 3); the
     sides reflect-padded to a multiple of 4 (the network halves them twice), painted, cropped back."""
-    height, width = tf.shape(photo)[1], tf.shape(photo)[2]
-    pads = [[0, 0], [0, (4 - height % 4) % 4], [0, (4 - width % 4) % 4], [0, 0]]
-    padded = tf.pad(tf.cast(photo, tf.float32) / 255.0, pads, mode="REFLECT")
+    padded, height, width = pad_to_multiple_of_4(tf.cast(photo, tf.float32) / 255.0)
     painted = transformer([padded, vector], training=False)[:, :height, :width]
     return tf.cast(tf.clip_by_value(tf.round(painted * 255.0), 0, 255), tf.uint8)
 

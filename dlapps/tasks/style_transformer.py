@@ -97,19 +97,24 @@ def _as_graph(model):
     return _GRAPHS[model]
 
 
+def pad_to_multiple_of_4(images):
+    """Reflection-pad H and W of float (B, H, W, C) images up to multiples of 4 (the transformer networks halve
+    them twice); returns (padded, height, width), crop back with [:, :height, :width]."""
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    # (4 - n % 4) % 4, not (-n) % 4: tf2onnx turns floormod into ONNX's C-style Mod, which gives -1 for -301 % 4 (a
+    # negative pad that crops a row, and a broadcast error in ONNX Runtime for sides that are not multiples of 4).
+    pad_h, pad_w = (4 - height % 4) % 4, (4 - width % 4) % 4
+    return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT"), height, width
+
+
 def stylise(model, images, strength=1.0):
     """The one stylising rule: uint8 (B, H, W, 3) RGB of any size -> uint8 (B, H, W, 3).
 
     Reflection-pads H and W up to multiples of 4, runs the network, crops back, blends with the input by
     `strength` (1: all style, 0: the photo), rounds to uint8.
     """
-    images = tf.convert_to_tensor(images)
-    height, width = tf.shape(images)[1], tf.shape(images)[2]
-    # (4 - n % 4) % 4, not (-n) % 4: tf2onnx turns floormod into ONNX's C-style Mod, which gives -1 for -301 % 4 (a
-    # negative pad that crops a row, and a broadcast error in ONNX Runtime for sides that are not multiples of 4).
-    pad_h, pad_w = (4 - height % 4) % 4, (4 - width % 4) % 4
-    pixels = tf.cast(images, tf.float32)
-    padded = tf.pad(pixels, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]], mode="REFLECT")
+    pixels = tf.cast(tf.convert_to_tensor(images), tf.float32)
+    padded, height, width = pad_to_multiple_of_4(pixels)
     styled = _as_graph(model)(padded)[:, :height, :width, :]
     blended = strength * styled + (1.0 - strength) * pixels
     return tf.cast(tf.clip_by_value(tf.round(blended), 0.0, 255.0), tf.uint8)

@@ -108,21 +108,26 @@ def predict(args):
 def _predict_arbitrary(args):
     """Any painting in one pass (Magenta's arbitrary network): photos and videos, a record for each."""
     from dlapps.apps.arbitrary import ArbitraryStyle
-    from dlapps.cli.common import print_results, report_problems
-    from dlapps.data.video import split_videos, transform_video
 
-    weights = None if args.weights == "hed" else args.weights
-    app = ArbitraryStyle(args.style, weights, args.max_size, args.style_weights)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    videos, files, problems = split_videos(args.content)
-    failures = report_problems(args, PROG, problems)
+    app = ArbitraryStyle(args.style, None if args.weights == "hed" else args.weights, args.max_size, args.style_weights)
     ignored = [option for option, value, default in OPTIMISATION_ONLY
                if value not in ("preserve_colors", "style_weights") and getattr(args, value) != default]  # fmt: skip
     if ignored:
         warn(PROG, f"{', '.join(ignored)}: options of --method optimise, ignored in one pass")
+    return _predict_one_pass(args, app, strength=args.strength, preserve_colors=args.preserve_colors)
+
+
+def _predict_one_pass(args, app, **options):
+    """The one-pass modes' loop (a fast model or the arbitrary network): photos through `predict_iter`, a record
+    each, videos frame by frame with `app.stylise(frame, **options)`; returns the exit code."""
+    from dlapps.cli.common import print_results, report_problems
+    from dlapps.data.video import split_videos, transform_video
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    videos, files, problems = split_videos(args.content)
+    failures = report_problems(args, PROG, problems)
     names = output_names([*files, *videos])
-    options = {"strength": args.strength, "preserve_colors": args.preserve_colors}
 
     def save(result):
         result.save(output / f"{names[Path(result.source)]}_{app.style}.png")
@@ -132,8 +137,10 @@ def _predict_arbitrary(args):
                                    save))  # fmt: skip
     for video in videos:
         target = output / f"{names[video]}_{app.style}.mp4"
+        progress = ProgressBar(0, video.name)
         try:
-            frames = transform_video(video, target, lambda rgb: app.stylise(rgb, **options).image, args.max_size)
+            frames = transform_video(video, target, lambda rgb: app.stylise(rgb, **options).image, args.max_size,
+                                     lambda index, total, progress=progress: progress.update())  # fmt: skip
         except ValueError as error:
             warn(PROG, f"error: {error}")
             failures += 1
@@ -271,49 +278,12 @@ def _fit_max_size(image, max_size, path=None):
 
 def _predict_fast(args):
     from dlapps.apps.style import StyleTransfer
-    from dlapps.cli.common import print_results, report_problems
-    from dlapps.data.video import split_videos
 
     app = StyleTransfer.from_folder(args.model, max_size=args.max_size)
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    videos, files, problems = split_videos(args.content)
-    failures = report_problems(args, PROG, problems)
     ignored = [option for option, value, default in OPTIMISATION_ONLY if getattr(args, value) != default]
     if ignored:
         warn(PROG, f"{', '.join(ignored)}: options of the optimisation mode (--style), ignored with --model")
-    names = output_names([*files, *videos])
-
-    def save(result):
-        result.save(output / f"{names[Path(result.source)]}_{app.style}.png")
-
-    results = app.predict_iter(files, strength=args.strength)
-    failures += bool(print_results(args, results, lambda r: f"{r.source} -> {r.output}", len(files), "stylising",
-                                   save))  # fmt: skip
-    for video in videos:
-        failures += _stylise_video(args, app.model, app.config, video, output, names[video])
-    return 2 if failures else None
-
-
-def _stylise_video(args, model, config, path, output, name):
-    from dlapps.data.video import transform_video
-    from dlapps.tasks.style_transformer import stylise
-
-    target = output / f"{name}_{config['style']}.mp4"
-    progress = ProgressBar(0, path.name)
-    try:
-        frames = transform_video(
-            path,
-            target,
-            lambda rgb: stylise(model, rgb[None], args.strength)[0].numpy(),
-            args.max_size,
-            lambda index, total: progress.update(),
-        )
-    except ValueError as error:
-        warn(PROG, f"error: {error}")
-        return 1
-    emit(args, {"content": str(path), "output": str(target), "frames": frames}, f"{path}: {frames} frames -> {target}")
-    return 0
+    return _predict_one_pass(args, app, strength=args.strength)
 
 
 def _content_dataset(files, image_size, batch_size, seed):
