@@ -3,6 +3,7 @@ throughput, errors) against the API's in-process latency on the same photos, the
 different people, then a killed server (SIGKILL) and a count of what the gallery kept.
 
     python benchmarks/serve_load.py ../shared/data --output runs/serve_load [--requests 40] [--port 8765]
+        [--max-batch 1] [--repeats 1] [--detect-only]
 
 The server is started here with `--duration` (it stops by itself) and killed at the end. Writes `results.json`.
 """
@@ -46,8 +47,19 @@ def post(url, fields, files, timeout=120):
     return status, time.perf_counter() - start
 
 
-def load(url, photos, clients, requests_each):
-    """`clients` threads, each posting `requests_each` photos in turn; latency percentiles and throughput."""
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(url, photos, clients, requests_each, server_pid=None):
+    """`clients` threads, each posting `requests_each` photos in turn; latency percentiles, throughput, and the CPU
+    cores the server kept busy on average (what bounds the speed-up of many clients over one)."""
+    cpu_before = cpu_seconds(server_pid) if server_pid else None
 
     def client(index):
         results = []
@@ -61,7 +73,9 @@ def load(url, photos, clients, requests_each):
         results = [r for batch in pool.map(client, range(clients)) for r in batch]
     wall = time.perf_counter() - start
     times = sorted(t for status, t in results if status == 200)
+    cpu_after = cpu_seconds(server_pid) if cpu_before is not None else None
     return {
+        "server_cores": round((cpu_after - cpu_before) / wall, 2) if cpu_after is not None else None,
         "clients": clients, "requests": len(results), "errors": sum(status != 200 for status, _ in results),
         "p50_ms": round(1000 * statistics.median(times), 1) if times else None,
         "p95_ms": round(1000 * times[int(0.95 * (len(times) - 1))], 1) if times else None,
@@ -97,6 +111,15 @@ def wait_ready(base, process, seconds=180):
     raise SystemExit("the server did not start")
 
 
+def finish(args, results):
+    """The in-process floor, the one-client overhead, then results.json and the printout."""
+    photos = sorted((args.data / "fruit_detection" / "test").glob("*.jpg"))[:40]
+    results["in_process_ms"] = in_process_ms(photos)
+    results["one_client_overhead_ms"] = round(results["one_client"]["p50_ms"] - results["in_process_ms"], 1)
+    (args.output / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", type=Path, help="the shared data folder (fruit_detection/test, lfw)")
@@ -104,6 +127,9 @@ def main():
     parser.add_argument("--requests", type=int, default=40, help="requests per client")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--concurrency", type=int, default=4, help="the server's --concurrency")
+    parser.add_argument("--max-batch", type=int, default=1, help="the server's --max-batch (1: no micro-batches)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the 1- and 8-client loads (the spread)")
+    parser.add_argument("--detect-only", action="store_true", help="skip the enrolment and kill tests")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
     photos = sorted((args.data / "fruit_detection" / "test").glob("*.jpg"))[:40]
@@ -118,16 +144,26 @@ def main():
     base = f"http://127.0.0.1:{args.port}"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-m", "dlapps", "serve", "--models", "detect,faces", "--port", str(args.port),
-               "--gallery", str(gallery), "--duration", "1800", "--concurrency", str(args.concurrency)]  # fmt: skip
+               "--gallery", str(gallery), "--duration", "1800", "--concurrency", str(args.concurrency),
+               "--max-batch", str(args.max_batch)]  # fmt: skip
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results = {"photos": len(photos), "machine": f"{os.cpu_count()} CPU cores", "concurrency": args.concurrency}
+    results = {"photos": len(photos), "machine": f"{os.cpu_count()} CPU cores", "concurrency": args.concurrency,
+               "max_batch": args.max_batch}  # fmt: skip
     try:
         wait_ready(base, server)
         post(base + "/v1/detect", {}, {"image": (photos[0].name, photos[0].read_bytes())})  # warm-up
-        results["one_client"] = load(base + "/v1/detect", photos, 1, args.requests)
-        results["eight_clients"] = load(base + "/v1/detect", photos, 8, args.requests)
-        results["speed_up"] = round(results["eight_clients"]["throughput_per_s"] /
-                                    results["one_client"]["throughput_per_s"], 2)  # fmt: skip
+        rounds = []
+        for _ in range(args.repeats):
+            one = load(base + "/v1/detect", photos, 1, args.requests, server.pid)
+            eight = load(base + "/v1/detect", photos, 8, args.requests, server.pid)
+            rounds.append({"one_client": one, "eight_clients": eight,
+                           "speed_up": round(eight["throughput_per_s"] / one["throughput_per_s"], 2)})  # fmt: skip
+        results.update(rounds[0])
+        if args.repeats > 1:
+            results["rounds"] = rounds
+            results["speed_ups"] = [r["speed_up"] for r in rounds]
+        if args.detect_only:
+            return finish(args, results)
         start = time.perf_counter()
         with ThreadPoolExecutor(100) as pool:
             statuses = list(pool.map(lambda item: post(f"{base}/v1/faces/subjects/{item[0]}/faces", {},
@@ -161,10 +197,7 @@ def main():
     kept = {name for name, _ in Gallery(gallery).people()}
     results["killed"] = {"late_answered_201": len(answered), "late_kept": sum(n in kept for n in answered),
                          "lost": sorted(set(answered) - kept), "subjects_in_file": len(kept)}  # fmt: skip
-    results["in_process_ms"] = in_process_ms(photos)
-    results["one_client_overhead_ms"] = round(results["one_client"]["p50_ms"] - results["in_process_ms"], 1)
-    (args.output / "results.json").write_text(json.dumps(results, indent=2))
-    print(json.dumps(results, indent=2))
+    finish(args, results)
 
 
 if __name__ == "__main__":

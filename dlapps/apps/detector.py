@@ -91,16 +91,59 @@ class ObjectDetector(App):
         Raises:
             ImageReadError: the input cannot be read (the message names it).
         """
+        pixels = to_image(image)
+        detector = self._detector(score_threshold, iou_threshold, max_detections)
+        return self._detections(image, pixels, *self.detect_array(pixels, detector))
+
+    def predict_batch(self, images, score_threshold=None, iou_threshold=None, max_detections=None):
+        """`predict` for several images of any sizes in one network call (each letterboxed alone, the canvases
+        batched): a list of `Detections`, equal to `predict`'s up to the float rounding of a larger batch.
+
+        Raises:
+            ImageReadError: an input cannot be read (the message names it).
+        """
+        options = (score_threshold, iou_threshold, max_detections)
+        return self.detect_prepared([self.prepare(image, *options) for image in images])
+
+    def prepare(self, image, score_threshold=None, iou_threshold=None, max_detections=None):
+        """The per-image half of `predict_batch` (decoding, thresholds checked, letterbox): an opaque tuple for
+        `detect_prepared`. The server prepares each request in its own thread and batches the network calls.
+
+        Raises:
+            ImageReadError: the input cannot be read; ValueError: a threshold out of range.
+        """
+        pixels = to_image(image)
+        detector = self._detector(score_threshold, iou_threshold, max_detections)
+        return image, pixels, detector, detector.letterbox_one(pixels)
+
+    def detect_prepared(self, prepared):
+        """`Detections` for a list of `prepare` results, one network call per set of thresholds."""
+        import tensorflow as tf
+
+        results = [None] * len(prepared)
+        groups = {}
+        for index, item in enumerate(prepared):
+            groups.setdefault(id(item[2]), []).append(index)
+        for indices in groups.values():
+            detector = prepared[indices[0]][2]
+            canvases, scales, pads = (tf.stack([prepared[i][3][part] for i in indices]) for part in range(3))
+            sizes = tf.constant([prepared[i][1].shape[:2] for i in indices], tf.float32)
+            found = detector.detect_letterboxed(canvases, scales, pads, sizes)
+            for row, index in enumerate(indices):
+                count = int(found["num_detections"][row])
+                arrays = (found[key][row, :count].numpy() for key in ("boxes", "scores", "classes"))
+                results[index] = self._detections(prepared[index][0], prepared[index][1], *arrays)
+        return results
+
+    def _detections(self, image, pixels, boxes, scores, classes):
+        """`Detections` of one input from its decoded pixels' boxes: a JPEG above MAX_DECODED_SIDE, decoded at 1/2,
+        1/4 or 1/8 scale, has its boxes taken back to its full-size pixels."""
         import os
 
         from dlapps.data.images import MAX_DECODED_SIDE, full_size
 
-        pixels = to_image(image)
-        detector = self._detector(score_threshold, iou_threshold, max_detections)
-        boxes, scores, classes = self.detect_array(pixels, detector)
         height, width = pixels.shape[:2]
         if max(height, width) * 2 > MAX_DECODED_SIDE and isinstance(image, str | bytes | os.PathLike):
-            # A JPEG above MAX_DECODED_SIDE decodes at 1/2, 1/4 or 1/8 scale: boxes go back to its full-size pixels.
             width, height = full_size(image) or (width, height)
             boxes = (
                 boxes

@@ -72,7 +72,11 @@ def add_train_arguments(parser):
         "--fine-tune-fraction", type=fraction, default=1.0, help="top fraction of the backbone unfrozen"
     )
     parser.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
-    parser.add_argument("--patience", type=positive_int, default=12, help="early stopping on dev mAP@0.5 (epochs)")
+    parser.add_argument(
+        "--monitor", default="map", choices=["map", "map50"],
+        help="dev measure for the best epoch and early stopping: mAP@0.5:0.95 (COCO's, rewards tight boxes) or mAP@0.5",
+    )  # fmt: skip
+    parser.add_argument("--patience", type=positive_int, default=12, help="early stopping on --monitor (epochs)")
     parser.add_argument("--dev-fraction", type=fraction, default=0.15, help="training images held out as dev")
     parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")

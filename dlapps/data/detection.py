@@ -8,6 +8,8 @@ then colour jitter. Without augmentation the same map is the letterbox (the imag
 bounding-box preprocessing layers can each do one of these steps; one affine map does them all with the boxes exact.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,9 +22,10 @@ MIN_VISIBLE = 0.35
 
 
 def cache_images(records, image_size, on_progress=None, on_error=None):
-    """Decode every record's image once; returns (pixels uint8 (N, C, C, 3) top-left aligned, sizes int32 (N, 2)
-    (height, width), boxes float32 (N, MAX_BOXES, 4) xyxy in cached pixels (zero rows pad), labels int32
-    (N, MAX_BOXES), kept record indices). C = CACHE_SCALE x image_size. Unreadable images go to `on_error`."""
+    """Decode every record's image once; returns an `ImageCache`: (pixels uint8 (N, C, C, 3) top-left aligned, sizes
+    int32 (N, 2) (height, width), boxes float32 (N, MAX_BOXES, 4) xyxy in cached pixels (zero rows pad), labels int32
+    (N, MAX_BOXES), kept record indices) and `ignored`, per kept row the (boxes (K, 4) in cached pixels, labels (K,))
+    of its difficult or crowd objects. C = CACHE_SCALE x image_size. Unreadable images go to `on_error`."""
     from PIL import Image
 
     side = int(round(CACHE_SCALE * image_size))
@@ -30,7 +33,7 @@ def cache_images(records, image_size, on_progress=None, on_error=None):
     sizes = np.zeros((len(records), 2), np.int32)
     boxes = np.zeros((len(records), MAX_BOXES, 4), np.float32)
     labels = np.zeros((len(records), MAX_BOXES), np.int32)
-    kept = []
+    kept, ignored = [], []
     for index, record in enumerate(records):
         try:
             image = read_image(record.image)
@@ -51,10 +54,22 @@ def cache_images(records, image_size, on_progress=None, on_error=None):
         boxes[index, :count] = record.boxes[:count] * factor
         labels[index, :count] = record.labels[:count]
         kept.append(index)
+        ignored.append((np.reshape(record.ignored_boxes, (-1, 4)) * factor, np.asarray(record.ignored_labels)))
         if on_progress:
             on_progress()
     kept = np.array(kept, np.int64)
-    return pixels[kept], sizes[kept], boxes[kept], labels[kept], kept
+    return ImageCache(pixels[kept], sizes[kept], boxes[kept], labels[kept], kept, ignored)
+
+
+class ImageCache(NamedTuple):
+    """`cache_images`' result (its first four arrays are what the training pipeline indexes)."""
+
+    pixels: np.ndarray
+    sizes: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+    kept: np.ndarray
+    ignored: list
 
 
 def _affine_view(pixels, size, boxes, image_size, zoom, translate, flip):
@@ -187,14 +202,17 @@ def make_detection_dataset(
 
 
 def letterboxed_set(cache, indices, image_size):
-    """Letterboxed images (float32 (N, S, S, 3) 0-255) of `cache` rows and their (boxes in canvas pixels, labels):
-    what `DevMAP` and the training-set measurement take."""
-    canvases, truths = [], []
+    """Letterboxed images (float32 (N, S, S, 3) 0-255) of `cache` rows, their (boxes in canvas pixels, labels), and
+    their ignored (difficult, crowd) objects alike: what `DevMAP` and the training-set measurement take."""
+    canvases, truths, ignored = [], [], []
     for index in indices:
-        view, boxes = letterboxed(
-            tf.constant(cache[0][index]), cache[1][index], tf.constant(cache[2][index]), image_size
-        )
+        pixels, size = tf.constant(cache[0][index]), cache[1][index]
+        view, boxes = letterboxed(pixels, size, tf.constant(cache[2][index]), image_size)
         keep = cache[2][index][:, 2] > cache[2][index][:, 0]
         canvases.append(view.numpy())
         truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
-    return np.stack(canvases), truths
+        aside, aside_labels = cache.ignored[index]
+        if len(aside):
+            aside = letterboxed(pixels, size, tf.constant(aside, tf.float32), image_size)[1].numpy() * image_size
+        ignored.append((np.reshape(aside, (-1, 4)), aside_labels))
+    return np.stack(canvases), truths, ignored

@@ -161,12 +161,16 @@ def create_app(registry, api_key=None, max_upload_bytes=MAX_UPLOAD_BYTES, cors_o
                    "max_detections": number(fields, "max_detections", int, None, 1, 10000)}  # fmt: skip
 
         def run():
-            with registry.need("detect") as detector:
-                result = detector.predict(image, **options)
-                record = result.to_dict()
-                if flag(fields, "explain"):
-                    record["grid"] = detector.explain(result)
-                return record
+            served = registry.need("detect")
+            if served.batcher:  # decoded and letterboxed here, in this request's thread; the network call batched
+                result = served.batcher(served.instance.prepare(image, **options))
+            else:
+                with served as detector:
+                    result = detector.predict(image, **options)
+            record = result.to_dict()
+            if flag(fields, "explain"):
+                record["grid"] = served.instance.explain(result)
+            return record
 
         return await work(run)
 

@@ -410,6 +410,8 @@ class Detector(tf.Module):
     `detect(images)`: uint8 (B, H, W, 3) RGB of any size (one size per batch) -> dict of boxes float32
     (B, max_detections, 4) xmin, ymin, xmax, ymax in pixels of the input images, scores (B, M) 0-1, classes int32
     (B, M), num_detections int32 (B,).
+    Images of different sizes share one network call through `letterbox_one` each, then `detect_letterboxed` (the
+    server's micro-batches); the boxes equal `detect`'s up to the float rounding of a larger batch.
     """
 
     def __init__(self, model, anchors, score_threshold, iou_threshold, max_detections, class_agnostic=False):
@@ -425,13 +427,40 @@ class Detector(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8)])
     def detect(self, images):
         canvas, scale, pad = letterbox(images, self.image_size)
+        count = tf.shape(images)[0]
+        size = tf.cast(tf.shape(images)[1:3], tf.float32)
+        return self._detect_canvases(
+            canvas, tf.fill([count], scale), tf.tile(pad[None], [count, 1]), tf.tile(size[None], [count, 1])
+        )
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, 3), tf.uint8)])
+    def letterbox_one(self, image):
+        """The first half of `detect` for one uint8 (H, W, 3) image: (canvas float32 (S, S, 3), scale (), pad (2,)),
+        so that images of different sizes can share one network call (`detect_letterboxed`)."""
+        canvas, scale, pad = letterbox(image[None], self.image_size)
+        return canvas[0], scale, pad
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, None, None, 3), tf.float32),
+            tf.TensorSpec((None,), tf.float32),
+            tf.TensorSpec((None, 2), tf.float32),
+            tf.TensorSpec((None, 2), tf.float32),
+        ]
+    )
+    def detect_letterboxed(self, canvases, scales, pads, sizes):
+        """The second half of `detect` for a batch of `letterbox_one` results: canvases (B, S, S, 3), scales (B,),
+        pads (B, 2) and the original (height, width) (B, 2). Same outputs as `detect`, each image in its own pixels."""
+        return self._detect_canvases(canvases, scales, pads, sizes)
+
+    def _detect_canvases(self, canvas, scales, pads, sizes):
         raws = self.model(canvas, training=False)
         found = postprocess(
             raws, self.anchors, self.score_threshold, self.iou_threshold, self.max_detections, self.class_agnostic
         )
-        size = tf.cast(tf.shape(images)[1:3], tf.float32)
-        limit = tf.stack([size[1], size[0], size[1], size[0]])
-        pixels = tf.clip_by_value((found["boxes"] * self.image_size - tf.concat([pad, pad], 0)) / scale, 0.0, limit)
+        limit = tf.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], axis=-1)[:, None, :]
+        offset = tf.concat([pads, pads], axis=-1)[:, None, :]
+        pixels = tf.clip_by_value((found["boxes"] * self.image_size - offset) / scales[:, None, None], 0.0, limit)
         # A box that lies in the letterbox padding clips to nothing: drop boxes under one pixel a side (an untrained
         # model emits them), moving the kept ones first, in their score order.
         valid = tf.range(self.max_detections)[None, :] < found["num_detections"][:, None]
@@ -478,12 +507,13 @@ class DevMAP(keras.callbacks.Callback):
     """Puts dev mAP@0.5 (`val_map50`) and mAP@0.5:0.95 (`val_map`) in each epoch's logs, for checkpoints and early
     stopping. `canvases`: float32 (N, S, S, 3) letterboxed dev images; `truths`: per image (boxes in canvas
     pixels, labels). `calibration`: letterboxed training images whose batch-norm statistics replace the moving
-    averages before measuring (`recalibrate_batch_norm`; the checkpoint keeps them)."""
+    averages before measuring (`recalibrate_batch_norm`; the checkpoint keeps them). `ignored`: per image, the
+    (boxes, labels) of difficult or crowd objects, which count for nothing (as `evaluate` measures)."""
 
-    def __init__(self, canvases, truths, anchors, num_classes, calibration=None):
+    def __init__(self, canvases, truths, anchors, num_classes, calibration=None, ignored=None):
         super().__init__()
         self.canvases, self.truths, self.anchors, self.num_classes = canvases, truths, anchors, num_classes
-        self.calibration = calibration
+        self.calibration, self.ignored = calibration, ignored
 
     def on_epoch_end(self, epoch, logs=None):
         from dlapps.metrics.detection import coco_evaluate
@@ -492,7 +522,8 @@ class DevMAP(keras.callbacks.Callback):
         if self.calibration is not None:
             recalibrate_batch_norm(self.model, self.calibration)
 
-        result = coco_evaluate(self.truths, detect_canvases(self.model, self.canvases, self.anchors), self.num_classes)
+        detections = detect_canvases(self.model, self.canvases, self.anchors)
+        result = coco_evaluate(self.truths, detections, self.num_classes, ignored=self.ignored)
         if logs is not None:
             logs["val_map50"] = result["map50"]
             logs["val_map"] = result["map"]

@@ -201,3 +201,21 @@ def test_boxes_of_a_jpeg_decoded_at_reduced_scale_are_in_its_full_size_pixels(de
     assert (result.width, result.height) == (8400, 640) and result.image.shape[:2] == (160, 2100)
     assert len(result) and result.boxes[:, 2].max() > 2100 and result.boxes[:, 3].max() <= 640
     assert result.plot().shape == (160, 2100, 3)
+
+
+def test_a_batch_of_images_of_any_sizes_answers_as_predict_one_by_one(tmp_path):
+    detector = dlapps.ObjectDetector.from_preset("raccoon")
+    Image.open(EXAMPLES / "raccoons.jpg").resize((200, 333)).save(tmp_path / "tall.png")
+    images = [EXAMPLES / "raccoons.jpg", EXAMPLES / "chelsea.png", tmp_path / "tall.png", EXAMPLES / "rocket.jpg"]
+    alone = [detector.predict(image, score_threshold=0.05) for image in images]
+    together = detector.predict_batch(images, score_threshold=0.05)
+    assert sum(len(result) for result in alone) >= 3
+    for one, batched in zip(alone, together, strict=True):
+        assert batched.to_dict()["path"] == one.to_dict()["path"]
+        assert (batched.width, batched.height) == (one.width, one.height)
+        assert np.array_equal(batched.classes, one.classes)
+        np.testing.assert_allclose(batched.boxes, one.boxes, atol=0.05)
+        np.testing.assert_allclose(batched.scores, one.scores, atol=1e-4)
+    # Different thresholds in one list: one network call per set of thresholds, each answer its own.
+    mixed = detector.detect_prepared([detector.prepare(images[0], 0.05), detector.prepare(images[0], 0.9)])
+    assert len(mixed[0]) == len(alone[0]) and len(mixed[1]) == len(detector.predict(images[0], score_threshold=0.9))

@@ -171,6 +171,24 @@ def test_difficult_objects_count_for_nothing_in_map():
     assert coco_evaluate(nothing, detections, 2, ignored=ignored)["ap50_per_class"] == [None, None]
 
 
+def test_dev_map_during_training_ignores_difficult_objects_too(tmp_path):
+    """The dev set's difficult objects reach DevMAP and the stored dev figures in canvas pixels, as `evaluate`
+    takes them: a detection on one is no false positive."""
+    from dlapps.data.detection import cache_images, letterboxed_set
+
+    objects = [("cat", (2, 2, 18, 14)), ("cat", (22, 10, 38, 26), True)]
+    _image(tmp_path / "a.jpg", size=(40, 30))
+    (tmp_path / "a.xml").write_text(_voc("a.jpg", (40, 30), objects))
+    records, _, _ = read_detection_folder(tmp_path)
+    _, truths, ignored = letterboxed_set(cache_images(records, 64), [0], 64)
+    # 40x30 letterboxed into 64: scale 1.6, 8 px bars above and below.
+    np.testing.assert_allclose(truths[0][0], [[3.2, 11.2, 28.8, 30.4]], atol=0.01)
+    np.testing.assert_allclose(ignored[0][0], [[35.2, 24.0, 60.8, 49.6]], atol=0.01)
+    detections = [(np.concatenate([ignored[0][0], truths[0][0]]), np.array([0.9, 0.8]), np.array([0, 0]))]
+    assert coco_evaluate(truths, detections, 1, ignored=ignored)["map50"] == pytest.approx(1.0)
+    assert coco_evaluate(truths, detections, 1)["map50"] < 0.99
+
+
 # === COCO ===
 
 

@@ -137,7 +137,7 @@ def test_augmentation_keeps_boxes_on_their_objects(tmp_path):
     path = tmp_path / "red.png"
     Image.fromarray(image).save(path)
     record = Annotation(path, 90, 60, np.array([[50, 10, 80, 30]], np.float32), np.array([0], np.int32))
-    pixels, sizes, boxes, _, _ = cache_images([record], 64)
+    pixels, sizes, boxes = cache_images([record], 64)[:3]
     view, out = letterboxed(tf.constant(pixels[0]), sizes[0], tf.constant(boxes[0]), 64)
     np.testing.assert_allclose(
         out.numpy()[0] * 64,

@@ -10,4 +10,5 @@ def registry(tmp_path_factory):
     pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dlapps[serve]'")
     from dlapps.serve import Registry, parse_models
 
-    return Registry(parse_models(MODELS), tmp_path_factory.mktemp("serve") / "gallery.db")
+    # Micro-batches on (not the default): every detect answer in these tests goes through the batched path.
+    return Registry(parse_models(MODELS), tmp_path_factory.mktemp("serve") / "gallery.db", max_batch=8)

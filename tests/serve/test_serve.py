@@ -278,3 +278,61 @@ def test_video_upload_returns_a_webm_of_every_frame(client, tmp_path):
     capture = cv2.VideoCapture(str(tmp_path / "out.webm"))
     assert int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"VP90"
     assert client.post("/v1/video/detect", files=upload(EXAMPLES / "coffee.png", "video")).status_code == 415
+
+
+# === Micro-batches ===
+
+
+def test_micro_batches_gather_waiting_calls_keep_order_and_pass_errors_on():
+    import time
+
+    from dlapps.serve.batching import MicroBatcher
+
+    seen = []
+
+    def run_batch(items):
+        seen.append(list(items))
+        time.sleep(0.05)  # busy: later calls wait and form the next batch
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [item * 2 for item in items]
+
+    batcher = MicroBatcher(run_batch, max_batch=3)
+    answers = {}
+
+    def call(item):
+        try:
+            answers[item] = batcher(item)
+        except ValueError as error:
+            answers[item] = str(error)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(7)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.002)
+    for thread in threads:
+        thread.join()
+    assert answers == {n: 2 * n for n in range(7)}
+    assert max(len(batch) for batch in seen) == 3 and sum(len(batch) for batch in seen) == 7 and len(seen) < 7
+    with pytest.raises(ValueError, match="bad item"):
+        batcher("bad")
+    assert batcher(5) == 10  # the worker goes on after an error
+    with pytest.raises(ValueError, match="at least 1"):
+        MicroBatcher(run_batch, max_batch=0)
+
+
+def test_concurrent_detect_requests_share_network_calls_and_answer_as_predict(registry):
+    from concurrent.futures import ThreadPoolExecutor
+
+    served = registry.need("detect")
+    assert served.batcher is not None
+    photos = [EXAMPLES / "raccoons.jpg", EXAMPLES / "chelsea.png", EXAMPLES / "rocket.jpg"] * 4
+    expected = [served.instance.predict(photo).to_dict() for photo in photos]
+    before = len(served.batcher.sizes)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda photo: served.batcher(served.instance.prepare(photo)).to_dict(), photos))
+    assert len(served.batcher.sizes) - before <= len(photos)
+    for answer, one in zip(answers, expected, strict=True):
+        assert answer["path"] == one["path"] and len(answer["detections"]) == len(one["detections"])
+        for found, box in zip(answer["detections"], one["detections"], strict=True):
+            assert found["class"] == box["class"] and np.allclose(found["box"], box["box"], atol=0.11)

@@ -147,7 +147,8 @@ def train(args):
         print(
             f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
             f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
-            f"early stopping on dev mAP@0.5 (patience {args.patience})",
+            f"best epoch and early stopping on dev {'mAP@0.5:0.95' if args.monitor == 'map' else 'mAP@0.5'} "
+            f"(patience {args.patience})",
             flush=True,
         )
 
@@ -176,8 +177,8 @@ def train(args):
         augmentation=not args.no_augment,
         mosaic_rate=args.mosaic,
     )
-    canvases, truths = letterboxed_set(cache, dev_rows, size)
-    train_canvases, train_truths = letterboxed_set(cache, train_rows, size)
+    canvases, truths, ignored = letterboxed_set(cache, dev_rows, size)
+    train_canvases, train_truths, train_ignored = letterboxed_set(cache, train_rows, size)
     calibration = train_canvases[np.random.default_rng(args.seed).permutation(len(train_rows))[:CALIBRATION_IMAGES]]
 
     # Model and phases.
@@ -207,6 +208,7 @@ def train(args):
         "augment": not args.no_augment,
         "mosaic": args.mosaic,
         "seed": args.seed,
+        "monitor": args.monitor,
         **DEFAULT_THRESHOLDS,
     }
     if not args.resume:
@@ -221,20 +223,23 @@ def train(args):
             output,
             args.patience,
             verbose=keras_verbosity(args),
-            monitor="val_map50",
+            monitor=f"val_{args.monitor}",
             mode="max",
             start_phase=state["phase_done"],
-            metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration)],
+            metric_callbacks=[DevMAP(canvases, truths, anchors, num_classes, calibration, ignored)],
         )
 
     # Thresholds tuned on dev, then the measures of train (no augmentation) and dev.
     from dlapps.metrics.detection import best_f1_threshold, coco_evaluate
 
     dev_detections = detect_canvases(model, canvases, anchors)
-    threshold, at_threshold = best_f1_threshold(truths, dev_detections, DEFAULT_THRESHOLDS["score_threshold"])
+    threshold, at_threshold = best_f1_threshold(
+        truths, dev_detections, DEFAULT_THRESHOLDS["score_threshold"], ignored=ignored
+    )
     config["score_threshold"] = threshold
-    dev = coco_evaluate(truths, dev_detections, num_classes)
-    train_measured = coco_evaluate(train_truths, detect_canvases(model, train_canvases, anchors), num_classes)
+    dev = coco_evaluate(truths, dev_detections, num_classes, ignored=ignored)
+    train_detections = detect_canvases(model, train_canvases, anchors)
+    train_measured = coco_evaluate(train_truths, train_detections, num_classes, ignored=train_ignored)
     metrics = {
         "phases": summary,
         "classes": class_names,
@@ -250,11 +255,11 @@ def train(args):
     save_atomically(model, output / "model.keras")
     (output / "config.json").write_text(json.dumps(config, indent=2))
     (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
-    plot_phase_history(output, phases, monitor="val_map50", keys=("loss", "map50"), mode="max")
+    plot_phase_history(output, phases, monitor=f"val_{args.monitor}", keys=("loss", args.monitor), mode="max")
     remove_phase_files(output, phases)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())
-    best = phase_report(summary, better="dev mAP@0.5")
+    best = phase_report(summary, better="dev mAP@0.5:0.95" if args.monitor == "map" else "dev mAP@0.5")
     emit(
         args,
         metrics,
