@@ -449,32 +449,66 @@ def _yolo_names(folder):
 
 
 def _files_by_stem(files):
-    return {Path(path).stem: Path(path) for path in files}
+    """{stem: [paths]}: two files may share a name in different folders or with different extensions."""
+    by_stem = {}
+    for path in files:
+        by_stem.setdefault(Path(path).stem, []).append(Path(path))
+    return by_stem
+
+
+# The folder of a label beside its image's, as the layouts have it: VOC's devkit (JPEGImages/ and Annotations/) and
+# YOLO's (images/ and labels/, Ultralytics' img2label_paths rule); anything else: the same folder.
+_LABEL_FOLDERS = {"jpegimages": "annotations", "images": "labels"}
+
+
+def _label_folder(image):
+    parts = [_LABEL_FOLDERS.get(part.lower(), part) for part in image.parent.parts]
+    return Path(*parts) if parts else Path()
 
 
 def pair_by_name(images, labels, on_warning=print):
-    """Pair image files with label files by name (stem): `images` and `labels` are {stem: path}. A label whose name
-    differs from one image's only in case (`Photo4.jpg`, `photo4.txt`) is paired with it, with a warning; a label
-    with no image is named in a warning. Returns [(image path, label path or None)] sorted by image name."""
+    """Pair image files with label files by name (stem): `images` and `labels` are {stem: [paths]}
+    (`_files_by_stem`). A label whose name differs from one image's only in case (`Photo4.jpg`, `photo4.txt`) is
+    paired with it, with a warning. Several images of one name (`a/img1.jpg` and `b/img1.jpg`, `photo.jpg` and
+    `photo.png`) are told apart by folder (the label's folder is the image's, or its `labels/` or `Annotations/`
+    twin); those that cannot be are named and left out, never trained as images without objects. A label with no
+    image is named in a warning. Returns [(image path, label path or None)] sorted by image path."""
     by_folded = {}
     for stem in images:
         by_folded.setdefault(stem.lower(), []).append(stem)
-    paired, orphans = {}, []
+    paired, orphans, ambiguous = {}, [], set()
     for stem in sorted(labels):
-        if stem in images:
-            paired[stem] = labels[stem]
-            continue
-        candidates = [s for s in by_folded.get(stem.lower(), []) if s not in labels and s not in paired]
-        if len(candidates) == 1:
-            on_warning(f"{labels[stem]}: paired with {images[candidates[0]]} (their names differ only in case)")
-            paired[candidates[0]] = labels[stem]
-        else:
-            orphans.append(labels[stem])
+        for label in labels[stem]:
+            stems = [stem] if stem in images else by_folded.get(stem.lower(), [])
+            candidates = [image for s in stems for image in images[s] if image not in paired]
+            if len(candidates) > 1:
+                candidates = [image for image in candidates if _label_folder(image) == _label_folder(label)] or [
+                    image for image in candidates if image.parent == label.parent
+                ]
+                if len(candidates) > 1 and len({image.parent for image in candidates}) == 1:
+                    # photo.jpg and photo.png beside one photo.xml: which one was labelled cannot be told.
+                    names = ", ".join(image.name for image in candidates)
+                    on_warning(f"{label}: {len(candidates)} images share its name ({names}); all left out: rename "
+                               "them so that each has its own label")  # fmt: skip
+                    ambiguous.update(candidates)
+                    continue
+            if len(candidates) != 1:
+                orphans.append(label)
+                continue
+            if candidates[0].stem != stem:
+                on_warning(f"{label}: paired with {candidates[0]} (their names differ only in case)")
+            paired[candidates[0]] = label
     for path in orphans[:5]:
         on_warning(f"{path}: no image named {path.stem}.*, left out")
     if len(orphans) > 5:
         on_warning(f"{len(orphans) - 5} more annotation files without an image, left out")
-    return [(images[stem], paired.get(stem)) for stem in sorted(images)]
+    pairs = [(image, paired.get(image)) for paths in images.values() for image in paths if image not in ambiguous]
+    return sorted(pairs, key=lambda pair: str(pair[0]))
+
+
+def _in_labels(path, folder):
+    """A YOLO label file: under a `labels` folder inside `folder` (labels/x.txt, labels/train/x.txt)."""
+    return "labels" in Path(path).relative_to(folder).parent.parts
 
 
 def detect_format(folder):
@@ -491,9 +525,7 @@ def detect_format(folder):
         raise DataError(f"{link}: broken symbolic link")
     kinds = {
         "voc": [p for p in files if p.suffix.lower() == ".xml"],
-        "yolo": [
-            p for p in files if p.suffix.lower() == ".txt" and p.parent.name == "labels" and p.name != "classes.txt"
-        ],
+        "yolo": [p for p in files if p.suffix.lower() == ".txt" and _in_labels(p, folder) and p.name != "classes.txt"],
         "coco": [p for p in files if p.suffix.lower() == ".json"],
     }
     found = [kind for kind in FORMATS if kinds[kind]]
@@ -529,7 +561,7 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
         labels = _files_by_stem(
             p
             for p in files
-            if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or p.parent.name == "labels")
+            if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or _in_labels(p, folder))
         )
         pairs = pair_by_name(images, labels, on_warning)
         if kind == "voc":

@@ -318,3 +318,36 @@ def test_exif_rotated_jpeg_labelled_upright_is_kept_as_it_is(tmp_path):
     assert warnings == []
     upright = read_image(records[0].image)
     assert upright[16, 36, 0] > 200 and upright[16, 36, 1] < 60
+
+
+def test_images_of_one_name_in_two_folders_keep_their_own_labels(tmp_path):
+    # a/img1.jpg and b/img1.jpg, each with its own VOC file beside it: both kept, each with its own box.
+    for folder, box in (("a", (2, 2, 20, 20)), ("b", (10, 5, 30, 25))):
+        _image(tmp_path / folder / "img1.jpg")
+        (tmp_path / folder / "img1.xml").write_text(_voc("img1.jpg", (40, 30), [("cat", box)]))
+    records, _, _ = read_detection_folder(tmp_path)
+    boxes = {record.image.parent.name: record.boxes.tolist() for record in records}
+    assert boxes == {"a": [[2, 2, 20, 20]], "b": [[10, 5, 30, 25]]}
+    # YOLO's layout: images/train and images/val each with a labels/ twin.
+    root = tmp_path / "yolo"
+    (root / "data.yaml").parent.mkdir(parents=True)
+    (root / "data.yaml").write_text("names: [cat]\n")
+    for split, line in (("train", "0 0.5 0.5 0.2 0.2"), ("val", "0 0.25 0.25 0.1 0.1")):
+        _image(root / "images" / split / "img1.jpg")
+        (root / "labels" / split).mkdir(parents=True)
+        (root / "labels" / split / "img1.txt").write_text(line + "\n")
+    records, _, _ = read_detection_folder(root)
+    centres = {r.image.parent.name: ((r.boxes[0, :2] + r.boxes[0, 2:]) / 2).tolist() for r in records}
+    assert centres == {"train": [20.0, 15.0], "val": [10.0, 7.5]}
+
+
+def test_two_images_of_one_name_beside_one_label_are_named_and_left_out(tmp_path):
+    _image(tmp_path / "photo.jpg")
+    _image(tmp_path / "photo.png")
+    _image(tmp_path / "other.jpg")
+    (tmp_path / "photo.xml").write_text(_voc("photo.jpg", (40, 30), [("cat", (2, 2, 20, 20))]))
+    (tmp_path / "other.xml").write_text(_voc("other.jpg", (40, 30), [("cat", (5, 5, 25, 25))]))
+    warnings = []
+    records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
+    assert [record.image.name for record in records] == ["other.jpg"]  # neither photo is trained as a negative
+    assert any("2 images share its name (photo.jpg, photo.png); all left out" in w for w in warnings)
