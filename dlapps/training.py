@@ -1,6 +1,7 @@
 """Training shared by every app: optimisers, learning-rate decay, callbacks, and the resumable phase loop."""
 
 import contextlib
+import time
 import warnings
 
 import keras
@@ -211,6 +212,50 @@ class StopOnNaN(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class LogProgress(keras.callbacks.Callback):
+    """Progress inside long epochs where Keras' bar cannot draw (a log file: `verbose=2` prints one line an epoch):
+    a line every `every` seconds with the step, the time spent and an estimate of the epoch's time left; and at each
+    epoch's end, the phase's time left at the pace so far. Keras has the bar for a terminal, nothing for a log."""
+
+    def __init__(self, epochs, every=30.0, write=print):
+        super().__init__()
+        self.epochs, self.every, self.write = epochs, every, write
+        self.steps = None
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        self.steps = self.params.get("steps") if self.params else None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.epoch_started = epoch, time.perf_counter()
+        self.last = self.epoch_started
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last < self.every:
+            return
+        self.last, spent = now, now - self.epoch_started
+        left = f", about {_duration(spent * (self.steps / (batch + 1) - 1))} left in it" if self.steps else ""
+        of = f"/{self.steps}" if self.steps else ""
+        self.write(f"  epoch {self.epoch + 1}: step {batch + 1}{of}, {_duration(spent)}{left}", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        remaining = self.epochs - (epoch + 1)
+        if remaining > 0 and time.perf_counter() - self.epoch_started >= self.every:
+            pace = time.perf_counter() - self.epoch_started
+            self.write(f"  about {_duration(pace * remaining)} left in this phase ({remaining} epochs)", flush=True)
+
+
+def _duration(seconds):
+    """Seconds as a person reads them: 45 s, 3 min 20 s, 1 h 05 min."""
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the epoch and the checkpoint that was kept."""
 
@@ -365,6 +410,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             callbacks.append(ResumableEarlyStopping(history_file, monitor=monitor, mode=mode, patience=patience))
         if tensorboard:
             callbacks.append(keras.callbacks.TensorBoard(str(output_dir / "logs" / name), write_graph=False))
+        if verbose == 2:  # a log file: Keras prints one line an epoch, this adds the steps and the time left
+            callbacks.append(LogProgress(phase["epochs"]))
         # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
         # phase's fit() would start part-way (or, past its epochs, be skipped). Each phase starts from its own backup.
         trained._initial_epoch = None

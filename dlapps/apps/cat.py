@@ -77,12 +77,12 @@ class CatClassifier(ImageClassifier):
             output: the new run's folder.
             **options: `dlapps cat train`'s options by their dests (`model`, `epochs`, `learning_rate`, `dev`, ...).
         """
-        report = cls._run_verb("train", data=data, output=output, **options)
+        report = cls._run_verb("train", [data], output=output, **options)
         return cls._trained(report, output)
 
     def evaluate(self, data, **options):
         """Accuracy, F1, ROC AUC, the confusion matrix and the bias / variance readout (`dlapps cat evaluate`)."""
-        return self._run_verb("evaluate", data=data, **{self.model_option: self.folder or "imagenet", **options})
+        return self._run_verb("evaluate", [data], **{self.model_option: self.folder or "imagenet", **options})
 
     def export(self, format="saved_model", output=None, **options):
         """A SavedModel (uint8 images or encoded bytes in, P(cat) and the label out) or a TFLite file."""

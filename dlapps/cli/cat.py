@@ -4,6 +4,7 @@ from dlapps.apps.cat_classifier.config import CatConfig
 from dlapps.cli.common import (
     Verb,
     add_beam_arguments,
+    add_data_argument,
     count_inputs,
     fraction,
     positive_float,
@@ -32,10 +33,8 @@ def _add_model_dir(parser):
 
 
 def add_train_arguments(parser):
-    parser.add_argument(
-        "--data",
-        required=True,
-        help="the catvnoncat folder or train .h5 file, or an image folder with cat/ and non-cat/ subfolders",
+    add_data_argument(
+        parser, "the catvnoncat folder or train .h5 file, or an image folder with cat/ and non-cat/ subfolders"
     )
     parser.add_argument("--output", required=True, help="folder for the model, its config, metrics and plots")
     parser.add_argument(
@@ -97,7 +96,7 @@ def add_train_arguments(parser):
 
 
 def add_evaluate_arguments(parser):
-    parser.add_argument("--data", required=True, help="test .h5 file, catvnoncat folder, or image folder")
+    add_data_argument(parser, "test .h5 file, catvnoncat folder, or image folder")
     _add_model_dir(parser)
     parser.add_argument("--threshold", type=fraction, default=None, help="decision threshold (default: the model's)")
     parser.add_argument(

@@ -101,6 +101,7 @@ def run(prog, description, verbs, argv=None):
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "runner", None):
         parser.parse_args(argv)  # the usual error (and "did you mean") for an unknown option
+    merge_data_option(args, parser)
     if getattr(args, "runner", None):  # an Apache Beam pipeline; the rest of the command line is Beam's options
         args.pipeline_args, args.handler = extra, "dlapps.beam:run_from_args"
         args.app = prog.split()[-1]
@@ -163,6 +164,26 @@ def run(prog, description, verbs, argv=None):
 # Options naming one input file or folder, and options naming several (of which at least one must exist).
 ONE_INPUT = ("data", "folder", "pairs", "image_a", "image_b", "dev")
 SOME_INPUTS = ("paths", "content", "style")
+
+
+def add_data_argument(parser, help):
+    """The data a verb reads, positional as in every app (`dlapps cat train DATA`); `--data DATA`, the cat app's
+    first spelling, still works (`merge_data_option`)."""
+    parser.add_argument("data", nargs="?", default=None, help=help)
+    parser.add_argument("--data", dest="data_option", default=None, help=argparse.SUPPRESS)
+
+
+def merge_data_option(args, parser):
+    """One `data` from the positional word or `--data` (argparse cannot give a positional and an option one dest:
+    an absent positional would reset it). Exits through `parser.error` when neither or two different are given."""
+    if not hasattr(args, "data_option"):
+        return
+    if args.data and args.data_option and args.data != args.data_option:
+        parser.error(f"the data is given twice ({args.data} and --data {args.data_option}); give it once")
+    args.data = args.data or args.data_option
+    del args.data_option
+    if args.data is None:
+        parser.error("the following arguments are required: data")
 
 
 def check_inputs_exist(args, app=None):
@@ -230,6 +251,39 @@ def check_output_folder(output):
     return Path(output)
 
 
+# What marks a folder as a run of ours: --overwrite removes only such a folder, never one of other files.
+RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
+
+
+def add_run_arguments(parser):
+    """`--resume` and `--overwrite`, alike in every training verb."""
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --output, with the options it began with"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --output (a finished or interrupted one)"
+    )
+
+
+def clear_run_folder(output):
+    """`--overwrite`: remove the previous run in `output` (nothing when the folder is missing or empty).
+
+    Raises:
+        FileExistsError: the folder holds files but no run of ours (no config.json, state.json, model.keras...).
+    """
+    import shutil
+
+    output = Path(output)
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not any((output / mark).exists() for mark in RUN_MARKS):
+        raise FileExistsError(
+            f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
+            "replaces a run; pick another --output"
+        )
+    shutil.rmtree(output)
+
+
 def check_train_output(args):
     """The training run's folder and its state ({"phase_done": N}, `dlapps.training.fit_phases`'): a new run refuses
     a folder holding a model or an interrupted run; `--resume` needs the latter.
@@ -241,6 +295,10 @@ def check_train_output(args):
 
     output = check_output_folder(args.output)
     state = output / "state.json"
+    if args.resume and getattr(args, "overwrite", False):
+        raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
+    if getattr(args, "overwrite", False):
+        clear_run_folder(output)
     if args.resume:
         if (output / "model.keras").exists():
             raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
@@ -248,9 +306,9 @@ def check_train_output(args):
             raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
         return output, json.loads(state.read_text())
     if (output / "model.keras").exists():
-        raise FileExistsError(f"{output} already holds a model; pick another --output")
+        raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
     if state.exists():
-        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it")
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
     return output, {"phase_done": 0}
 
 

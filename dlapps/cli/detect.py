@@ -1,6 +1,15 @@
 """Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
 
-from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import (
+    Verb,
+    add_beam_arguments,
+    add_run_arguments,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run,
+)
 
 DESCRIPTION = (
     "A YOLO-style object detector (the course's detection week): a pretrained backbone and one S x S grid of anchor "
@@ -89,7 +98,7 @@ def add_train_arguments(parser):
         "--strategy", default="default", choices=["default", "mirrored"],
         help="tf.distribute strategy: one device, or every local GPU (mirrored)",
     )  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    add_run_arguments(parser)
 
 
 def add_evaluate_arguments(parser):

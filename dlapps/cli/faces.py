@@ -2,7 +2,16 @@
 
 import argparse
 
-from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import (
+    Verb,
+    add_beam_arguments,
+    add_run_arguments,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run,
+)
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
 MIN_FACE_SIDE = 20
@@ -209,11 +218,7 @@ def add_train_arguments(parser):
         help="seed of the dev people, batches and weights: the same people and split every time (training "
         "itself still varies a little from run to run, as TensorFlow's parallel CPU kernels do)",
     )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run in --output, with the options it was started with",
-    )
+    add_run_arguments(parser)
 
 
 def at_least_two(text):

@@ -5,6 +5,7 @@ from dlapps.backbones import BACKBONES
 from dlapps.cli.common import (
     Verb,
     add_beam_arguments,
+    add_run_arguments,
     count_inputs,
     fraction,
     momentum,
@@ -102,8 +103,7 @@ def add_train_arguments(parser):
         default=DEFAULTS.fine_tune_fraction,
         help="top share of the base to unfreeze when --fine-tune-from is not given",
     )
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
-    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output")
+    add_run_arguments(parser)
     parser.add_argument(
         "--strategy",
         default=DEFAULTS.strategy,

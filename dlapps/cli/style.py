@@ -1,6 +1,15 @@
 """Command line of neural style transfer: `dlapps style predict|train|evaluate|export`."""
 
-from dlapps.cli.common import Verb, add_beam_arguments, fraction, non_negative_int, positive_float, positive_int, run
+from dlapps.cli.common import (
+    Verb,
+    add_beam_arguments,
+    add_run_arguments,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    run,
+)
 
 DESCRIPTION = (
     "Neural style transfer (the course's last week): paint a content photo in the style of any painting in one pass "
@@ -117,7 +126,7 @@ def add_train_arguments(parser):
         help="start from another fast style model's weights (same --filters and --residual-blocks): its network "
              "already keeps the content, so a new style needs fewer steps",
     )  # fmt: skip
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
+    add_run_arguments(parser)
 
 
 def add_evaluate_arguments(parser):

@@ -39,7 +39,7 @@ def test_train_writes_model_config_and_metrics(trained):
 
 
 def test_train_refuses_to_overwrite(trained, tiny_h5, capsys):
-    code, _, err = run(capsys, "cat", "train", "--data", tiny_h5, "--output", trained, "--epochs", "1")
+    code, _, err = run(capsys, "cat", "train", tiny_h5, "--output", trained, "--epochs", "1")
     assert code == 2 and "--overwrite" in err
 
 
@@ -144,11 +144,20 @@ def test_tflite_export(trained, capsys):
     assert code == 0 and json.loads(out)["bytes"] > 1000
 
 
+def test_data_is_given_once_positional_or_by_its_first_spelling(capsys):
+    cases = ((["/a", "--data", "/b"], "the data is given twice (/a and --data /b)"), ([], "required: data"))
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exited:
+            run(capsys, "cat", "train", *argv, "--output", "x")
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["predict", "/no/such/file.jpg"], "no such file"),
         (["train", "--data", "/no/such/folder", "--output", "x"], "no such file"),
+        (["train", "/no/such/folder", "--output", "x"], "no such file"),
     ],
 )
 def test_missing_paths_exit_2(tmp_path, capsys, argv, message, trained):

@@ -284,3 +284,18 @@ def test_with_a_weight_average_the_kept_epoch_is_the_averaged_weights_dev_was_me
     assert summary["phase1"]["best"] == pytest.approx(min(losses))
     # The kept weights answer with the dev loss recorded for them.
     assert model.evaluate(data, verbose=0) == pytest.approx(min(losses), rel=1e-5)
+
+
+def test_log_progress_reports_steps_and_time_left_inside_epochs():
+    from dlapps.training import LogProgress, _duration
+
+    lines = []
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = np.zeros((6, 2), np.float32), np.zeros((6, 1), np.float32)
+    progress = LogProgress(3, every=0.0, write=lambda text, flush=False: lines.append(text))
+    model.fit(*data, batch_size=2, epochs=3, verbose=0, callbacks=[progress])
+    steps = [line for line in lines if "step" in line]
+    assert steps[0].startswith("  epoch 1: step 1/3, 0 s, about") and steps[-1].startswith("  epoch 3: step 3/3")
+    assert [line for line in lines if "phase" in line][-1].endswith("left in this phase (1 epochs)")
+    assert (_duration(45), _duration(200), _duration(3900)) == ("45 s", "3 min 20 s", "1 h 05 min")

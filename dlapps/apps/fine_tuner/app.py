@@ -14,6 +14,7 @@ from dlapps.backbones.applications import build_backbone
 from dlapps.cli.common import (
     EXIT_BAD_INPUT,
     check_output_folder,
+    clear_run_folder,
     counted,
     default_output,
     emit,
@@ -221,8 +222,8 @@ def _check_output(args):
             )
         warn(PROG, f"resuming {output}: its own config.json is used (other options on this command are ignored)")
         return output, json.loads(state_file.read_text())
-    if args.overwrite and output.exists():
-        shutil.rmtree(output)
+    if args.overwrite:
+        clear_run_folder(output)
     if (output / "model.keras").exists():
         raise FileExistsError(
             f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"

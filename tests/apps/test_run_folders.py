@@ -1,0 +1,44 @@
+"""The run-folder rules every training verb shares: --resume and --overwrite (cli.common.check_train_output)."""
+
+import argparse
+import importlib
+import json
+
+import pytest
+
+from dlapps.cli import APPS
+from dlapps.cli.common import build_parser, check_train_output, clear_run_folder
+
+
+def _args(output, resume=False, overwrite=False):
+    return argparse.Namespace(output=str(output), resume=resume, overwrite=overwrite)
+
+
+def test_overwrite_replaces_a_run_and_never_a_folder_of_other_files(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_text("a finished run")
+    with pytest.raises(FileExistsError, match="pass --overwrite"):
+        check_train_output(_args(run))
+    assert check_train_output(_args(run, overwrite=True)) == (run, {"phase_done": 0}) and not run.exists()
+    (tmp_path / "interrupted").mkdir()
+    (tmp_path / "interrupted" / "state.json").write_text(json.dumps({"phase_done": 1}))
+    with pytest.raises(FileExistsError, match="--resume to continue it, or --overwrite"):
+        check_train_output(_args(tmp_path / "interrupted"))
+    with pytest.raises(ValueError, match="pass one of them"):
+        check_train_output(_args(tmp_path / "interrupted", resume=True, overwrite=True))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(FileExistsError, match="holds files but no dlapps run"):
+        clear_run_folder(photos)
+    assert (photos / "holiday.jpg").exists()
+    clear_run_folder(tmp_path / "missing")  # nothing to do
+
+
+@pytest.mark.parametrize("app", ["cat", "finetune", "detect", "faces", "style"])
+def test_every_training_verb_takes_overwrite(app):
+    module = importlib.import_module(APPS[app][0])
+    parser = build_parser(f"dlapps {app}", module.DESCRIPTION, module.VERBS)
+    train = parser._subparsers._group_actions[0].choices["train"]
+    assert "--overwrite" in train._option_string_actions
