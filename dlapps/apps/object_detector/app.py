@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlapps.apps.object_detector.config import DetectConfig
 from dlapps.cli.common import (
     ProgressBar,
     check_output_folder,
@@ -25,7 +26,7 @@ PROG = "dlapps detect"
 APP = "detect"
 PHASES = ("head", "fine_tune")
 # Defaults stored with a model when dev cannot tune them (the course's values, but 10 boxes is too few for crowds).
-DEFAULT_THRESHOLDS = {"score_threshold": 0.5, "iou_threshold": 0.5, "max_detections": 100}
+DEFAULT_THRESHOLDS = DetectConfig().thresholds()
 # Training images (letterboxed, not augmented) whose batch statistics replace the moving averages before each dev
 # measurement (dlapps.training.recalibrate_batch_norm).
 CALIBRATION_IMAGES = 64

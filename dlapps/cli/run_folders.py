@@ -1,0 +1,111 @@
+"""Run folders: where verbs write (never into saved_models/), and the --resume / --overwrite rules of training."""
+
+import json
+from pathlib import Path
+
+from dlapps.presets import is_shipped
+
+
+def default_model_dir(app_folder):
+    """The shipped model of an app: package data in dlapps/saved_models/ (saved_models/ in a checkout)."""
+    from dlapps.presets import SHIPPED_DIR
+
+    return SHIPPED_DIR / app_folder
+
+
+def check_output_folder(output):
+    """Refuse to write a run into saved_models/ (the shipped models, described by their model cards).
+
+    Raises:
+        ValueError: the folder is inside saved_models/.
+    """
+    if is_shipped(output):
+        raise ValueError(
+            f"{output}: saved_models/ holds the shipped models and is never written by a command; "
+            "train into another folder (e.g. runs/NAME), then copy it there by hand with its model card"
+        )
+    return Path(output)
+
+
+# What marks a folder as a run of ours: --overwrite removes only such a folder, never one of other files.
+RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
+
+
+def add_run_arguments(parser):
+    """`--resume` and `--overwrite`, alike in every training verb."""
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run in --output, with the options it began with"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --output (a finished or interrupted one)"
+    )
+
+
+def clear_run_folder(output):
+    """`--overwrite`: remove the previous run in `output` (nothing when the folder is missing or empty).
+
+    Raises:
+        FileExistsError: the folder holds files but no run of ours (no config.json, state.json, model.keras...).
+    """
+    import shutil
+
+    output = Path(output)
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not any((output / mark).exists() for mark in RUN_MARKS):
+        raise FileExistsError(
+            f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
+            "replaces a run; pick another --output"
+        )
+    shutil.rmtree(output)
+
+
+def check_train_output(args):
+    """The training run's folder and its state ({"phase_done": N}, `dlapps.training.fit_phases`'): a new run refuses
+    a folder holding a model or an interrupted run; `--resume` needs the latter.
+
+    Raises:
+        ValueError / FileExistsError: with the option to pass instead.
+    """
+
+    output = check_output_folder(args.output)
+    state = output / "state.json"
+    if args.resume and getattr(args, "overwrite", False):
+        raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
+    if getattr(args, "overwrite", False):
+        clear_run_folder(output)
+    if args.resume:
+        if (output / "model.keras").exists():
+            raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
+        if not state.exists():
+            raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
+        return output, json.loads(state.read_text())
+    if (output / "model.keras").exists():
+        raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
+    if state.exists():
+        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
+    return output, {"phase_done": 0}
+
+
+def output_names(paths):
+    """{path: a name for its outputs}: the file's stem, or, when two inputs share a stem (photo.png and photo.jpg,
+    or a/photo.jpg and b/photo.jpg), the stem with its extension and then its folder, so no output overwrites
+    another."""
+    paths = [Path(p) for p in paths]
+    names = {p: p.stem for p in paths}
+    for make in (lambda p: f"{p.stem}_{p.suffix.lstrip('.').lower()}", lambda p: f"{p.parent.name}_{p.stem}_"
+                 f"{p.suffix.lstrip('.').lower()}"):  # fmt: skip
+        counts = {}
+        for name in names.values():
+            counts[name] = counts.get(name, 0) + 1
+        names = {p: make(p) if counts[names[p]] > 1 else names[p] for p in paths}
+    return names
+
+
+def default_output(model_dir, name, app):
+    """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
+    saved_models/ or the source tree)."""
+    model_dir = Path(model_dir).resolve()
+    if str(model_dir) == str(Path("imagenet").resolve()) or is_shipped(model_dir):
+        return Path("runs") / app / name
+    return (model_dir if model_dir.is_dir() else model_dir.parent) / name
