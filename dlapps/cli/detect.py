@@ -1,5 +1,7 @@
 """Command line of the object detector: `dlapps detect train|evaluate|predict|export|anchors|convert`."""
 
+import argparse
+
 from dlapps.apps.object_detector.config import DetectConfig
 from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
@@ -63,12 +65,16 @@ def add_train_arguments(parser):
         "--anchors", type=positive_int, default=DEFAULTS.anchors, help="anchor boxes from k-means (3 per scale)"
     )
     parser.add_argument(
-        "--epochs",
-        type=non_negative_int,
-        nargs=2,
-        default=DEFAULTS.epochs,
-        metavar=("HEAD", "FINE_TUNE"),
-        help="epochs with the backbone frozen, then fine-tuning it",
+        "--head-epochs", type=non_negative_int, default=DEFAULTS.head_epochs,
+        help="phase 1: the neck and head on the frozen backbone (0: skip)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs,
+        help="phase 2: the whole network, most epochs (early stopping)",
+    )  # fmt: skip
+    # The first spelling, both phases at once: still read, no longer shown.
+    parser.add_argument(
+        "--epochs", type=non_negative_int, nargs=2, default=None, metavar=("HEAD", "FINE_TUNE"), help=argparse.SUPPRESS
     )
     parser.add_argument(
         "--learning-rate",

@@ -109,8 +109,10 @@ def train(args):
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
+    if args.epochs is None:  # --epochs HEAD FINE_TUNE, the first spelling, or the two options
+        args.epochs = [args.head_epochs, args.fine_tune_epochs]
     if sum(args.epochs) == 0:
-        raise ValueError("--epochs: at least one epoch is needed (HEAD FINE_TUNE, e.g. 25 50)")
+        raise ValueError("--head-epochs and --fine-tune-epochs are both 0: at least one epoch is needed")
     if not args.dev and args.dev_fraction == 0:
         raise ValueError(
             "--dev-fraction 0 leaves no dev images for early stopping and thresholds; pass a fraction or --dev"

@@ -15,7 +15,8 @@ class DetectConfig:
     backbone: str = "efficientnet_lite0"
     weights: str = "imagenet"
     anchors: int = 9  # k-means anchor boxes, 3 per scale
-    epochs: list = field(default_factory=lambda: [25, 50])  # head (backbone frozen), then fine-tuning
+    head_epochs: int = 25  # the neck and head on the frozen backbone
+    fine_tune_epochs: int = 50  # then the whole network (early stopping)
     learning_rate: list = field(default_factory=lambda: [2e-3, 5e-4])  # Adam, cosine decay, per phase
     fine_tune_fraction: float = 1.0
     batch_size: int = 16
