@@ -163,12 +163,11 @@ class ObjectDetector(App):
             ([{stride, cells: S, cell_size}]) and `boxes` ([{scale, cell: [row, column], cell_box, anchor_box}], in
             the order of the detections).
         """
-        from dlapps.tasks.yolo_detector import STRIDES, split_anchors
+        from dlapps.tasks.yolo_detector import STRIDES, letterbox_geometry, split_anchors
 
         size = self.detector.image_size
-        width, height = detections.width, detections.height
-        scale = size / max(width, height)
-        pad = np.array([(size - max(round(width * scale), 1)) // 2, (size - max(round(height * scale), 1)) // 2] * 2)
+        scale, _, (pad_y, pad_x) = letterbox_geometry(detections.height, detections.width, size)
+        scale, pad = float(scale), np.array([int(pad_x), int(pad_y)] * 2)
 
         def to_image(canvas_box):
             return [round(float(v), 1) for v in (np.asarray(canvas_box, np.float64) - pad) / scale]

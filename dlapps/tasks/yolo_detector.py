@@ -381,18 +381,24 @@ def nms_one_image(boxes, scores, score_threshold, iou_threshold, max_detections,
     }
 
 
+def letterbox_geometry(height, width, image_size):
+    """Where an image of `height` x `width` pixels lands in the `image_size` square: (scale (float32),
+    (new height, new width) (int32), (pad_y, pad_x) (int32)); canvas pixel = image pixel x scale + pad. TF ops, so
+    `letterbox`'s graph and `ObjectDetector.explain` (eagerly) share the one rule."""
+    height, width = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    scale = image_size / tf.maximum(height, width)
+    new_height = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), 1)
+    new_width = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), 1)
+    return scale, (new_height, new_width), ((image_size - new_height) // 2, (image_size - new_width) // 2)
+
+
 def letterbox(images, image_size):
     """Uint8 or float (B, H, W, 3) images to float32 (B, S, S, 3) 0-255: resized (antialiased) to fit, centred on
     PAD_VALUE grey. Returns (canvas, scale, (pad_x, pad_y)): input pixel = (canvas pixel - pad) / scale."""
     images = tf.cast(images, tf.float32)
-    height = tf.cast(tf.shape(images)[1], tf.float32)
-    width = tf.cast(tf.shape(images)[2], tf.float32)
-    scale = image_size / tf.maximum(height, width)
-    new_height = tf.maximum(tf.cast(tf.round(height * scale), tf.int32), 1)
-    new_width = tf.maximum(tf.cast(tf.round(width * scale), tf.int32), 1)
+    scale, (new_height, new_width), (pad_y, pad_x) = letterbox_geometry(tf.shape(images)[1], tf.shape(images)[2],
+                                                                         image_size)  # fmt: skip
     resized = tf.image.resize(images, tf.stack([new_height, new_width]), antialias=True)
-    pad_y = (image_size - new_height) // 2
-    pad_x = (image_size - new_width) // 2
     canvas = (
         tf.pad(
             resized - PAD_VALUE,
