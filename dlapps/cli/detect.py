@@ -93,7 +93,7 @@ def add_train_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
     parser.add_argument(
         "--monitor", default=DEFAULTS.monitor, choices=["map", "map50"],
-        help="dev measure for the best epoch and early stopping: mAP@0.5:0.95 (COCO's, rewards tight boxes) or mAP@0.5",
+        help="dev measure for the best epoch and early stopping: mAP@0.5 or mAP@0.5:0.95 (COCO's, rewards tight boxes)",
     )  # fmt: skip
     parser.add_argument(
         "--patience", type=positive_int, default=DEFAULTS.patience, help="early stopping on --monitor (epochs)"

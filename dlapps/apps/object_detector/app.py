@@ -248,8 +248,10 @@ def train(args):
         "classes": class_names,
         "train_boxes": counts,
         "train_map50": train_measured["map50"],
+        "train_map75": train_measured["map75"],
         "train_map": train_measured["map"],
         "dev_map50": dev["map50"],
+        "dev_map75": dev["map75"],
         "dev_map": dev["map"],
         "dev_images": len(dev_rows),
         "score_threshold": threshold,
@@ -266,8 +268,9 @@ def train(args):
     emit(
         args,
         metrics,
-        f"{best}\ntrain mAP@0.5 {metrics['train_map50']:.3f}; dev mAP@0.5 {dev['map50']:.3f}, mAP@0.5:0.95 "
-        f"{dev['map']:.3f}; score threshold {threshold:.2f} (best dev F1: precision {at_threshold['precision']:.3f}, "
+        f"{best}\nmAP@0.5 / @0.75 / @0.5:0.95: train {metrics['train_map50']:.3f} / {metrics['train_map75']:.3f} / "
+        f"{metrics['train_map']:.3f} (the fit), dev {dev['map50']:.3f} / {dev['map75']:.3f} / {dev['map']:.3f}\n"
+        f"score threshold {threshold:.2f} (best dev F1: precision {at_threshold['precision']:.3f}, "
         f"recall {at_threshold['recall']:.3f})\nwrote {output}/: {', '.join(metrics['files'])}",
     )
 
