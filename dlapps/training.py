@@ -223,7 +223,6 @@ class LogProgress(keras.callbacks.Callback):
         self.steps = None
 
     def on_train_begin(self, logs=None):
-        self.started = time.perf_counter()
         self.steps = self.params.get("steps") if self.params else None
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -6,12 +6,10 @@ the first waiting request and whatever else is already waiting (at most `max_bat
 company, and under load the batches grow by themselves.
 """
 
-import logging
+import collections
 import queue
 import threading
 from concurrent.futures import Future
-
-log = logging.getLogger("dlapps")
 
 
 class MicroBatcher:
@@ -31,7 +29,7 @@ class MicroBatcher:
             raise ValueError(f"max_batch and workers must be at least 1 (received {max_batch}, {workers})")
         self.run_batch, self.max_batch = run_batch, int(max_batch)
         self.waiting = queue.SimpleQueue()
-        self.sizes = []  # the size of every batch run (for the load benchmark's report)
+        self.sizes = collections.deque(maxlen=10_000)  # the sizes of the latest batches run (bounded: a server runs on)
         for number in range(workers):
             threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
 
