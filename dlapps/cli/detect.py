@@ -64,13 +64,14 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--anchors", type=positive_int, default=DEFAULTS.anchors, help="anchor boxes from k-means (3 per scale)"
     )
+    # Defaults filled in by the handler (DetectConfig), so that the first spelling given with these is caught.
     parser.add_argument(
-        "--head-epochs", type=non_negative_int, default=DEFAULTS.head_epochs,
-        help="phase 1: the neck and head on the frozen backbone (0: skip)",
+        "--head-epochs", type=non_negative_int, default=None,
+        help=f"phase 1: the neck and head on the frozen backbone (0: skip) (default: {DEFAULTS.head_epochs})",
     )  # fmt: skip
     parser.add_argument(
-        "--fine-tune-epochs", type=non_negative_int, default=DEFAULTS.fine_tune_epochs,
-        help="phase 2: the whole network, most epochs (early stopping)",
+        "--fine-tune-epochs", type=non_negative_int, default=None,
+        help=f"phase 2: the whole network, most epochs (early stopping) (default: {DEFAULTS.fine_tune_epochs})",
     )  # fmt: skip
     # The first spelling, both phases at once: still read, no longer shown.
     parser.add_argument(
@@ -93,7 +94,7 @@ def add_train_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
     parser.add_argument(
         "--monitor", default=DEFAULTS.monitor, choices=["map", "map50"],
-        help="dev measure for the best epoch and early stopping: mAP@0.5 or mAP@0.5:0.95 (COCO's, rewards tight boxes)",
+        help="dev measure for the best epoch and early stopping: map (mAP@0.5:0.95, rewards tight boxes) or map50",
     )  # fmt: skip
     parser.add_argument(
         "--patience", type=positive_int, default=DEFAULTS.patience, help="early stopping on --monitor (epochs)"

@@ -27,22 +27,29 @@ def check_output_folder(output):
     return Path(output)
 
 
-# What marks a folder as a run of ours: --overwrite removes only such a folder, never one of other files.
+# What marks a folder as a run of ours, and what a training run writes (`--overwrite` removes these and nothing else:
+# a user's own notes or photos in the folder stay).
 RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
+RUN_FILES = (
+    *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "logs", "backup*", "member[0-9]*",
+    "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png", "oracle.json",
+    "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
+)  # fmt: skip
 
 
 def add_run_arguments(parser):
     """`--resume` and `--overwrite`, alike in every training verb."""
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run in --output")
     parser.add_argument(
-        "--resume", action="store_true", help="continue an interrupted run in --output, with the options it began with"
-    )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the run already in --output (a finished or interrupted one)"
-    )
+        "--overwrite", action="store_true",
+        help="replace the run in --output (a finished or interrupted one): its model, checkpoints, logs and metrics "
+        "are removed; other files there stay",
+    )  # fmt: skip
 
 
 def clear_run_folder(output):
-    """`--overwrite`: remove the previous run in `output` (nothing when the folder is missing or empty).
+    """`--overwrite`: remove the previous run's files from `output` (`RUN_FILES`); any other file stays. Returns the
+    names removed.
 
     Raises:
         FileExistsError: the folder holds files but no run of ours (no config.json, state.json, model.keras...).
@@ -51,13 +58,16 @@ def clear_run_folder(output):
 
     output = Path(output)
     if not output.is_dir() or not any(output.iterdir()):
-        return
+        return []
     if not any((output / mark).exists() for mark in RUN_MARKS):
         raise FileExistsError(
             f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
             "replaces a run; pick another --output"
         )
-    shutil.rmtree(output)
+    removed = sorted({path for pattern in RUN_FILES for path in output.glob(pattern)})
+    for path in removed:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    return [path.name for path in removed]
 
 
 def check_train_output(args):

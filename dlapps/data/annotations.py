@@ -456,14 +456,19 @@ def _files_by_stem(files):
     return by_stem
 
 
-# The folder of a label beside its image's, as the layouts have it: VOC's devkit (JPEGImages/ and Annotations/) and
-# YOLO's (images/ and labels/, Ultralytics' img2label_paths rule); anything else: the same folder.
-_LABEL_FOLDERS = {"jpegimages": "annotations", "images": "labels"}
+# The folders a label may sit in beside its image's, as the layouts have it: VOC's devkit (JPEGImages/ and
+# Annotations/), images/ with annotations/ (VOC) or labels/ (YOLO, Ultralytics' img2label_paths rule); else the same.
+_LABEL_FOLDERS = {"jpegimages": ("annotations",), "images": ("labels", "annotations")}
 
 
-def _label_folder(image):
-    parts = [_LABEL_FOLDERS.get(part.lower(), part) for part in image.parent.parts]
-    return Path(*parts) if parts else Path()
+def _label_folders(image):
+    """The folders (lower-case parts) where `image`'s label may be: its own and each layout's twin."""
+    parts = [part.lower() for part in image.parent.parts]
+    folders = {tuple(parts)}
+    for index, part in enumerate(parts):
+        for twin in _LABEL_FOLDERS.get(part, ()):
+            folders.add(tuple(parts[:index] + [twin] + parts[index + 1 :]))
+    return folders
 
 
 def pair_by_name(images, labels, on_warning=print):
@@ -482,16 +487,19 @@ def pair_by_name(images, labels, on_warning=print):
             stems = [stem] if stem in images else by_folded.get(stem.lower(), [])
             candidates = [image for s in stems for image in images[s] if image not in paired]
             if len(candidates) > 1:
-                candidates = [image for image in candidates if _label_folder(image) == _label_folder(label)] or [
-                    image for image in candidates if image.parent == label.parent
-                ]
-                if len(candidates) > 1 and len({image.parent for image in candidates}) == 1:
-                    # photo.jpg and photo.png beside one photo.xml: which one was labelled cannot be told.
-                    names = ", ".join(image.name for image in candidates)
-                    on_warning(f"{label}: {len(candidates)} images share its name ({names}); all left out: rename "
-                               "them so that each has its own label")  # fmt: skip
-                    ambiguous.update(candidates)
+                folder = tuple(part.lower() for part in label.parent.parts)
+                near = [image for image in candidates if folder in _label_folders(image)]
+                if len(near) != 1:
+                    # photo.jpg and photo.png beside one photo.xml, or the same name in folders that do not tell
+                    # which one was labelled: never guess, never train them as images without objects.
+                    shown = near or candidates
+                    one_folder = len({image.parent for image in shown}) == 1
+                    names = ", ".join(image.name if one_folder else str(image) for image in shown)
+                    on_warning(f"{label}: {len(shown)} images share its name ({names}); all left out: rename them "
+                               "so that each has its own label")  # fmt: skip
+                    ambiguous.update(shown)
                     continue
+                candidates = near
             if len(candidates) != 1:
                 orphans.append(label)
                 continue

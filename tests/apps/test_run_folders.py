@@ -16,11 +16,13 @@ def _args(output, resume=False, overwrite=False):
 
 def test_overwrite_replaces_a_run_and_never_a_folder_of_other_files(tmp_path):
     run = tmp_path / "run"
-    run.mkdir()
-    (run / "model.keras").write_text("a finished run")
+    (run / "logs" / "train").mkdir(parents=True)
+    for name in ("model.keras", "config.json", "history_head.csv", "best_head.weights.h5", "my_notes.txt"):
+        (run / name).write_text("a finished run")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         check_train_output(_args(run))
-    assert check_train_output(_args(run, overwrite=True)) == (run, {"phase_done": 0}) and not run.exists()
+    assert check_train_output(_args(run, overwrite=True)) == (run, {"phase_done": 0})
+    assert sorted(path.name for path in run.iterdir()) == ["my_notes.txt"]  # the user's own file stays
     (tmp_path / "interrupted").mkdir()
     (tmp_path / "interrupted" / "state.json").write_text(json.dumps({"phase_done": 1}))
     with pytest.raises(FileExistsError, match="--resume to continue it, or --overwrite"):

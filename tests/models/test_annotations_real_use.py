@@ -339,6 +339,19 @@ def test_images_of_one_name_in_two_folders_keep_their_own_labels(tmp_path):
     records, _, _ = read_detection_folder(root)
     centres = {r.image.parent.name: ((r.boxes[0, :2] + r.boxes[0, 2:]) / 2).tolist() for r in records}
     assert centres == {"train": [20.0, 15.0], "val": [10.0, 7.5]}
+    # VOC's images/ + annotations/ layout, split the same way.
+    voc = tmp_path / "voc"
+    for split, box in (("train", (2, 2, 20, 20)), ("val", (10, 5, 30, 25))):
+        _image(voc / "images" / split / "dup.jpg")
+        (voc / "annotations" / split).mkdir(parents=True)
+        (voc / "annotations" / split / "dup.xml").write_text(_voc("dup.jpg", (40, 30), [("cat", box)]))
+    warnings = []
+    records, _, _ = read_detection_folder(voc, on_warning=warnings.append)
+    assert {r.image.parent.name: r.boxes.tolist() for r in records} == {
+        "train": [[2, 2, 20, 20]],
+        "val": [[10, 5, 30, 25]],
+    }
+    assert not warnings
 
 
 def test_two_images_of_one_name_beside_one_label_are_named_and_left_out(tmp_path):

@@ -109,8 +109,14 @@ def train(args):
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32. Received: {args.image_size}")
+    if args.epochs is not None and (args.head_epochs is not None or args.fine_tune_epochs is not None):
+        raise ValueError("--epochs HEAD FINE_TUNE and --head-epochs / --fine-tune-epochs are the same: give one")
     if args.epochs is None:  # --epochs HEAD FINE_TUNE, the first spelling, or the two options
-        args.epochs = [args.head_epochs, args.fine_tune_epochs]
+        defaults = DetectConfig()
+        args.epochs = [
+            defaults.head_epochs if args.head_epochs is None else args.head_epochs,
+            defaults.fine_tune_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs,
+        ]
     if sum(args.epochs) == 0:
         raise ValueError("--head-epochs and --fine-tune-epochs are both 0: at least one epoch is needed")
     if not args.dev and args.dev_fraction == 0:
