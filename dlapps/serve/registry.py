@@ -121,6 +121,7 @@ class Registry:
                     self.styles[_key(name)] = served
                 elif app == "detect":
                     self.detector = served
+                    _warm_up(instance)
                     if max_batch > 1:
                         served.batched(type(instance).detect_prepared, max_batch, BATCH_WORKERS)
                 elif app == "faces":
@@ -192,6 +193,18 @@ class Registry:
         """Every model name `/v1/models/{name}:predict` takes."""
         return [*self.classifiers, *(["detect"] if self.detector else []), *(["faces"] if self.faces else []),
                 *self.styles]  # fmt: skip
+
+
+def _warm_up(detector):
+    """Trace the detector's compiled functions (decoding, letterbox, network) once before serving: first requests
+    arriving together would each trace them (TensorFlow's "retracing" warnings, and slow first answers)."""
+    import numpy as np
+
+    from dlapps.data.images import encode_image
+
+    tiny = encode_image(np.full((32, 48, 3), 127, np.uint8))
+    detector.predict(tiny)
+    detector.detect_prepared([detector.prepare(tiny)])
 
 
 def _key(name):
