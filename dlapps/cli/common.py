@@ -68,9 +68,8 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse, with usage errors on one line (the full usage stays in --help)."""
 
     def error(self, message):
-        self.exit(
-            EXIT_BAD_INPUT, f"{self.prog}: error: {message}{self._did_you_mean(message)} (see {self.prog} --help)\n"
-        )
+        prog = f"{self.prog} {self.verb}" if getattr(self, "verb", None) else self.prog
+        self.exit(EXIT_BAD_INPUT, f"{prog}: error: {message}{self._did_you_mean(message)} (see {prog} --help)\n")
 
     def _did_you_mean(self, message):
         """'; did you mean --learning-rate?' for a mistyped option (difflib; Python 3.12's suggest_on_error is newer
@@ -80,9 +79,10 @@ class ArgumentParser(argparse.ArgumentParser):
         if "unrecognized arguments:" not in message:
             return ""
         options = [o for action in self._actions for o in action.option_strings]
+        verb = getattr(self, "verb", None)
         for action in self._actions:  # the chosen verb's options too (unrecognized words reach the top parser)
-            for sub in (getattr(action, "choices", None) or {}).values():
-                if isinstance(sub, argparse.ArgumentParser):
+            for name, sub in (getattr(action, "choices", None) or {}).items():
+                if isinstance(sub, argparse.ArgumentParser) and verb in (None, name):
                     options += [o for a in sub._actions for o in a.option_strings]
         words = [w.split("=")[0] for w in message.split("unrecognized arguments:")[1].split() if w.startswith("-")]
         guesses = [g for w in words for g in difflib.get_close_matches(w, sorted(set(options)), n=1, cutoff=0.6)]
@@ -120,8 +120,9 @@ def run(prog, description, verbs, argv=None):
     parser = build_parser(prog, description, verbs)
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "runner", None):
+        parser.verb = args.verb  # "did you mean" among this verb's options only
         parser.parse_args(argv)  # the usual error (and "did you mean") for an unknown option
-    merge_data_option(args, parser)
+    merge_data_option(args, parser._subparsers._group_actions[0].choices[args.verb])
     if getattr(args, "runner", None):  # an Apache Beam pipeline; the rest of the command line is Beam's options
         args.pipeline_args, args.handler = extra, "dlapps.beam:run_from_args"
         args.app = prog.split()[-1]

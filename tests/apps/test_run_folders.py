@@ -75,3 +75,16 @@ def test_each_verbs_defaults_come_from_its_apps_config_dataclass(app, verb, conf
         if isinstance(value, tuple | list) and action.nargs is None:  # cat's square image_size (64, 64): one number
             value = value[0]
         assert (list(value) if isinstance(value, tuple) else value) == action.default, name
+
+
+def test_did_you_mean_looks_among_the_chosen_verbs_options_only(capsys):
+    from dlapps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["detect", "predict", "x.jpg", "--score-treshold", "0.3"])
+    err = capsys.readouterr().err
+    assert err.startswith("dlapps detect predict: error") and "did you mean --score-threshold?" in err
+    with pytest.raises(SystemExit):  # cat train has no --resume: no guess from cat predict's --runner
+        main(["cat", "train", "x", "--output", "y", "--resume"])
+    err = capsys.readouterr().err
+    assert "did you mean" not in err and err.strip().endswith("(see dlapps cat train --help)")
