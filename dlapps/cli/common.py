@@ -32,6 +32,7 @@ from dlapps.cli.run_folders import (  # noqa: F401
     RUN_MARKS,
     add_run_arguments,
     check_output_folder,
+    check_run_folder,
     check_train_output,
     clear_run_folder,
     default_model_dir,

@@ -70,16 +70,15 @@ def clear_run_folder(output):
     return [path.name for path in removed]
 
 
-def check_train_output(args):
-    """The training run's folder and its state ({"phase_done": N}, `dlapps.training.fit_phases`'): a new run refuses
-    a folder holding a model or an interrupted run; `--resume` needs the latter.
+def check_run_folder(args, interrupted="state.json"):
+    """The rules of a training run's folder (`args.output`, `args.resume`, `args.overwrite`): a new run refuses a
+    folder holding a model or an interrupted run (its mark: `interrupted`, a file or folder), `--resume` needs the
+    latter, `--overwrite` first removes the previous run's files. Returns the folder.
 
     Raises:
         ValueError / FileExistsError: with the option to pass instead.
     """
-
     output = check_output_folder(args.output)
-    state = output / "state.json"
     if args.resume and getattr(args, "overwrite", False):
         raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
     if getattr(args, "overwrite", False):
@@ -87,14 +86,22 @@ def check_train_output(args):
     if args.resume:
         if (output / "model.keras").exists():
             raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
-        if not state.exists():
+        if not (output / interrupted).exists():
             raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
-        return output, json.loads(state.read_text())
+        return output
     if (output / "model.keras").exists():
         raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
-    if state.exists():
+    if (output / interrupted).exists():
         raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
-    return output, {"phase_done": 0}
+    return output
+
+
+def check_train_output(args):
+    """`check_run_folder` for the phase loop (`dlapps.training.fit_phases`): the folder and its state
+    ({"phase_done": N}; a new run's is {"phase_done": 0})."""
+    output = check_run_folder(args)
+    state = output / "state.json"
+    return output, json.loads(state.read_text()) if args.resume else {"phase_done": 0}
 
 
 def output_names(paths):

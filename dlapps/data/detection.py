@@ -206,13 +206,14 @@ def letterboxed_set(cache, indices, image_size):
     their ignored (difficult, crowd) objects alike: what `DevMAP` and the training-set measurement take."""
     canvases, truths, ignored = [], [], []
     for index in indices:
-        pixels, size = tf.constant(cache[0][index]), cache[1][index]
-        view, boxes = letterboxed(pixels, size, tf.constant(cache[2][index]), image_size)
+        aside, aside_labels = cache.ignored[index]
+        # One letterbox for both kinds of boxes (the map is row by row): the trained rows first, then the ignored.
+        both = np.concatenate([cache[2][index], np.reshape(aside, (-1, 4))]).astype(np.float32)
+        view, boxes = letterboxed(tf.constant(cache[0][index]), cache[1][index], tf.constant(both), image_size)
+        boxes = boxes.numpy() * image_size
+        trained = len(cache[2][index])
         keep = cache[2][index][:, 2] > cache[2][index][:, 0]
         canvases.append(view.numpy())
-        truths.append((boxes.numpy()[keep] * image_size, cache[3][index][keep]))
-        aside, aside_labels = cache.ignored[index]
-        if len(aside):
-            aside = letterboxed(pixels, size, tf.constant(aside, tf.float32), image_size)[1].numpy() * image_size
-        ignored.append((np.reshape(aside, (-1, 4)), aside_labels))
+        truths.append((boxes[:trained][keep], cache[3][index][keep]))
+        ignored.append((boxes[trained:], aside_labels))
     return np.stack(canvases), truths, ignored

@@ -88,3 +88,18 @@ def test_did_you_mean_looks_among_the_chosen_verbs_options_only(capsys):
         main(["cat", "train", "x", "--output", "y", "--resume"])
     err = capsys.readouterr().err
     assert "did you mean" not in err and err.strip().endswith("(see dlapps cat train --help)")
+
+
+def test_a_run_marked_by_its_checkpoints_folder_follows_the_same_rules(tmp_path):
+    """The style trainer's interrupted runs are marked by checkpoints/, not state.json: the one rule serves both."""
+    from dlapps.cli.run_folders import check_run_folder
+
+    run = tmp_path / "style_run"
+    (run / "checkpoints").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="--resume to continue it, or --overwrite"):
+        check_run_folder(_args(run), interrupted="checkpoints")
+    assert check_run_folder(_args(run, resume=True), interrupted="checkpoints") == run
+    with pytest.raises(ValueError, match="nothing to resume"):
+        check_run_folder(_args(tmp_path / "new", resume=True), interrupted="checkpoints")
+    assert check_run_folder(_args(run, overwrite=True), interrupted="checkpoints") == run
+    assert not (run / "checkpoints").exists()

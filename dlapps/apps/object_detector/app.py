@@ -26,7 +26,10 @@ PROG = "dlapps detect"
 APP = "detect"
 PHASES = ("head", "fine_tune")
 # Defaults stored with a model when dev cannot tune them (the course's values, but 10 boxes is too few for crowds).
-DEFAULT_THRESHOLDS = DetectConfig().thresholds()
+DEFAULTS = DetectConfig()
+DEFAULT_THRESHOLDS = DEFAULTS.thresholds()
+# What each --monitor measures, as the printed lines name it.
+MONITORED = {"map": "mAP@0.5:0.95", "map50": "mAP@0.5"}
 # Training images (letterboxed, not augmented) whose batch statistics replace the moving averages before each dev
 # measurement (dlapps.training.recalibrate_batch_norm).
 CALIBRATION_IMAGES = 64
@@ -112,10 +115,9 @@ def train(args):
     if args.epochs is not None and (args.head_epochs is not None or args.fine_tune_epochs is not None):
         raise ValueError("--epochs HEAD FINE_TUNE and --head-epochs / --fine-tune-epochs are the same: give one")
     if args.epochs is None:  # --epochs HEAD FINE_TUNE, the first spelling, or the two options
-        defaults = DetectConfig()
         args.epochs = [
-            defaults.head_epochs if args.head_epochs is None else args.head_epochs,
-            defaults.fine_tune_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs,
+            DEFAULTS.head_epochs if args.head_epochs is None else args.head_epochs,
+            DEFAULTS.fine_tune_epochs if args.fine_tune_epochs is None else args.fine_tune_epochs,
         ]
     if sum(args.epochs) == 0:
         raise ValueError("--head-epochs and --fine-tune-epochs are both 0: at least one epoch is needed")
@@ -156,7 +158,7 @@ def train(args):
         print(
             f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
             f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
-            f"best epoch and early stopping on dev {'mAP@0.5:0.95' if args.monitor == 'map' else 'mAP@0.5'} "
+            f"best epoch and early stopping on dev {MONITORED[args.monitor]} "
             f"(patience {args.patience})",
             flush=True,
         )
@@ -270,7 +272,7 @@ def train(args):
     remove_phase_files(output, phases)
     metrics["output"] = str(output)
     metrics["files"] = sorted(path.name for path in output.iterdir())
-    best = phase_report(summary, better="dev mAP@0.5:0.95" if args.monitor == "map" else "dev mAP@0.5")
+    best = phase_report(summary, better=f"dev {MONITORED[args.monitor]}")
     emit(
         args,
         metrics,

@@ -315,7 +315,7 @@ def train(args):
     import keras
 
     from dlapps.backbones.vgg import build_vgg16_features
-    from dlapps.cli.common import check_output_folder, clear_run_folder, to_json
+    from dlapps.cli.common import check_run_folder, to_json
     from dlapps.tasks.style_transformer import (
         CONTENT_LAYER,
         STYLE_LAYERS,
@@ -327,17 +327,7 @@ def train(args):
     )
     from dlapps.training import save_atomically
 
-    output = check_output_folder(args.output)
-    if args.resume and args.overwrite:
-        raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
-    if args.overwrite:
-        clear_run_folder(output)
-    if (output / "model.keras").exists():
-        raise FileExistsError(f"{output} already holds a style model; pass --overwrite or pick another --output")
-    if (output / "checkpoints").exists() and not args.resume:
-        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
-    if args.resume and not (output / "checkpoints").exists():
-        raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
+    output = check_run_folder(args, interrupted="checkpoints")
     keras.utils.set_random_seed(args.seed)
     files, problems = list_image_files(args.content)
     for _, message in problems:
