@@ -129,13 +129,13 @@ VERBS = [
         "train",
         "train a model on catvnoncat or an image folder",
         add_train_arguments,
-        "dlapps.apps.cat_classifier.app:train",
+        "dlapps.apps.cat_classifier.train:train",
     ),
     Verb(
         "evaluate",
         "metrics, bias/variance readout, error gallery",
         add_evaluate_arguments,
-        "dlapps.apps.cat_classifier.app:evaluate",
+        "dlapps.apps.cat_classifier.evaluate:evaluate",
     ),
     Verb(
         "predict",
@@ -147,7 +147,7 @@ VERBS = [
         "export",
         "write a deployable SavedModel or TFLite file",
         add_export_arguments,
-        "dlapps.apps.cat_classifier.app:export",
+        "dlapps.apps.cat_classifier.evaluate:export",
     ),
 ]
 

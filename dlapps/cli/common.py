@@ -62,6 +62,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         unset = action.default is None or action.default == "" or action.default is argparse.SUPPRESS
         if "default" in text or flag or unset or not action.option_strings:
             return text
+        if isinstance(action.default, (list, tuple)):  # as typed: "0.002 0.0005", not "[0.002, 0.0005]"
+            return f"{text} (default: {' '.join(str(value) for value in action.default)})"
         return super()._get_help_string(action)
 
 

@@ -97,12 +97,21 @@ def add_train_arguments(parser):
         help="dev measure for the best epoch and early stopping: map (mAP@0.5:0.95, rewards tight boxes) or map50",
     )  # fmt: skip
     parser.add_argument(
+        "--box-gain", type=positive_float, default=DEFAULTS.box_gain,
+        help="weight of the box loss (1 - CIoU) against objectness and classes (YOLOv5: 0.05)",
+    )  # fmt: skip
+    parser.add_argument(
         "--patience", type=positive_int, default=DEFAULTS.patience, help="early stopping on --monitor (epochs)"
     )
     parser.add_argument(
         "--dev-fraction", type=fraction, default=DEFAULTS.dev_fraction, help="training images held out as dev"
     )
-    parser.add_argument("--dev", default=None, help="a separate dev data folder instead of --dev-fraction")
+    parser.add_argument(
+        "--dev",
+        default=None,
+        help="a separate dev data folder instead of --dev-fraction (for a YOLO set whose data.yaml names train: "
+        "and val: folders, its val: by default)",
+    )
     parser.add_argument("--no-augment", action="store_true", help="no zoom, shift, flip or colour jitter")
     parser.add_argument(
         "--mosaic", type=fraction, default=DEFAULTS.mosaic, metavar="RATE",
@@ -157,12 +166,14 @@ def add_convert_arguments(parser):
 
 
 VERBS = [
-    Verb("train", "train a detector on annotated images", add_train_arguments, "dlapps.apps.object_detector.app:train"),
+    Verb(
+        "train", "train a detector on annotated images", add_train_arguments, "dlapps.apps.object_detector.train:train"
+    ),
     Verb(
         "evaluate",
         "mAP@0.5 and mAP@0.5:0.95 (pycocotools), per-class AP, PR curve, worst images",
         add_evaluate_arguments,
-        "dlapps.apps.object_detector.app:evaluate",
+        "dlapps.apps.object_detector.evaluate:evaluate",
     ),
     Verb(
         "predict",
@@ -174,19 +185,19 @@ VERBS = [
         "export",
         "SavedModel / TFLite / ONNX with letterbox and NMS inside",
         add_export_arguments,
-        "dlapps.apps.object_detector.app:export",
+        "dlapps.apps.object_detector.evaluate:export",
     ),
     Verb(
         "anchors",
         "anchor boxes by k-means (1 - IoU distance) and the mean best IoU against k",
         add_anchors_arguments,
-        "dlapps.apps.object_detector.app:anchors",
+        "dlapps.apps.object_detector.data_tools:anchors",
     ),
     Verb(
         "convert",
         "convert annotations between VOC, YOLO and COCO",
         add_convert_arguments,
-        "dlapps.apps.object_detector.app:convert",
+        "dlapps.apps.object_detector.data_tools:convert",
     ),
 ]
 

@@ -171,19 +171,19 @@ VERBS = [
         "tune",
         "random search of learning rate, dropout and fine-tune depth on dev (keras-tuner)",
         add_tune_arguments,
-        "dlapps.apps.fine_tuner.app:tune",
+        "dlapps.apps.fine_tuner.train:tune",
     ),
     Verb(
         "train",
         "fine-tune a backbone on a folder of pictures",
         add_train_only_arguments,
-        "dlapps.apps.fine_tuner.app:train",
+        "dlapps.apps.fine_tuner.train:train",
     ),
     Verb(
         "evaluate",
         "accuracy, per-class metrics, confusion matrix, worst mistakes",
         add_evaluate_arguments,
-        "dlapps.apps.fine_tuner.app:evaluate",
+        "dlapps.apps.fine_tuner.evaluate:evaluate",
     ),
     Verb(
         "predict",
@@ -195,7 +195,7 @@ VERBS = [
         "export",
         "write a SavedModel, TFLite (float or int8) or ONNX file",
         add_export_arguments,
-        "dlapps.apps.fine_tuner.app:export",
+        "dlapps.apps.fine_tuner.evaluate:export",
     ),
 ]
 

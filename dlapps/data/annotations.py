@@ -439,7 +439,11 @@ def _yaml_names(path):
 
 
 def _yolo_names(folder):
-    for candidate in (folder / "data.yaml", folder / "dataset.yaml", folder.parent / "data.yaml"):
+    root = _images_part(folder)
+    roots = [root.parent, root.parent.parent] if root else []
+    for candidate in [folder / "data.yaml", folder / "dataset.yaml", folder.parent / "data.yaml"] + [
+        place / name for place in roots for name in ("data.yaml", "dataset.yaml")
+    ]:
         if candidate.is_file():
             return _yaml_names(candidate)
     for candidate in (folder / "classes.txt", folder / "labels" / "classes.txt", folder / "obj.names"):
@@ -514,6 +518,61 @@ def pair_by_name(images, labels, on_warning=print):
     return sorted(pairs, key=lambda pair: str(pair[0]))
 
 
+def _images_part(folder):
+    """The innermost `images` folder of `folder` or above it (Ultralytics' `root/images/train`), or None."""
+    folder = Path(folder)
+    for place in (folder, *folder.parents):
+        if place.name.lower() == "images":
+            return place
+    return None
+
+
+def yolo_label_twin(folder):
+    """Ultralytics' img2label_paths rule for a folder of images: `root/images/train` -> `root/labels/train`, when that
+    folder exists and the labels are not inside `folder` itself; else None."""
+    images = _images_part(folder)
+    if images is None:
+        return None
+    twin = images.parent / "labels" / Path(folder).relative_to(images)
+    return twin if twin.is_dir() else None
+
+
+def yolo_splits(folder, on_warning=print):
+    """The train and val folders a YOLO `data.yaml` (or dataset.yaml) in `folder` names, as {"train": Path, "val":
+    Path}, when both are folders that exist and differ; else {} (with a warning saying why, when the file names
+    splits). Paths are relative to the file's `path:` (itself relative to the file's folder) or to its folder, as
+    Ultralytics resolves them; split lists and .txt file lists are not read."""
+    import yaml
+
+    folder = Path(folder)
+    found = [folder / name for name in ("data.yaml", "dataset.yaml") if (folder / name).is_file()]
+    if not folder.is_dir() or not found:
+        return {}
+    try:
+        spec = yaml.load(found[0].read_text(), Loader=yaml.BaseLoader) or {}
+    except yaml.YAMLError:
+        return {}  # _yaml_names names the fault when the names are read
+    if not isinstance(spec, dict) or not spec.get("train") or not spec.get("val"):
+        return {}
+    roots = [folder]
+    if isinstance(spec.get("path"), str) and spec["path"]:
+        roots.insert(0, folder / spec["path"])  # an absolute path: the joined path is that path itself
+    splits = {}
+    for split in ("train", "val"):
+        value = spec[split]
+        places = [root / value for root in roots if isinstance(value, str)]
+        place = next((p for p in places if p.is_dir()), None)
+        if place is None:
+            on_warning(f"{found[0]}: its {split}: ({value}) is not a folder here; the whole folder is read and "
+                       "--dev-fraction held out")  # fmt: skip
+            return {}
+        splits[split] = place
+    if splits["train"].resolve() == splits["val"].resolve():
+        on_warning(f"{found[0]}: train: and val: are the same folder; --dev-fraction of it is held out as dev")
+        return {}
+    return splits
+
+
 def _in_labels(path, folder):
     """A YOLO label file: under a `labels` folder inside `folder` (labels/x.txt, labels/train/x.txt)."""
     return "labels" in Path(path).relative_to(folder).parent.parts
@@ -542,9 +601,18 @@ def detect_format(folder):
     if len(found) > 1:
         counts = ", ".join(f"{len(kinds[kind])} {kind.upper()} files" for kind in found)
         raise DataError(f"{folder}: mixes annotation formats ({counts}); keep one format per folder")
+    if not found and _twin_labels(folder):
+        return "yolo"
     if not found:
         raise DataError(f"{folder}: images but no annotations (VOC .xml, YOLO .txt in labels/, or COCO .json)")
     return found[0]
+
+
+def _twin_labels(folder):
+    """The YOLO label files of `yolo_label_twin(folder)` (root/labels/train for root/images/train), or []."""
+    twin = yolo_label_twin(folder)
+    files = walk_files(twin)[0] if twin else []
+    return [p for p in files if p.suffix.lower() == ".txt" and p.name != "classes.txt"]
 
 
 def read_detection_folder(folder, class_names=None, on_warning=print):
@@ -567,9 +635,12 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
         images = _files_by_stem(p for p in files if is_image_file(p))
         suffix = ".xml" if kind == "voc" else ".txt"
         labels = _files_by_stem(
-            p
-            for p in files
-            if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or _in_labels(p, folder))
+            [
+                p
+                for p in files
+                if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or _in_labels(p, folder))
+            ]
+            + (_twin_labels(folder) if kind == "yolo" else [])
         )
         pairs = pair_by_name(images, labels, on_warning)
         if kind == "voc":
@@ -606,29 +677,29 @@ def write_annotations(records, class_names, output, kind):
     Ignored boxes are written as VOC `<difficult>1` and COCO `iscrowd: 1` (YOLO has no such mark: left out there).
     COCO keeps the source's category ids when the records carry them.
 
+    Images whose names clash (train/img1.jpg and val/img1.jpg) keep their folders below the source's common folder.
+
     Raises:
-        DataError: `output` holds files already, or two images share a name.
+        DataError: `output` holds files already, or two images of one folder share a name but for the extension.
     """
     output = Path(output)
     if output.exists() and any(output.iterdir()):
         raise DataError(f"{output}: not empty; convert into a new folder (the source is never overwritten)")
-    names = [record.image.name for record in records]
-    if len(set(names)) < len(names):
-        raise DataError(f"{output}: two images share a name; cannot lay them out in one folder")
+    places = _output_places(records)
     output.mkdir(parents=True, exist_ok=True)
     images = output if kind == "voc" else output / "images"
-    images.mkdir(exist_ok=True)
-    for record in records:
-        (images / record.image.name).symlink_to(record.image.resolve())
+    for record, place in zip(records, places, strict=True):
+        (images / place).parent.mkdir(parents=True, exist_ok=True)
+        (images / place).symlink_to(record.image.resolve())
     if kind == "coco":
         ids = _category_ids(records, class_names)
         data = {"images": [], "annotations": [], "categories": []}
         data["categories"] = [{"id": ids[i], "name": name} for i, name in enumerate(class_names)]
-        for image_id, record in enumerate(records, 1):
+        for image_id, (record, place) in enumerate(zip(records, places, strict=True), 1):
             data["images"].append(
                 {
                     "id": image_id,
-                    "file_name": f"images/{record.image.name}",
+                    "file_name": f"images/{place.as_posix()}",
                     "width": record.width,
                     "height": record.height,
                 }
@@ -650,14 +721,33 @@ def write_annotations(records, class_names, output, kind):
     if kind == "yolo":
         (output / "labels").mkdir(exist_ok=True)
         (output / "classes.txt").write_text("\n".join(class_names) + "\n")
-        for record in records:
-            (output / "labels" / f"{record.image.stem}.txt").write_text(
-                yolo_lines(record.boxes, record.labels, record.width, record.height)
-            )
+        for record, place in zip(records, places, strict=True):
+            label = output / "labels" / place.with_suffix(".txt")
+            label.parent.mkdir(parents=True, exist_ok=True)
+            label.write_text(yolo_lines(record.boxes, record.labels, record.width, record.height))
         return output
-    for record in records:
-        (output / f"{record.image.stem}.xml").write_text(voc_xml(record, class_names))
+    for record, place in zip(records, places, strict=True):
+        (output / place.with_suffix(".xml")).write_text(voc_xml(record, class_names))
     return output
+
+
+def _output_places(records):
+    """Each record's image path in a converted set: its name, or, when names clash, its path below the images'
+    common folder (train/img1.jpg, val/img1.jpg). DataError names two images that would share one label file."""
+    import os
+
+    places = [Path(record.image.name) for record in records]
+    if len({place.stem.lower() for place in places}) < len(places):
+        common = Path(os.path.commonpath([str(record.image.parent.resolve()) for record in records]))
+        places = [record.image.parent.resolve().relative_to(common) / record.image.name for record in records]
+    seen = {}
+    for record, place in zip(records, places, strict=True):
+        key = place.with_suffix("").as_posix().lower()
+        if key in seen:
+            raise DataError(f"{seen[key]} and {record.image}: one folder, one name but for the extension; their "
+                            "labels would be one file: rename one")  # fmt: skip
+        seen[key] = record.image
+    return places
 
 
 def yolo_lines(boxes, labels, width, height):

@@ -206,15 +206,16 @@ def encode_targets(boxes, labels, anchors, image_size, num_classes):
 
 @keras.saving.register_keras_serializable(package="dlapps")
 class YoloLoss(keras.losses.Loss):
-    """The loss of one scale: BOX_GAIN (1 - CIoU) + OBJECT_GAIN balance BCE(objectness) + CLASS_GAIN BCE(classes).
+    """The loss of one scale: box_gain (1 - CIoU) + OBJECT_GAIN balance BCE(objectness) + CLASS_GAIN BCE(classes).
 
     y_true: (B, G, G, A, 5 + C) from `encode_targets`; y_pred: the raw head output of the same shape. Box and class
     terms average over positives, objectness over every cell and anchor (YOLOv5's normalisation; its gains are
     scaled by image size, number of scales and classes the same way).
     """
 
-    def __init__(self, anchors, balance, image_size, num_classes, name="yolo_loss", **kwargs):
+    def __init__(self, anchors, balance, image_size, num_classes, box_gain=BOX_GAIN, name="yolo_loss", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.box_gain = float(box_gain)
         self.anchors = np.asarray(anchors, np.float32).tolist()
         self.balance = float(balance)
         self.image_size = int(image_size)
@@ -234,7 +235,7 @@ class YoloLoss(keras.losses.Loss):
         scales = len(STRIDES) / 3
         object_gain = OBJECT_GAIN * (self.image_size / 640) ** 2 * 3 / len(STRIDES)
         class_gain = CLASS_GAIN * self.num_classes / 80 * scales if self.num_classes > 1 else 0.0
-        total = BOX_GAIN * scales * box_loss + object_gain * self.balance * object_loss + class_gain * class_loss
+        total = self.box_gain * scales * box_loss + object_gain * self.balance * object_loss + class_gain * class_loss
         return total * tf.ones_like(y_pred[:, 0, 0, 0, 0])  # One value per image, as Keras reduces losses.
 
     def get_config(self):
@@ -244,18 +245,19 @@ class YoloLoss(keras.losses.Loss):
             "balance": self.balance,
             "image_size": self.image_size,
             "num_classes": self.num_classes,
+            "box_gain": self.box_gain,
         }
 
 
-def make_losses(anchors, image_size, num_classes):
+def make_losses(anchors, image_size, num_classes, box_gain=BOX_GAIN):
     return [
-        YoloLoss(group, balance, image_size, num_classes, name=f"loss{stride}")
+        YoloLoss(group, balance, image_size, num_classes, box_gain, name=f"loss{stride}")
         for group, balance, stride in zip(split_anchors(anchors), OBJECT_BALANCE, STRIDES, strict=True)
     ]
 
 
 def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, steps_per_epoch,
-                    fine_tune_fraction=1.0, pretrained=True):  # fmt: skip
+                    fine_tune_fraction=1.0, pretrained=True, box_gain=BOX_GAIN):  # fmt: skip
     """`dlapps.training.fit_phases` phases for a detector from `build_yolo_detector` (its base named "backbone").
 
     A pretrained backbone: "head" (neck and head on the frozen backbone) for `epochs[0]` at `learning_rates[0]`, then
@@ -274,7 +276,7 @@ def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, st
                 trained.get_layer("backbone").trainable = False
             schedule = make_learning_rate(learning_rate, "cosine", steps_per_epoch, phase_epochs)
             trained.compile(
-                optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, image_size, num_classes)
+                optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, image_size, num_classes, box_gain)
             )
 
         return run

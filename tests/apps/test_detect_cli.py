@@ -222,3 +222,25 @@ def test_onnx_and_tflite_exports_answer_as_keras_on_the_letterboxed_canvas(train
     assert count == len(boxes) > 0
     np.testing.assert_allclose(onnx_boxes, boxes, atol=1e-2)
     np.testing.assert_allclose(out["scores"][0, :count], scores, atol=1e-4)
+
+
+def test_a_yolo_set_trains_on_its_data_yaml_splits(tmp_path, capsys):
+    """Ultralytics' layout (images/train, images/val, labels/..., data.yaml): train: is trained on and val: is the dev
+    set, never a random hold-out of both (val images were trained on)."""
+    root = tmp_path / "set"
+    for split, count, seed in (("train", 4, 0), ("val", 2, 1)):
+        truth = write_squares(tmp_path / split, count=count, seed=seed)
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for name, objects in truth.items():
+            (tmp_path / split / name).rename(root / "images" / split / name)
+            lines = [f"{['red', 'blue'].index(n)} {(a + c) / 192} {(b + d) / 192} {(c - a) / 96} {(d - b) / 96}"
+                     for n, (a, b, c, d) in objects]  # fmt: skip
+            (root / "labels" / split / f"{name[:-4]}.txt").write_text("\n".join(lines) + "\n")
+    (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, blue]\n")
+    argv = ["detect", "train", str(root), "--output", str(tmp_path / "model"), "--image-size", "64", "--weights",
+            "none", "--head-epochs", "1", "--fine-tune-epochs", "0", "--anchors", "3", "--json"]  # fmt: skip
+    assert dlapps(argv) in (0, None)
+    out, err = capsys.readouterr()
+    assert "its data.yaml names the splits" in err
+    assert json.loads(out.splitlines()[-1])["dev_images"] == 2

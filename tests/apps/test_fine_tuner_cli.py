@@ -8,6 +8,7 @@ import time
 import pytest
 
 import dlapps.apps.fine_tuner.app as fine_tuner_app
+import dlapps.apps.fine_tuner.train as fine_tuner_train
 from dlapps.cli import main as dlapps
 from tests.helpers import EXAMPLES, write_bad_files, write_lite0_weights, write_tiny_image_folder
 
@@ -154,8 +155,6 @@ def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_pat
     import keras
     import numpy as np
 
-    from dlapps.apps.fine_tuner import app as fine_tuner_app
-
     output = tmp_path / "ensemble"
     argv = ["train", folder, "--output", output, *FAST, "--head-epochs", "2", "--members", "2", "--json"]
     real_make_datasets, calls = fine_tuner_app.make_datasets, []
@@ -167,7 +166,7 @@ def test_members_train_one_after_another_resume_and_answer_as_their_mean(tmp_pat
         return real_make_datasets(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr(fine_tuner_app, "make_datasets", interrupt_second_member)
+        patch.setattr(fine_tuner_train, "make_datasets", interrupt_second_member)
         code, _, err = run(capsys, *argv)
     assert code == 130 and "--resume" in err and (output / "member1" / "phase1.keras").exists()
     code, out, err = run(capsys, *argv, "--resume")
@@ -438,7 +437,7 @@ class _InterruptAt(__import__("keras").callbacks.Callback):
 
 
 def _interrupting(monkeypatch, phase, epoch):
-    original = fine_tuner_app.fit_phases
+    original = fine_tuner_train.fit_phases
     interrupt = _InterruptAt(epoch)
 
     def fit_phases(model, phases, *args, **kwargs):
@@ -451,7 +450,7 @@ def _interrupting(monkeypatch, phase, epoch):
         phases[phase]["prepare"] = arm
         return original(model, phases, *args, extra_callbacks=[interrupt], **kwargs)
 
-    monkeypatch.setattr(fine_tuner_app, "fit_phases", fit_phases)
+    monkeypatch.setattr(fine_tuner_train, "fit_phases", fit_phases)
 
 
 @pytest.mark.parametrize("phase", [0, 1])
@@ -537,7 +536,7 @@ def test_usage_errors_are_one_line(tmp_path, folder, capsys):
 
 
 def test_mistake_captions_name_the_file_below_the_evaluated_folder(tmp_path):
-    from dlapps.apps.fine_tuner.app import _relative
+    from dlapps.apps.fine_tuner.evaluate import _relative
 
     (tmp_path / "photos" / "cat" / "album").mkdir(parents=True)
     (tmp_path / "linked").symlink_to(tmp_path / "photos" / "cat", target_is_directory=True)

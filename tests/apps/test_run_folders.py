@@ -103,3 +103,12 @@ def test_a_run_marked_by_its_checkpoints_folder_follows_the_same_rules(tmp_path)
         check_run_folder(_args(tmp_path / "new", resume=True), interrupted="checkpoints")
     assert check_run_folder(_args(run, overwrite=True), interrupted="checkpoints") == run
     assert not (run / "checkpoints").exists()
+
+
+def test_help_shows_a_list_default_as_it_is_typed(capsys):
+    from dlapps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["detect", "train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.002 0.0005)" in out and "[0.002, 0.0005]" not in out

@@ -364,3 +364,64 @@ def test_two_images_of_one_name_beside_one_label_are_named_and_left_out(tmp_path
     records, _, _ = read_detection_folder(tmp_path, on_warning=warnings.append)
     assert [record.image.name for record in records] == ["other.jpg"]  # neither photo is trained as a negative
     assert any("2 images share its name (photo.jpg, photo.png); all left out" in w for w in warnings)
+
+
+def _ultralytics_set(root, yaml_text):
+    """root/images/{train,val} + root/labels/{train,val} + data.yaml: Ultralytics' layout."""
+    for split, names in (("train", ("a", "b", "c")), ("val", ("d",))):
+        for name in names:
+            _image(root / "images" / split / f"{name}.jpg", (100, 50))
+            (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+            (root / "labels" / split / f"{name}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (root / "data.yaml").write_text(yaml_text)
+    return root
+
+
+def test_a_yolo_images_split_folder_finds_its_labels_and_names_as_ultralytics_does(tmp_path):
+    """`detect train root/images/train`: the labels are in root/labels/train (img2label_paths), the names in
+    root/data.yaml; it was refused as 'images but no annotations'."""
+    root = _ultralytics_set(tmp_path / "set", "names: [cat, dog]\n")
+    records, names, kind = read_detection_folder(root / "images" / "train", on_warning=pytest.fail)
+    assert kind == "yolo" and names == ["cat", "dog"]
+    assert [r.image.name for r in records] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert all(r.labels.tolist() == [1] for r in records)
+
+
+def test_data_yaml_splits_are_the_train_and_dev_sets(tmp_path):
+    from dlapps.data.annotations import yolo_splits
+
+    root = _ultralytics_set(tmp_path / "set", "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog]\n")
+    assert yolo_splits(root, on_warning=pytest.fail) == {"train": root / "images/train", "val": root / "images/val"}
+    warnings = []
+    (root / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [cat, dog]\n")  # coco128's
+    assert yolo_splits(root, warnings.append) == {} and "same folder" in warnings[0]
+    (root / "data.yaml").write_text("train: images/train\nval: lists/val.txt\nnames: [cat, dog]\n")
+    assert yolo_splits(root, warnings.append) == {} and "not a folder here" in warnings[1]
+    (root / "data.yaml").write_text("names: [cat, dog]\n")  # no splits named: nothing said
+    assert yolo_splits(root, warnings.append) == {} and len(warnings) == 2
+
+
+@pytest.mark.parametrize("kind", ["voc", "yolo", "coco"])
+def test_convert_keeps_images_of_one_name_apart_by_their_folders(tmp_path, kind):
+    """train/img1.jpg and val/img1.jpg: `convert` refused the set, naming its output folder; each now keeps its
+    folder and its own boxes, and the converted set reads back the same."""
+    for split, box in (("train", (2, 2, 20, 20)), ("val", (10, 5, 30, 25))):
+        _image(tmp_path / "src" / split / "img1.jpg")
+        (tmp_path / "src" / split / "img1.xml").write_text(_voc("img1.jpg", (40, 30), [("cat", box)]))
+    records, names, _ = read_detection_folder(tmp_path / "src", on_warning=pytest.fail)
+    write_annotations(records, names, tmp_path / kind, kind)
+    again, again_names, again_kind = read_detection_folder(tmp_path / kind, on_warning=pytest.fail)
+    assert again_kind == kind and again_names == names and len(again) == 2
+    boxes = {record.image.parent.name: record.boxes for record in again}
+    assert sorted(boxes) == ["train", "val"]  # YOLO's 0-1 fractions: float32 rounding
+    np.testing.assert_allclose(boxes["train"], [[2, 2, 20, 20]], atol=1e-4)
+    np.testing.assert_allclose(boxes["val"], [[10, 5, 30, 25]], atol=1e-4)
+
+
+def test_convert_names_two_images_that_would_share_a_label(tmp_path):
+    from dlapps.data.annotations import Annotation
+
+    records = [Annotation(_image(tmp_path / f"photo.{ext}"), 40, 30, np.zeros((0, 4)), np.zeros(0, int))
+               for ext in ("jpg", "png")]  # fmt: skip
+    with pytest.raises(DataError, match=r"photo.jpg and .*photo.png: one folder"):
+        write_annotations(records, ["cat"], tmp_path / "out", "yolo")

@@ -1,25 +1,17 @@
-"""The cat classifier, in the order of a keras-io example: data, model, train, evaluate, predict, export."""
+"""The cat classifier, in the order of a keras-io example: data, model, train (`train.py`), evaluate and export
+(`evaluate.py`)."""
 
-import json
-import shutil
 from pathlib import Path
 
-import keras
 import numpy as np
 
 from dlapps.apps.cat_classifier.config import CatConfig
 from dlapps.cli.common import (
-    EXIT_BAD_INPUT,
-    check_output_folder,
-    default_output,
-    emit,
-    keras_verbosity,
     readable_files,
-    to_json,
     warn,
 )
 from dlapps.data.images import read_image
-from dlapps.data.pipelines import build_augmentation, finalize_dataset, make_array_dataset, make_file_dataset
+from dlapps.data.pipelines import make_array_dataset, make_file_dataset
 from dlapps.data.readers import (
     DataError,
     check_class_counts,
@@ -27,13 +19,10 @@ from dlapps.data.readers import (
     find_split_folders,
     read_catvnoncat_h5,
     read_image_folder,
-    stratified_split,
 )
-from dlapps.inference import dataset_outputs, load_model_dir, predict_labelled_files
+from dlapps.inference import dataset_outputs, load_model_dir
 from dlapps.metrics.classification import binary_classification_metrics
-from dlapps.plots import plot_confusion_matrix, plot_gallery, plot_history, short_name
 from dlapps.tasks.image_classifier import build_image_classifier
-from dlapps.training import fit_notices_silenced, make_callbacks, make_learning_rate, make_optimizer
 
 CLASS_NAMES = ["non-cat", "cat"]
 PROG = "dlapps cat"
@@ -209,111 +198,6 @@ def _accuracy(model, dataset):
     return binary_classification_metrics(labels, probabilities)["accuracy"], len(labels)
 
 
-def train(args):
-    config = _config_from_args(args)
-    output = check_output_folder(args.output)
-    if (output / "model.keras").exists() and not args.overwrite:
-        raise FileExistsError(
-            f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
-        )
-    keras.utils.set_random_seed(config.seed)
-
-    # Data: a seeded, stratified train / train-dev split unless the folder already has one.
-    splits = read_cat_data(args.data, "train")
-    _check_two_classes(splits["train"], args.data, minimum=1 if "dev" in splits else 2)
-    if "dev" not in splits:
-        train_indices, dev_indices = stratified_split(splits["train"].labels, (config.dev_fraction,), config.seed)
-        splits = {"train": splits["train"].subset(train_indices), "dev": splits["train"].subset(dev_indices)}
-    real_dev = _read_cat_folder(args.dev) if args.dev else None
-    counts = {name: np.bincount(split.labels, minlength=2).tolist() for name, split in splits.items()}
-    if real_dev is not None:
-        counts["dev (--dev)"] = np.bincount(real_dev.labels, minlength=2).tolist()
-    if not args.json:
-        rows = [f"  {name:12s} non-cat {c[0]:5d}  cat {c[1]:5d}" for name, c in counts.items()]
-        print("images per split (the held-out 'dev' split is the course's train-dev set):\n" + "\n".join(rows))
-    skipped = []
-    augmentation = build_augmentation(config.image_size, seed=config.seed) if config.augment else None
-    train_data = finalize_dataset(
-        splits["train"].dataset(config.image_size, skipped), config.batch_size, True, augmentation, config.seed
-    )
-    eval_train = finalize_dataset(splits["train"].dataset(config.image_size), config.batch_size, False)
-    dev_data = finalize_dataset(splits["dev"].dataset(config.image_size, skipped), config.batch_size, False)
-
-    # Model.
-    model = build_cat_model(config)
-    output.mkdir(parents=True, exist_ok=True)  # Only now: a bad path or unavailable weights leave nothing behind.
-    if config.model != "imagenet":
-        steps = int(np.ceil(len(splits["train"]) / config.batch_size))
-        learning_rate = make_learning_rate(config.learning_rate, config.lr_decay, steps, config.epochs)
-        model.compile(
-            optimizer=make_optimizer(config.optimizer, learning_rate),
-            loss=keras.losses.BinaryCrossentropy(),
-            metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-        )
-        # Train: early stopping on dev keeps the best weights; best.keras survives an interruption.
-        history_file = output / "history.csv"
-        history_file.unlink(missing_ok=True)
-        with fit_notices_silenced():
-            model.fit(
-                train_data,
-                validation_data=dev_data,
-                epochs=config.epochs,
-                callbacks=make_callbacks(output, config.patience or None, backup=False),
-                verbose=keras_verbosity(args),
-            )
-        (output / "best.keras").unlink(missing_ok=True)
-        plot_history(history_file, output / "training_curves.png")
-    if config.model == "transfer" and config.imagenet_veto != "none":
-        model = with_imagenet_veto(model, config)
-        eval_train = finalize_dataset(splits["train"].dataset(config.image_size), config.batch_size, False)
-        dev_data = finalize_dataset(splits["dev"].dataset(config.image_size), config.batch_size, False)
-    for path in sorted(set(skipped)):
-        warn(PROG, f"skipped unreadable image {path}")
-
-    # Evaluate on train (no augmentation) and dev: the two numbers of the bias/variance readout.
-    train_accuracy, train_count = _accuracy(model, eval_train)
-    dev_labels, dev_probabilities = _labels_and_probabilities(model, dev_data)
-    dev_metrics = binary_classification_metrics(dev_labels, dev_probabilities, config.threshold)
-    metrics = {
-        "model": config.model,
-        "counts": counts,
-        "train_accuracy": train_accuracy,
-        "train_examples": train_count,
-        "train_dev_accuracy": dev_metrics["accuracy"],
-        "train_dev_roc_auc": dev_metrics["roc_auc"],
-        "train_dev_examples": dev_metrics["num_examples"],
-        "parameters": int(model.count_params()),
-    }
-    if real_dev is not None:
-        # The distribution users care about: measured, never trained on.
-        readable, labels, outputs = predict_labelled_files(
-            model, real_dev.files, real_dev.labels.tolist(), 64,
-            on_error=lambda path, error: warn(PROG, f"error: {error}"),
-        )  # fmt: skip
-        real = binary_classification_metrics(labels, outputs[:, 0], config.threshold)
-        metrics.update(
-            dev_data=str(Path(args.dev).resolve()),
-            dev_accuracy=real["accuracy"],
-            dev_balanced_accuracy=real["balanced_accuracy"],
-            dev_examples=real["num_examples"],
-        )
-    else:
-        metrics["dev_accuracy"] = dev_metrics["accuracy"]  # No separate dev set: train-dev is the dev set.
-    model.save(output / "model.keras")
-    data = str(Path(args.data).resolve())
-    (output / "config.json").write_text(to_json({"app": APP, **config.to_dict(), "data": data}, indent=2) + "\n")
-    (output / "metrics.json").write_text(to_json(metrics, indent=2) + "\n")
-    metrics["output"] = str(output)
-    real_text = f", dev (--dev) balanced accuracy {metrics['dev_balanced_accuracy']:.3f}" if real_dev else ""
-    emit(
-        args,
-        metrics,
-        f"{config.model}: train accuracy {train_accuracy:.3f}, train-dev accuracy {dev_metrics['accuracy']:.3f}"
-        f"{real_text} ({metrics['parameters']:,} parameters)\nwrote {output}/: "
-        + ", ".join(sorted(p.name for p in output.iterdir())),
-    )
-
-
 # === Evaluate ===
 
 
@@ -371,107 +255,4 @@ def load_cat_model(model_dir):
     return load_model_dir(model_dir, APP)
 
 
-def _is_training_data(data, trained_on):
-    """True when `data` is what the model was trained on (the same file or folder, or the train .h5 of its folder)."""
-    if not trained_on:
-        return False
-    data, trained_on = Path(data).resolve(), Path(trained_on)
-    if data == trained_on:
-        return trained_on.is_file() or find_catvnoncat_pair(trained_on)[0] is None
-    return trained_on.is_dir() and data.parent == trained_on and data.name.startswith("train")
-
-
-def evaluate(args):
-    model, config = load_cat_model(args.model_dir)
-    threshold = config.get("threshold", 0.5) if args.threshold is None else args.threshold
-    splits = read_cat_data(args.data, "test")
-    split = splits.get("test") or splits.get("dev") or splits["train"]
-    if _is_training_data(args.data, config.get("data")):
-        warn(PROG, f"{args.data} is the data this model was trained on: these figures include its training images")
-    skipped = []
-    if split.images is not None:
-        dataset = finalize_dataset(split.dataset(tuple(model.input_shape[1:3])), 64, False, cache=False)
-        labels, probabilities = _labels_and_probabilities(model, dataset)
-    else:
-        # Image files: predict file by file so that an unreadable one is reported and the rest stay aligned.
-        readable, labels, outputs = predict_labelled_files(
-            model, split.files, split.labels.tolist(), 64,
-            on_error=lambda path, error: (skipped.append(str(path)), warn(PROG, f"error: {error}")),
-        )  # fmt: skip
-        split = Split(labels, files=readable)
-        probabilities = outputs[:, 0] if len(readable) else np.zeros(0)
-    if not len(labels):
-        raise DataError(f"{args.data}: no readable images to evaluate")
-    metrics = binary_classification_metrics(labels, probabilities, threshold)
-
-    trained = Path(args.model_dir) / "metrics.json"
-    readout = None
-    if trained.is_file():
-        history = json.loads(trained.read_text())
-        train_dev = history.get("train_dev_accuracy", history.get("dev_accuracy"))
-        real_dev = history.get("dev_accuracy") if "dev_data" in history else None
-        same_as_dev = real_dev is not None and Path(args.data).resolve() == Path(history["dev_data"])
-        readout = bias_variance_readout(
-            1 - history["train_accuracy"], 1 - train_dev, None if real_dev is None else 1 - real_dev,
-            None if same_as_dev else 1 - metrics["accuracy"],
-        )  # fmt: skip
-
-    # Error analysis: a gallery of the misclassified images with their P(cat).
-    report_dir = Path(args.output)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    wrong = np.flatnonzero((probabilities >= threshold).astype(int) != labels)
-    gallery = plot_gallery(
-        [split.image(i) for i in wrong[:36]],
-        [
-            f"{short_name(split.name(i))}\ntruth: {CLASS_NAMES[labels[i]]}  P(cat)={probabilities[i]:.2f}"
-            for i in wrong[:36]
-        ],
-        report_dir / "errors.png",
-        f"Misclassified: {len(wrong)} of {len(labels)}",
-    )
-    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), CLASS_NAMES, report_dir / "confusion_matrix.png")
-    result = {**metrics, "bias_variance": readout, "error_gallery": str(gallery), "skipped": skipped}
-    if args.json:
-        emit(args, result, "")
-        return EXIT_BAD_INPUT if skipped else None
-    matrix = metrics["confusion_matrix"]
-    lines = [
-        f"examples {metrics['num_examples']}  threshold {threshold:.2f}",
-        f"accuracy {metrics['accuracy']:.3f}  precision {metrics['precision']:.3f}  recall {metrics['recall']:.3f}"
-        f"  F1 {metrics['f1']:.3f}  ROC AUC {metrics['roc_auc']:.3f}",
-        f"balanced accuracy {metrics['balanced_accuracy']:.3f} (the mean of the cat and non-cat recalls)",
-        "confusion matrix (rows true, columns predicted: non-cat, cat)",
-        f"  non-cat {matrix[0][0]:4d} {matrix[0][1]:4d}",
-        f"  cat     {matrix[1][0]:4d} {matrix[1][1]:4d}",
-    ]
-    if readout:
-        lines += _readout_lines(readout)
-    lines.append(f"error gallery: {gallery}")
-    print("\n".join(lines))
-    return EXIT_BAD_INPUT if skipped else None
-
-
 # === Export ===
-
-
-def export(args):
-    from dlapps.export import export_saved_model, export_tflite, path_size, write_model_info
-
-    model, config = load_cat_model(args.model_dir)
-    class_names = config.get("class_names", CLASS_NAMES)
-    if args.format == "saved_model":
-        output = Path(args.output or default_output(args.model_dir, "serving", APP))
-        if output.exists():
-            shutil.rmtree(output)
-        export_saved_model(model, output, class_names, config.get("threshold", 0.5))
-    else:
-        output = Path(args.output or default_output(args.model_dir, "model.tflite", APP))
-        output.parent.mkdir(parents=True, exist_ok=True)
-        export_tflite(model, output)
-        info = write_model_info(output, model, class_names)
-    result = {"format": args.format, "path": str(output), "bytes": path_size(output)}
-    text = f"wrote {output} ({result['bytes'] / 1e6:.1f} MB)"
-    if args.format == "tflite":
-        result["input"] = info["input"]
-        text += f"; input: {info['input']['shape']} {info['input']['dtype']}, {info['input']['pixels']}"
-    emit(args, result, text)

@@ -23,6 +23,7 @@ class DetectConfig:
     # The dev measure that picks the best epoch: mAP@0.5 ("map50", the shipped models') or mAP@0.5:0.95 ("map").
     # Measured once on fruit (README): "map" gave dev mAP@0.5:0.95 0.536 against 0.509 but mAP@0.5 0.866 against 0.891.
     monitor: str = "map50"
+    box_gain: float = 0.05  # the box loss's weight (YOLOv5's hyp.scratch-low)
     patience: int = 12
     dev_fraction: float = 0.15
     mosaic: float = 0.0
