@@ -1,11 +1,13 @@
 """Training shared by every app: optimisers, learning-rate decay, callbacks, and the resumable phase loop."""
 
 import contextlib
+import logging
 import time
 import warnings
 
 import keras
 
+LOG = logging.getLogger("dlapps")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 LR_DECAYS = ("none", "inverse_time", "exponential", "cosine")
 
@@ -416,7 +418,7 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
         trained._initial_epoch = None
         if verbose and len(phases) > 1:  # the epoch lines of each phase under its name
             about = f", {phase['description']}" if phase.get("description") else ""
-            print(f"{name} ({phase['epochs']} epoch{'' if phase['epochs'] == 1 else 's'}{about})", flush=True)
+            LOG.info("%s (%s epoch%s%s)", name, phase["epochs"], "" if phase["epochs"] == 1 else "s", about)
         with fit_notices_silenced():
             trained.fit(
                 overrides.get("train_data", train_data), validation_data=overrides.get("dev_data", dev_data),
@@ -502,7 +504,7 @@ def fit_seed_ensemble(make_member, count, output_dir, patience, seed, score, ver
         done = phase_done(folder)
         model, phases, train_data, dev_data = make_member(k, seed + k, folder, done)
         if verbose:
-            print(f"member {k + 1} of {count} (seed {seed + k})", flush=True)
+            LOG.info("member %d of %d (seed %d)", k + 1, count, seed + k)
         result = fit_phases(
             model, phases, train_data, dev_data, folder, patience,
             verbose=verbose, class_weight=class_weight, start_phase=done,

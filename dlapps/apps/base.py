@@ -6,8 +6,6 @@ a NumPy (H, W, 3) uint8 RGB array, all through `dlapps.data.images`' one decodin
 iterable of them.
 """
 
-import contextlib
-import io
 import json
 import logging
 import os
@@ -222,8 +220,10 @@ class App:
 
     @classmethod
     def _run_verb(cls, verb, positional=(), **options):
-        """Run a CLI verb with keyword options named as the command line's (same defaults, same checks) and return
-        its `--json` object as a `Report`; warnings go to the `dlapps` logger.
+        """Run a verb with keyword options named as the command line's (same defaults, same checks) and return its
+        `--json` object as a `Report` (the same values: each record goes through the same strict JSON). The verb
+        prints nothing: its records come back through `args.records`, its summary lines and warnings go to the
+        `dlapps` logger (INFO and WARNING).
 
         Raises:
             TypeError: an option the verb does not have.
@@ -231,14 +231,14 @@ class App:
         """
         import importlib
 
+        from dlapps.cli.output import to_json
+
         args = cls.cli_options(verb, positional, **options)
-        args.json, args.debug = True, False
+        args.json, args.debug, args.records = True, False, []
         module_name, function_name = args.handler.split(":")
         handler = getattr(importlib.import_module(module_name), function_name)
-        buffer = io.StringIO()
-        with contextlib.redirect_stdout(buffer):
-            code = handler(args)
-        records = [json.loads(line) for line in buffer.getvalue().splitlines() if line.startswith("{")]
+        code = handler(args)
+        records = [json.loads(to_json(record)) for record in args.records]
         values = records[-1] if len(records) == 1 else {"records": records}
         if code not in (None, 0):
             values = {**values, "exit_code": code}

@@ -25,6 +25,7 @@ from dlapps.cli.output import (  # noqa: F401
     print_results,
     readable_files,
     report_problems,
+    say,
     to_json,
     warn,
 )
@@ -32,12 +33,15 @@ from dlapps.cli.run_folders import (  # noqa: F401
     RUN_MARKS,
     add_run_arguments,
     check_output_folder,
+    check_replaceable,
     check_run_folder,
     check_train_output,
     clear_run_folder,
     default_model_dir,
     default_output,
     output_names,
+    prepare_run_folder,
+    run_files,
 )
 from dlapps.cli.types import fraction, momentum, non_negative_int, positive_float, positive_int  # noqa: F401
 from dlapps.quiet import quiet_native_stderr

@@ -24,8 +24,25 @@ def counted(number, noun):
 
 
 def emit(args, payload, text):
-    """Print a result: one JSON line with --json, else the human text."""
+    """A verb's result: one JSON line with --json, else the human text. A Python caller (`args.records`, a list: the
+    app classes' `_run_verb`) gets the payload appended there instead, and the text at INFO on the `dlapps` logger:
+    the verbs never print for it."""
+    records = getattr(args, "records", None)
+    if records is not None:
+        records.append(payload)
+        if text:
+            logging.getLogger("dlapps").info("%s", text)
+        return
     print(to_json(payload) if args.json else text, flush=True)
+
+
+def say(args, text, with_json=False):
+    """A line for people (a plan, a table, a summary): printed on stdout, or on stderr with --json when `with_json`
+    (else not at all with --json); for a Python caller (`args.records`), INFO on the `dlapps` logger."""
+    if getattr(args, "records", None) is not None:
+        logging.getLogger("dlapps").info("%s", text)
+    elif not args.json or with_json:
+        print(text, file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
 class _CommandLineHandler(logging.Handler):

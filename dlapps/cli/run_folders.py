@@ -31,7 +31,8 @@ def check_output_folder(output):
 # a user's own notes or photos in the folder stay).
 RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
 RUN_FILES = (
-    *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "logs", "backup*", "member[0-9]*",
+    *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "history.json", "logs", "backup*",
+    "member[0-9]*",
     "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png", "oracle.json",
     "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
 )  # fmt: skip
@@ -47,6 +48,41 @@ def add_run_arguments(parser):
     )  # fmt: skip
 
 
+def check_replaceable(output):
+    """`--overwrite`'s check, before anything is removed: True when `output` holds a run to replace, False when it is
+    missing or empty.
+
+    Raises:
+        FileExistsError: the folder holds files but no run of ours (no config.json, state.json, model.keras...).
+    """
+    output = Path(output)
+    if not output.is_dir() or not any(output.iterdir()):
+        return False
+    if not any((output / mark).exists() for mark in RUN_MARKS):
+        raise FileExistsError(
+            f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
+            "replaces a run; pick another --output"
+        )
+    return True
+
+
+def prepare_run_folder(args, output):
+    """A training run's first write: `--overwrite` removes the previous run's files (`clear_run_folder`) only now,
+    after the options and the data were checked, so a run that fails on its data leaves the old one whole; then the
+    folder is made. Returns it."""
+    if getattr(args, "overwrite", False) and not getattr(args, "resume", False):
+        clear_run_folder(output)
+    Path(output).mkdir(parents=True, exist_ok=True)
+    return Path(output)
+
+
+def run_files(output):
+    """The names of the files and folders of a run in `output` (`RUN_FILES`), sorted: what a finished run's summary
+    says it wrote, never a user's own files beside them."""
+    output = Path(output)
+    return sorted({path.name for pattern in RUN_FILES for path in output.glob(pattern)})
+
+
 def clear_run_folder(output):
     """`--overwrite`: remove the previous run's files from `output` (`RUN_FILES`); any other file stays. Returns the
     names removed.
@@ -57,13 +93,8 @@ def clear_run_folder(output):
     import shutil
 
     output = Path(output)
-    if not output.is_dir() or not any(output.iterdir()):
+    if not check_replaceable(output):
         return []
-    if not any((output / mark).exists() for mark in RUN_MARKS):
-        raise FileExistsError(
-            f"{output} holds files but no dlapps run (no config.json, state.json or model.keras): --overwrite only "
-            "replaces a run; pick another --output"
-        )
     removed = sorted({path for pattern in RUN_FILES for path in output.glob(pattern)})
     for path in removed:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
@@ -72,28 +103,47 @@ def clear_run_folder(output):
 
 def check_run_folder(args, interrupted="state.json"):
     """The rules of a training run's folder (`args.output`, `args.resume`, `args.overwrite`): a new run refuses a
-    folder holding a model or an interrupted run (its mark: `interrupted`, a file or folder), `--resume` needs the
-    latter, `--overwrite` first removes the previous run's files. Returns the folder.
+        folder holding a model or an interrupted run (its mark: `interrupted`, a file or folder), `--resume` needs the
+        latter, `--overwrite` needs a folder holding a run (or none): its files are removed at the first write
+    (`prepare_run_folder`). Returns the folder.
 
-    Raises:
-        ValueError / FileExistsError: with the option to pass instead.
+        Raises:
+            ValueError / FileExistsError: with the option to pass instead.
     """
     output = check_output_folder(args.output)
     if args.resume and getattr(args, "overwrite", False):
         raise ValueError("--resume continues the run in --output and --overwrite replaces it: pass one of them")
     if getattr(args, "overwrite", False):
-        clear_run_folder(output)
+        check_replaceable(output)  # removed by prepare_run_folder, at the run's first write
+        return output
     if args.resume:
         if (output / "model.keras").exists():
-            raise FileExistsError(f"{output}: nothing to resume (this run finished: {output / 'model.keras'})")
+            raise FileExistsError(f"{output}: nothing to resume (it holds a finished run: {output / 'model.keras'})")
         if not (output / interrupted).exists():
             raise ValueError(f"{output}: nothing to resume (no interrupted run there)")
+        _check_same_data(args, output)
         return output
     if (output / "model.keras").exists():
         raise FileExistsError(f"{output} already holds a model; pass --overwrite or pick another --output")
     if (output / interrupted).exists():
         raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it, or --overwrite")
     return output
+
+
+def _check_same_data(args, output):
+    """`--resume` goes on with the data the run began with: its config.json's "data" against the command's data
+    folder (`args.data`, or `args.folder` for faces), when both are known.
+
+    Raises:
+        ValueError: the run was on other data.
+    """
+    data = getattr(args, "data", None) or getattr(args, "folder", None)
+    config = output / "config.json"
+    if not isinstance(data, str | Path) or not config.exists():
+        return
+    saved = json.loads(config.read_text()).get("data")
+    if saved and Path(data).resolve() != Path(saved).resolve():
+        raise ValueError(f"--resume: {output} is a run on {saved}, not on {data}; pass that folder to resume it")
 
 
 def check_train_output(args):

@@ -96,9 +96,11 @@ def test_detector_predicts_streams_evaluates_and_exports(detector, tmp_path, cap
     lines = _json_lines(capsys.readouterr().out)
     assert code == 2 and lines[0] == record and lines[1]["error"].startswith(str(tmp_path / "bad.jpg"))
     report = trained.evaluate(root / "data", output=str(tmp_path / "eval"))
-    assert 0 <= report["map50"] <= 1
+    assert 0 <= report["map50"] <= 1 and report["output"] == str(tmp_path / "eval")
     exported = trained.export("saved_model", output=str(tmp_path / "serving"))
     assert exported["path"] == str(tmp_path / "serving")
+    # The verbs print nothing for a Python caller: the records come back, the summary goes to the dlapps logger.
+    assert capsys.readouterr().out == ""
 
 
 def test_options_are_the_command_lines_with_its_checks(detector, tmp_path):

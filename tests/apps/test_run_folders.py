@@ -7,7 +7,7 @@ import json
 import pytest
 
 from dlapps.cli import APPS
-from dlapps.cli.common import build_parser, check_train_output, clear_run_folder
+from dlapps.cli.common import build_parser, check_train_output, clear_run_folder, prepare_run_folder
 
 
 def _args(output, resume=False, overwrite=False):
@@ -21,7 +21,10 @@ def test_overwrite_replaces_a_run_and_never_a_folder_of_other_files(tmp_path):
         (run / name).write_text("a finished run")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         check_train_output(_args(run))
-    assert check_train_output(_args(run, overwrite=True)) == (run, {"phase_done": 0})
+    args = _args(run, overwrite=True)
+    assert check_train_output(args) == (run, {"phase_done": 0})
+    assert len(list(run.iterdir())) == 6  # nothing removed before the run's first write
+    prepare_run_folder(args, run)
     assert sorted(path.name for path in run.iterdir()) == ["my_notes.txt"]  # the user's own file stays
     (tmp_path / "interrupted").mkdir()
     (tmp_path / "interrupted" / "state.json").write_text(json.dumps({"phase_done": 1}))
@@ -36,6 +39,20 @@ def test_overwrite_replaces_a_run_and_never_a_folder_of_other_files(tmp_path):
         clear_run_folder(photos)
     assert (photos / "holiday.jpg").exists()
     clear_run_folder(tmp_path / "missing")  # nothing to do
+
+
+def test_an_overwrite_that_fails_on_its_data_leaves_the_old_run_whole(tmp_path, capsys):
+    """--overwrite removed the old model before the new run read its data: a typo in the data path lost it."""
+    from dlapps.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "config.json", "metrics.json"):
+        (run / name).write_text("a finished run")
+    (tmp_path / "empty").mkdir()
+    code = main(["detect", "train", str(tmp_path / "empty"), "--output", str(run), "--overwrite"])
+    assert code == 2 and "no images in this folder" in capsys.readouterr().err
+    assert sorted(path.name for path in run.iterdir()) == ["config.json", "metrics.json", "model.keras"]
 
 
 @pytest.mark.parametrize("app", ["cat", "finetune", "detect", "faces", "style"])
@@ -102,6 +119,7 @@ def test_a_run_marked_by_its_checkpoints_folder_follows_the_same_rules(tmp_path)
     with pytest.raises(ValueError, match="nothing to resume"):
         check_run_folder(_args(tmp_path / "new", resume=True), interrupted="checkpoints")
     assert check_run_folder(_args(run, overwrite=True), interrupted="checkpoints") == run
+    prepare_run_folder(_args(run, overwrite=True), run)
     assert not (run / "checkpoints").exists()
 
 
@@ -112,3 +130,13 @@ def test_help_shows_a_list_default_as_it_is_typed(capsys):
         main(["detect", "train", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "(default: 0.002 0.0005)" in out and "[0.002, 0.0005]" not in out
+
+
+def test_a_runs_files_are_its_own_never_a_users_files_beside_them(tmp_path):
+    """A finished run's summary said it 'wrote' every file of the folder, a user's photo among them."""
+    from dlapps.cli.run_folders import run_files
+
+    for name in ("model.keras", "config.json", "history.json", "history_head.csv", "holiday.jpg", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "logs").mkdir()
+    assert run_files(tmp_path) == ["config.json", "history.json", "history_head.csv", "logs", "model.keras"]

@@ -17,13 +17,8 @@ from dlapps.apps.cat_classifier.app import (
     read_cat_data,
     with_imagenet_veto,
 )
-from dlapps.cli.common import (
-    check_output_folder,
-    emit,
-    keras_verbosity,
-    to_json,
-    warn,
-)
+from dlapps.cli.common import emit, keras_verbosity, say, to_json, warn
+from dlapps.cli.run_folders import check_output_folder, prepare_run_folder
 from dlapps.data.pipelines import build_augmentation, finalize_dataset
 from dlapps.data.readers import (
     stratified_split,
@@ -53,9 +48,8 @@ def train(args):
     counts = {name: np.bincount(split.labels, minlength=2).tolist() for name, split in splits.items()}
     if real_dev is not None:
         counts["dev (--dev)"] = np.bincount(real_dev.labels, minlength=2).tolist()
-    if not args.json:
-        rows = [f"  {name:12s} non-cat {c[0]:5d}  cat {c[1]:5d}" for name, c in counts.items()]
-        print("images per split (the held-out 'dev' split is the course's train-dev set):\n" + "\n".join(rows))
+    rows = [f"  {name:12s} non-cat {c[0]:5d}  cat {c[1]:5d}" for name, c in counts.items()]
+    say(args, "images per split (the held-out 'dev' split is the course's train-dev set):\n" + "\n".join(rows))
     skipped = []
     augmentation = build_augmentation(config.image_size, seed=config.seed) if config.augment else None
     train_data = finalize_dataset(
@@ -66,7 +60,7 @@ def train(args):
 
     # Model.
     model = build_cat_model(config)
-    output.mkdir(parents=True, exist_ok=True)  # Only now: a bad path or unavailable weights leave nothing behind.
+    prepare_run_folder(args, output)  # Only now: a bad path or unavailable weights leave nothing behind.
     if config.model != "imagenet":
         steps = int(np.ceil(len(splits["train"]) / config.batch_size))
         learning_rate = make_learning_rate(config.learning_rate, config.lr_decay, steps, config.epochs)

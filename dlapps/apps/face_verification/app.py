@@ -16,6 +16,7 @@ from dlapps.apps.face_verification.config import FaceConfig
 from dlapps.cli.common import (
     ProgressBar,
     emit,
+    say,
     warn,
 )
 from dlapps.data.faces import NoFaceError, read_face_chips
@@ -112,8 +113,7 @@ def verify(args):
     if args.all_faces:
         # Every face of image_a against every face of image_b: one record per pair, the closest pair first.
         results = faces.verify_all(args.image_a, args.image_b)
-        if not args.json:
-            print(f"{args.image_a}: {counted_faces(results[0].faces_a)}, {args.image_b}: "
+        say(args, f"{args.image_a}: {counted_faces(results[0].faces_a)}, {args.image_b}: "
                   f"{counted_faces(results[0].faces_b)}; {len(results)} pair(s), closest first")  # fmt: skip
         for result in results:
             emit(args, result.to_dict(), f"  a {_box(result.box_a)} - b {_box(result.box_b)}: {_verdict(result)}")

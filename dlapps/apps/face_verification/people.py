@@ -9,7 +9,6 @@ from dlapps.cli.common import (
     EXIT_BAD_INPUT,
     ProgressBar,
     emit,
-    to_json,
     warn,
 )
 from dlapps.data.readers import DataError, read_image_folder
@@ -179,7 +178,7 @@ def identify(args):
         if not result.ok:
             failures += 1
             if args.json:
-                print(to_json(result.to_dict()), flush=True)
+                emit(args, result.to_dict(), "")
             continue
         best, distance = result.top_k[0]
         others = ", ".join(f"{n} {d:.3f}" for n, d in result.top_k[1:])

@@ -9,13 +9,8 @@ from dlapps.apps.face_verification.app import APP, PROG, _report_error, find_fac
 from dlapps.apps.face_verification.config import FaceConfig
 from dlapps.apps.face_verification.evaluate import _open_set_threshold
 from dlapps.apps.face_verification.people import read_people
-from dlapps.cli.common import (
-    check_train_output,
-    emit,
-    keras_verbosity,
-    to_json,
-    warn,
-)
+from dlapps.cli.common import emit, keras_verbosity, say, to_json, warn
+from dlapps.cli.run_folders import check_train_output, prepare_run_folder
 from dlapps.data.pairs import sample_pairs
 from dlapps.data.readers import DataError
 from dlapps.metrics.verification import (
@@ -67,10 +62,7 @@ def train(args):
     )  # fmt: skip
     if args.resume:
         # The run's own options, whatever this command line says (as the fine-tuner resumes).
-        saved = json.loads((output / "config.json").read_text())
-        if saved.get("data") and Path(args.folder).resolve() != Path(saved["data"]):
-            raise ValueError(f"--resume: {output} is a run on {saved['data']}, not on {args.folder}; "
-                             "pass that folder to resume it")  # fmt: skip
+        saved = json.loads((output / "config.json").read_text())  # its data: checked by check_train_output
         config = FaceConfig(**{k: v for k, v in saved.items() if k in FaceConfig().to_dict()})
         warn(PROG, f"resuming {output}: its own config.json is used (other training options here are ignored)")
     keras.utils.set_random_seed(config.seed)
@@ -88,13 +80,12 @@ def train(args):
         warn(PROG, f"only {len(train_people)} training people (after {len(dev_people)} held out as dev): each batch "
                    f"holds all of them, not --people-per-batch {config.people_per_batch}; add people for a "
                    "face model that generalises")  # fmt: skip
-    if not args.json:
-        print(f"{len(train_people)} training people ({sum(len(chips[n]) for n in train_people)} faces), "
-              f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs); "
-              f"{config.backbone} ({config.weights}), margin {config.margin}, {config.mining} mining"
-              + (f", after {config.warmup_epochs} CosFace warm-up epochs" if config.warmup_epochs else ""))  # fmt: skip
+    say(args, f"{len(train_people)} training people ({sum(len(chips[n]) for n in train_people)} faces), "
+          f"{len(dev_people)} dev people ({len(dev_stack)} faces, {len(pairs)} dev pairs); "
+          f"{config.backbone} ({config.weights}), margin {config.margin}, {config.mining} mining"
+          + (f", after {config.warmup_epochs} CosFace warm-up epochs" if config.warmup_epochs else ""))  # fmt: skip
 
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(args, output)
     model = build_face_embedder(config.backbone, config.weights)
     dev = DevPairs(dev_stack, pairs, same, on_measure=lambda epoch, logs: warn(
         PROG, f"epoch {epoch}: loss {logs.get('loss', float('nan')):.4f}, "

@@ -96,22 +96,19 @@ def evaluate(args):
             "agreement_with_keras": float(np.mean(exported.argmax(axis=1) == predicted[used])),
             "max_probability_difference": float(np.max(np.abs(exported - probabilities[used]))),
         }
-    if args.json:
-        emit(args, result, "")
-    else:
-        summary = f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
-        lines = [f"{folder}: {metrics['num_examples']} images, {summary}"]
-        for name, values in metrics["per_class"].items():
-            lines.append(f"  {name:20s} precision {values['precision']:.3f} recall {values['recall']:.3f} "
-                         f"F1 {values['f1']:.3f} ({values['support']} images)")  # fmt: skip
-        for path, values in result["exported"].items():
-            if not values["examples"]:
-                lines.append(f"  exported {path}: no image in a format it decodes")
-                continue
-            lines.append(f"  exported {path}: accuracy {values['accuracy']:.3f} on {values['examples']} images, "
-                         f"agrees with Keras on {values['agreement_with_keras']:.1%}")  # fmt: skip
-        lines.append(f"plots: {report_dir / 'confusion_matrix.png'}, {report_dir / 'worst_mistakes.png'}")
-        print("\n".join(lines))
+    summary = f"accuracy {metrics['accuracy']:.3f}, macro F1 {metrics['macro_f1']:.3f}"
+    lines = [f"{folder}: {metrics['num_examples']} images, {summary}"]
+    for name, values in metrics["per_class"].items():
+        lines.append(f"  {name:20s} precision {values['precision']:.3f} recall {values['recall']:.3f} "
+                     f"F1 {values['f1']:.3f} ({values['support']} images)")  # fmt: skip
+    for path, values in result["exported"].items():
+        if not values["examples"]:
+            lines.append(f"  exported {path}: no image in a format it decodes")
+            continue
+        lines.append(f"  exported {path}: accuracy {values['accuracy']:.3f} on {values['examples']} images, "
+                     f"agrees with Keras on {values['agreement_with_keras']:.1%}")  # fmt: skip
+    lines.append(f"plots: {report_dir / 'confusion_matrix.png'}, {report_dir / 'worst_mistakes.png'}")
+    emit(args, result, "\n".join(lines))
     return EXIT_BAD_INPUT if failed else None
 
 

@@ -24,15 +24,8 @@ from dlapps.apps.fine_tuner.app import (
     read_splits_for,
 )
 from dlapps.apps.fine_tuner.config import FineTuneConfig
-from dlapps.cli.common import (
-    check_output_folder,
-    clear_run_folder,
-    counted,
-    emit,
-    keras_verbosity,
-    to_json,
-    warn,
-)
+from dlapps.cli.common import counted, emit, keras_verbosity, say, to_json, warn
+from dlapps.cli.run_folders import check_train_output, prepare_run_folder, run_files
 from dlapps.inference import (
     dataset_outputs,
 )
@@ -55,38 +48,10 @@ from dlapps.training import (
 from dlapps.tuning import random_search
 
 
-def _check_output(args):
-    """Refuse an --output that holds a finished model or another interrupted run, before anything is written.
-
-    A folder left by a run that failed before training started (no config.json) blocks nothing.
-    """
-    output = check_output_folder(args.output)
-    state_file = output / "state.json"
-    if args.resume:
-        if (output / "model.keras").exists():
-            raise FileExistsError(f"--resume: {output} holds a finished run (model.keras); nothing to resume")
-        if not state_file.exists() or not (output / "config.json").exists():
-            raise ValueError(f"--resume: {output} holds no interrupted run to resume")
-        saved = json.loads((output / "config.json").read_text())
-        if saved.get("data") and Path(args.data).resolve() != Path(saved["data"]):
-            raise ValueError(
-                f"--resume: {output} is a run on {saved['data']}, not on {args.data}; pass that folder to resume it"
-            )
-        warn(PROG, f"resuming {output}: its own config.json is used (other options on this command are ignored)")
-        return output, json.loads(state_file.read_text())
-    if args.overwrite:
-        clear_run_folder(output)
-    if (output / "model.keras").exists():
-        raise FileExistsError(
-            f"{output} already holds a model; pass --overwrite to replace it, or pick another --output"
-        )
-    if state_file.exists() and (output / "config.json").exists():
-        raise FileExistsError(f"{output} holds an interrupted run; pass --resume to continue it or --overwrite")
-    return output, {"phase_done": 0}
-
-
 def train(args):
-    output, state = _check_output(args)
+    output, state = check_train_output(args)
+    if args.resume:
+        warn(PROG, f"resuming {output}: its own config.json is used (other options on this command are ignored)")
     config = _load_run_config(output) if args.resume else _config_from_args(args)
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -102,12 +67,10 @@ def train(args):
     config.image_size = int(model.input_shape[1])
     counts, table = data_summary(splits, class_names)
     plan = _plan(config, model)  # with --json too: a --fine-tune-from that names no layer is refused here
-    if not args.json:
-        print(plan)
-        print(f"{len(class_names)} classes, images per split:\n{table}", flush=True)
+    say(args, f"{plan}\n{len(class_names)} classes, images per split:\n{table}")
     skipped = []
     datasets = make_datasets(splits, config, skipped)
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(args, output)
     if not args.resume:
         data_path = str(Path(args.data).resolve())
         config_file = output / "config.json"
@@ -177,7 +140,7 @@ def train(args):
     plot_phase_history(output, phases)
     remove_phase_files(output, phases)
     remove_member_folders(output, len(members))
-    metrics["output"], metrics["files"] = str(output), sorted(p.name for p in output.iterdir())
+    metrics["output"], metrics["files"] = str(output), run_files(output)
     best = phase_report(phase_summary)
     emit(
         args,
@@ -241,15 +204,13 @@ def tune(args):
         return {"dev_accuracy": multiclass_metrics(dev_labels, probabilities, class_names)["accuracy"]}
 
     best = random_search(run_trial, args.output, args.trials, config.seed, overwrite=args.overwrite, resume=args.resume)
-    if args.json:
-        emit(args, {"best_trials": best}, "")
-        return None
-    print(f"{'trial #':>7} {'dev acc':>8} {'learning rate':>14} {'dropout':>8} {'fine-tune fraction':>19}")
+    lines = [f"{'trial #':>7} {'dev acc':>8} {'learning rate':>14} {'dropout':>8} {'fine-tune fraction':>19}"]
     for row in best:
-        print(f"{row['trial']:>7} {row['dev_accuracy']:8.3f} {row['learning_rate']:14.2e} {row['dropout']:8.1f} "
-              f"{row['fine_tune_fraction']:19.1f}")  # fmt: skip
+        lines.append(f"{row['trial']:>7} {row['dev_accuracy']:8.3f} {row['learning_rate']:14.2e} "
+                     f"{row['dropout']:8.1f} {row['fine_tune_fraction']:19.1f}")  # fmt: skip
     top = best[0]
-    print(
+    lines.append(
         f"train with: dlapps finetune train {args.data} --output OUT --learning-rate {top['learning_rate']:.2e} "
         f"--dropout {top['dropout']:.1f} --fine-tune-fraction {top['fine_tune_fraction']:.1f}"
     )
+    emit(args, {"best_trials": best}, "\n".join(lines))

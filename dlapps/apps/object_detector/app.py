@@ -3,18 +3,12 @@
 the pipeline (`dlapps/data/detection.py`), the network, targets, loss and NMS (`dlapps/tasks/yolo_detector.py`), mAP
 (`dlapps/metrics/detection.py`) and the phase loop (`dlapps/training.py`)."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from dlapps.apps.object_detector.config import DetectConfig
-from dlapps.cli.common import (
-    ProgressBar,
-    check_output_folder,
-    to_json,
-    warn,
-)
+from dlapps.cli.common import ProgressBar, check_output_folder, emit, say, warn
 from dlapps.data.readers import DataError
 
 PROG = "dlapps detect"
@@ -166,8 +160,8 @@ def predict(args):
     failures += bool(print_results(args, app.predict_iter(files), text, len(files), "detecting", write))
     for video in videos:
         failures += _predict_video(args, app.detector, video, output, app.class_names, names[video])
-    if not args.json and len(files) + len(videos) > failures and not (args.no_images and not args.save_txt):
-        print(f"wrote {output}/", file=sys.stderr)
+    if len(files) + len(videos) > failures and not (args.no_images and not args.save_txt):
+        say(args, f"wrote {output}/")
     return 2 if failures else None
 
 
@@ -186,7 +180,7 @@ def _predict_video(args, detector, path, output, class_names, name):
         nonlocal frame_index
         found = run_detector(detector, rgb)
         if args.json:
-            print(to_json(_detections_json(path, found, class_names, {"frame": frame_index})), flush=True)
+            emit(args, _detections_json(path, found, class_names, {"frame": frame_index}), "")
         if args.save_txt:
             lines = yolo_lines(found[0], found[2], rgb.shape[1], rgb.shape[0])
             (output / "labels" / f"{name}_{frame_index}.txt").write_text(lines)
@@ -200,8 +194,7 @@ def _predict_video(args, detector, path, output, class_names, name):
     except ValueError as error:
         warn(PROG, f"error: {error}")
         return 1
-    if not args.json:
-        print(f"{path}: {frames} frames" + (f" -> {target}" if target else ""))
+    say(args, f"{path}: {frames} frames" + (f" -> {target}" if target else ""))
     return 0
 
 

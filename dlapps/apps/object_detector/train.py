@@ -19,14 +19,8 @@ from dlapps.apps.object_detector.app import (
     _read_quietly,
     fit_anchors,
 )
-from dlapps.cli.common import (
-    ProgressBar,
-    check_train_output,
-    emit,
-    keras_verbosity,
-    to_json,
-    warn,
-)
+from dlapps.cli.common import ProgressBar, emit, keras_verbosity, say, to_json, warn
+from dlapps.cli.run_folders import check_train_output, prepare_run_folder, run_files
 from dlapps.data.annotations import yolo_splits
 from dlapps.data.readers import DataError
 
@@ -99,18 +93,18 @@ def train(args):
     size = args.image_size
     counts = _class_counts(train_records, class_names)
     background = sum(1 for r in train_records if not len(r.boxes))
-    if not args.json:
-        print(
-            f"{args.data} ({kind.upper()}): {len(train_records)} training images ({background} without boxes), "
-            f"{len(dev_records)} dev; boxes per class: {', '.join(f'{k} {v}' for k, v in counts.items())}"
-        )
-        print(
-            f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
-            f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
-            f"best epoch and early stopping on dev {MONITORED[args.monitor]} "
-            f"(patience {args.patience})",
-            flush=True,
-        )
+    say(
+        args,
+        f"{args.data} ({kind.upper()}): {len(train_records)} training images ({background} without boxes), "
+        f"{len(dev_records)} dev; boxes per class: {', '.join(f'{k} {v}' for k, v in counts.items())}",
+    )
+    say(
+        args,
+        f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
+        f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
+        f"best epoch and early stopping on dev {MONITORED[args.monitor]} "
+        f"(patience {args.patience})",
+    )
 
     # Data: decoded once, then augmented views and targets each epoch.
     all_records = train_records + dev_records
@@ -152,7 +146,7 @@ def train(args):
 
     phases = detector_phases(anchors, size, num_classes, args.epochs, args.learning_rate, steps,
                              args.fine_tune_fraction, args.weights != "none", args.box_gain)  # fmt: skip
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(args, output)
     config = {
         "app": APP,
         "class_names": class_names,
@@ -221,7 +215,7 @@ def train(args):
     plot_phase_history(output, phases, monitor=f"val_{args.monitor}", keys=("loss", args.monitor), mode="max")
     remove_phase_files(output, phases)
     metrics["output"] = str(output)
-    metrics["files"] = sorted(path.name for path in output.iterdir())
+    metrics["files"] = run_files(output)
     best = phase_report(summary, better=f"dev {MONITORED[args.monitor]}")
     emit(
         args,

@@ -9,12 +9,11 @@ This module holds the optimisation and `predict`; the feed-forward network's ver
 (evaluate, export)."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from dlapps.cli.common import ProgressBar, counted, emit, output_names, warn
+from dlapps.cli.common import ProgressBar, counted, emit, output_names, say, warn
 from dlapps.data.images import ImageReadError, read_image
 
 PROG = "dlapps style"
@@ -85,7 +84,7 @@ def _explain(history, style_grams, args):
         f"  J = {args.content_weight:g} x J_content + {args.style_weight:g} x J_style + {args.tv_weight:g} x tv",
         f"    = {first[0]:.4g} -> {last[0]:.4g}",
     ]
-    print("\n".join(lines), file=sys.stderr if args.json else sys.stdout, flush=True)
+    say(args, "\n".join(lines), with_json=True)
 
 
 def predict(args):

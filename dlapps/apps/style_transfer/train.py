@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from dlapps.apps.style_transfer.app import APP, PROG, _fit_max_size, _resized, load_style_model
-from dlapps.cli.common import ProgressBar, counted, emit, warn
+from dlapps.cli.common import ProgressBar, counted, emit, prepare_run_folder, run_files, say, warn
 from dlapps.data.images import ImageReadError, list_image_files, read_image
 
 
@@ -74,7 +74,7 @@ def train(args):
             raise ValueError(f"--init-from {args.init_from}: its network has filters {shape[0]} and {shape[1]} "
                              f"residual blocks; pass the same --filters and --residual-blocks")  # fmt: skip
         model.set_weights(start.get_weights())
-    output.mkdir(parents=True, exist_ok=True)
+    prepare_run_folder(args, output)
     shutil.copyfile(args.style, output / f"style{Path(args.style).suffix.lower()}")
     config = {
         "app": APP,
@@ -98,13 +98,12 @@ def train(args):
         "seed": args.seed,
     }
     (output / "config.json").write_text(json.dumps(config, indent=2))
-    if not args.json:
-        print(
-            f"{counted(count, 'content image')} at {args.image_size} px, style {style_name} at {args.style_size} px; "
-            f"{counted(args.epochs, 'epoch')} of {counted(int(np.ceil(count / args.batch_size)), 'step')}; "
-            f"{model.count_params():,} parameters",
-            flush=True,
-        )
+    say(
+        args,
+        f"{counted(count, 'content image')} at {args.image_size} px, style {style_name} at {args.style_size} px; "
+        f"{counted(args.epochs, 'epoch')} of {counted(int(np.ceil(count / args.batch_size)), 'step')}; "
+        f"{model.count_params():,} parameters",
+    )
     steps = int(np.ceil(count / args.batch_size))
     progress = {"bar": None}
 
@@ -114,12 +113,11 @@ def train(args):
         progress["bar"].update()
 
     def on_epoch_end(row):
-        if not args.json:
-            print(
-                f"epoch {row['epoch']}: loss {row['total']:.4g} (content {row['content']:.4g}, style "
-                f"{row['style']:.4g}, tv {row['tv']:.4g})",
-                flush=True,
-            )
+        say(
+            args,
+            f"epoch {row['epoch']}: loss {row['total']:.4g} (content {row['content']:.4g}, style "
+            f"{row['style']:.4g}, tv {row['tv']:.4g})",
+        )
 
     history = train_style_transformer(
         model, loss, dataset, dev_images, output, args.epochs, args.learning_rate, on_step, on_epoch_end
@@ -135,5 +133,5 @@ def train(args):
     (output / "metrics.json").write_text(to_json(metrics, indent=2))
     save_atomically(model, output / "model.keras")  # last: a folder with model.keras is a finished run
     metrics["output"] = str(output)
-    metrics["files"] = sorted(p.name for p in output.iterdir())
+    metrics["files"] = run_files(output)
     emit(args, metrics, f"wrote {output}/: {', '.join(metrics['files'])}")
