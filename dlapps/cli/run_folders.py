@@ -32,9 +32,8 @@ def check_output_folder(output):
 RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
 RUN_FILES = (
     *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "history.json", "logs", "backup*",
-    "member[0-9]*",
-    "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png", "oracle.json",
-    "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
+    "member[0-9]*", "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png",
+    "oracle.json", "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
 )  # fmt: skip
 
 
@@ -103,12 +102,12 @@ def clear_run_folder(output):
 
 def check_run_folder(args, interrupted="state.json"):
     """The rules of a training run's folder (`args.output`, `args.resume`, `args.overwrite`): a new run refuses a
-        folder holding a model or an interrupted run (its mark: `interrupted`, a file or folder), `--resume` needs the
-        latter, `--overwrite` needs a folder holding a run (or none): its files are removed at the first write
-    (`prepare_run_folder`). Returns the folder.
+    folder holding a model or an interrupted run (its mark: `interrupted`, a file or folder); `--resume` needs the
+    latter, on the data it began with; `--overwrite` needs a folder holding a run (or none), whose files are removed
+    at the new run's first write (`prepare_run_folder`). Returns the folder.
 
-        Raises:
-            ValueError / FileExistsError: with the option to pass instead.
+    Raises:
+        ValueError / FileExistsError: with the option to pass instead.
     """
     output = check_output_folder(args.output)
     if args.resume and getattr(args, "overwrite", False):
