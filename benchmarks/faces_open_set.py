@@ -81,6 +81,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--known-goal", type=float, default=0.95)
     parser.add_argument("--stranger-goal", type=float, default=0.90)
+    parser.add_argument(
+        "--margins",
+        type=float,
+        nargs="+",
+        default=[0.0, 0.01, 0.02, 0.03, 0.05, 0.08],
+        help="margins tried on dev (0 alone: the threshold rule `dlapps faces identify` applies)",
+    )
     args = parser.parse_args()
     import dlapps
 
@@ -90,7 +97,7 @@ def main():
     stored = {"threshold": faces.open_set_threshold, "margin": 0.0}
     # The rule on dev: the best known rate among the rules that call at least the goal's share of strangers unknown
     # (ties: more strangers called unknown).
-    grid = [(t, m) for t in np.arange(0.30, 0.50, 0.005) for m in (0.0, 0.01, 0.02, 0.03, 0.05, 0.08)]
+    grid = [(t, m) for t in np.arange(0.30, 0.50, 0.005) for m in args.margins]
     scored = [(outcomes(*dev_measured, t, m), t, m) for t, m in grid]
     meeting = [s for s in scored if s[0][1] >= args.stranger_goal] or scored
     (dev_known, dev_strangers), threshold, margin = max(meeting, key=lambda s: (s[0][0], s[0][1]))

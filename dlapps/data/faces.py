@@ -43,7 +43,7 @@ MAX_DETECTION_SIDE = 1280
 MAX_FACE_FOR_YUNET = 400
 # The smallest face aligned (the shorter side of YuNet's box, pixels). YuNet finds faces from about 14 pixels, but a
 # chip from them is upsampled over 7x and its landmarks are off by a large part of an eye: on the two test faces
-# scaled down, a 15-18 pixel face came within 0.45 of the other person (the threshold is 0.432), from 20 pixels up
+# scaled down, a 15-18 pixel face came within 0.45 of the other person (the threshold was then 0.432), from 20 pixels up
 # never closer than 0.48. (A face drifts 0.3-0.38 from its full-size self up to about 30 pixels: a floor, not a
 # guarantee.)
 MIN_FACE_SIDE = 20

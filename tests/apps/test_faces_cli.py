@@ -255,3 +255,21 @@ def test_user_mistakes_change_nothing_and_say_so(people, capsys, keras_home, tmp
     # A triplet needs two photos of a person in each batch.
     code, _, err = run(capsys, "train", folder, "--output", tmp_path / "t", "--images-per-person", "1")
     assert code == 2 and "at least 2" in err
+
+
+def test_the_flip_rule_is_the_unit_mean_of_a_chip_and_its_mirrors_embeddings(people, keras_home, tmp_path):
+    """The shipped model embeds each face twice, as is and mirrored (`config.json: flip`); a gallery of plain
+    embeddings is another model's."""
+    from dlapps.apps.face_verification.app import FaceModel
+    from dlapps.data.faces import read_face_chips
+
+    shipped = default_model_dir("face_verification")
+    config = json.loads((shipped / "config.json").read_text())
+    assert config["flip"] is True
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "config.json").write_text(json.dumps({**config, "flip": False}))
+    flipped, plain = FaceModel(shipped), FaceModel(tmp_path / "plain")
+    chips = np.stack([read_face_chips(people / "probe.jpg")[0][1]])
+    both = plain.embed(chips) + plain.embed(chips[:, :, ::-1])
+    np.testing.assert_allclose(flipped.embed(chips), both / np.linalg.norm(both, axis=1, keepdims=True), atol=1e-5)
+    assert flipped.identity == plain.identity + "+flip"

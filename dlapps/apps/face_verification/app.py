@@ -51,19 +51,29 @@ class FaceModel:
             self.model = keras.saving.load_model(folder / "model.keras", compile=False)
         else:
             self.model = build_face_embedder(self.config.backbone, self.config.weights)
-        self.identity = model_identity(self.model)
+        # The embedding rule is part of the identity: a gallery of plain embeddings refuses flipped ones.
+        self.identity = model_identity(self.model) + ("+flip" if self.config.flip else "")
         self._forward = None
 
+    def forward(self, chips):
+        """The embedding rule as a TF graph: float32 (n, 150, 150, 3) 0-255 chips to (n, d) unit embeddings; with
+        `config.flip`, the unit mean of each chip's and its mirror image's (what `embed` and every export compute)."""
+        import tensorflow as tf
+
+        embeddings = self.model(chips, training=False)
+        if self.config.flip:
+            mirrored = self.model(tf.reverse(chips, axis=[2]), training=False)
+            embeddings = tf.math.l2_normalize(embeddings + mirrored, axis=-1)
+        return embeddings
+
     def embed(self, chips):
-        """(n, 150, 150, 3) uint8 chips to (n, d) float32 unit embeddings (one traced function, batches of 32: an
-        eager Keras call cost 90 ms a face more than the network)."""
+        """(n, 150, 150, 3) uint8 chips to (n, d) float32 unit embeddings (`forward` as one traced function, batches
+        of 32: an eager Keras call cost 90 ms a face more than the network)."""
         import tensorflow as tf
 
         if self._forward is None:
-            model = self.model
             self._forward = tf.function(
-                lambda x: model(x, training=False),
-                input_signature=[tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)],
+                self.forward, input_signature=[tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)]
             )
         chips = np.asarray(chips, np.float32)
         outputs = [np.asarray(self._forward(chips[i : i + 32])) for i in range(0, len(chips), 32)]

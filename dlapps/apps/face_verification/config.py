@@ -17,6 +17,10 @@ class FaceConfig:
     # identify: a face is named only this close to an enrolled person (stricter than `threshold`: a gallery of many
     # people gives a stranger many chances); the distance at a false accept rate of 1e-3 on the calibration pairs.
     open_set_threshold: float | None = None
+    # A face's embedding is the unit mean of its chip's and its mirrored chip's (the flip test-time augmentation of
+    # face-recognition evaluations, e.g. ArcFace's); thresholds are calibrated with the same rule. Measured on the
+    # shipped model: open-set identification on dev went from 0.91 known / 0.91 strangers to 0.95 / 0.92.
+    flip: bool = False
     # Training (dlapps faces train).
     margin: float = 0.2
     mining: str = "semi_hard"

@@ -213,11 +213,13 @@ def export(args):
 
     @tf.function(input_signature=[tf.TensorSpec([None, 150, 150, 3], tf.uint8, name="chips")])
     def serve(chips):
-        return {"embeddings": model(tf.cast(chips, tf.float32), training=False)}
+        return {"embeddings": face_model.forward(tf.cast(chips, tf.float32))}  # embed's rule, flip included
 
     module.serve = serve
     info = {"input": "aligned 150x150 RGB face chips, uint8 (N, 150, 150, 3)",
-            "output": "L2-normalised embeddings (N, 128)", "threshold": face_model.config.threshold}  # fmt: skip
+            "output": "L2-normalised embeddings (N, 128)" + (" (each the unit mean of the chip's and its mirror's)"
+                                                             if face_model.config.flip else ""),
+            "threshold": face_model.config.threshold}  # fmt: skip
     export_graph(module, serve, None, output, args.format, info)
     result = {"format": args.format, "path": str(output), "bytes": path_size(output), **info}
     emit(args, result, f"wrote {output} ({result['bytes'] / 1e6:.1f} MB): {info['input']} -> {info['output']}")
