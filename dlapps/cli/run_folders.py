@@ -27,13 +27,15 @@ def check_output_folder(output):
     return Path(output)
 
 
-# What marks a folder as a run of ours, and what a training run writes (`--overwrite` removes these and nothing else:
-# a user's own notes or photos in the folder stay).
+# What marks a folder as a run of ours, and what a training run writes, with what the verbs write beside its model by
+# default (exports, evaluations: stale once the model is replaced). `--overwrite` removes these and nothing else: a
+# user's own notes or photos in the folder stay.
 RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
 RUN_FILES = (
     *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "history.json", "logs", "backup*",
     "member[0-9]*", "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png",
     "oracle.json", "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
+    "serving", "*.tflite", "*.tflite.json", "*.onnx", "*.onnx.json", "export", "evaluate",
 )  # fmt: skip
 
 

@@ -538,10 +538,12 @@ def yolo_label_twin(folder):
 
 
 def yolo_splits(folder, on_warning=print):
-    """The train and val folders a YOLO `data.yaml` (or dataset.yaml) in `folder` names, as {"train": Path, "val":
-    Path}, when both are folders that exist and differ; else {} (with a warning saying why, when the file names
-    splits). Paths are relative to the file's `path:` (itself relative to the file's folder) or to its folder, as
-    Ultralytics resolves them; split lists and .txt file lists are not read."""
+    """The splits a YOLO `data.yaml` (or dataset.yaml) in `folder` names, as {"train": Path, "val": Path, "test":
+    Path}: "test" when it names one that exists, "val"
+    only when it is a folder that exists and differs from train (else a warning saying why, and --dev-fraction of
+    train is held out); {} when the file names no train: folder. Paths are relative to the file's `path:` (itself
+    relative to the file's folder) or to its folder, as Ultralytics resolves them; split lists and .txt file lists
+    are not read."""
     import yaml
 
     folder = Path(folder)
@@ -552,25 +554,49 @@ def yolo_splits(folder, on_warning=print):
         spec = yaml.load(found[0].read_text(), Loader=yaml.BaseLoader) or {}
     except yaml.YAMLError:
         return {}  # _yaml_names names the fault when the names are read
-    if not isinstance(spec, dict) or not spec.get("train") or not spec.get("val"):
+    if not isinstance(spec, dict) or not spec.get("train"):
         return {}
     roots = [folder]
     if isinstance(spec.get("path"), str) and spec["path"]:
         roots.insert(0, folder / spec["path"])  # an absolute path: the joined path is that path itself
-    splits = {}
-    for split in ("train", "val"):
-        value = spec[split]
-        places = [root / value for root in roots if isinstance(value, str)]
-        place = next((p for p in places if p.is_dir()), None)
-        if place is None:
-            on_warning(f"{found[0]}: its {split}: ({value}) is not a folder here; the whole folder is read and "
-                       "--dev-fraction held out")  # fmt: skip
-            return {}
-        splits[split] = place
-    if splits["train"].resolve() == splits["val"].resolve():
-        on_warning(f"{found[0]}: train: and val: are the same folder; --dev-fraction of it is held out as dev")
+
+    def place(split):
+        value = spec.get(split)
+        places = [root / value for root in roots if isinstance(value, str) and value]
+        return next((p for p in places if p.is_dir()), None)
+
+    train = place("train")
+    if train is None:
+        on_warning(f"{found[0]}: its train: ({spec['train']}) is not a folder here; the whole folder is read and "
+                   "--dev-fraction held out")  # fmt: skip
         return {}
-    return splits
+    val = place("val")
+    if val is None and spec.get("val"):
+        on_warning(f"{found[0]}: its val: ({spec['val']}) is not a folder here; --dev-fraction of train: is held out")
+    elif val is not None and val.resolve() == train.resolve():
+        on_warning(f"{found[0]}: train: and val: are the same folder; --dev-fraction of it is held out as dev")
+        val = None
+    test = place("test")
+    return {"train": train, **({"val": val} if val is not None else {}), **({"test": test} if test else {})}
+
+
+# Split sub-folders as data sets lay them out (Kaggle's train/ and test/, Roboflow's train/ valid/ test/).
+SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
+
+
+def data_splits(folder, on_warning=print):
+    """The splits of a detection data folder: a YOLO data.yaml's (`yolo_splits`), else sub-folders named for them
+    (`SPLIT_NAMES`: train/, val/ or valid/, test/), as {"train": Path, "val": Path, "test": Path} (the ones found;
+    "train" always); {} when the folder has no train split (all of it is one pool)."""
+    splits = yolo_splits(folder, on_warning)
+    if splits or not Path(folder).is_dir():
+        return splits
+    subfolders = {p.name.lower(): p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")}
+    for split, names in SPLIT_NAMES.items():
+        found = next((subfolders[name] for name in names if name in subfolders), None)
+        if found is not None:
+            splits[split] = found
+    return splits if "train" in splits else {}
 
 
 def _in_labels(path, folder):

@@ -53,7 +53,7 @@ def test_evaluate_json_and_report(trained, tiny_h5, capsys, tmp_path):
     assert result["num_examples"] == 10 and 0 <= result["accuracy"] <= 1 and 0 <= result["balanced_accuracy"] <= 1
     assert set(result["bias_variance"]) >= {"train_error", "train_dev_error", "test_error", "diagnosis"}
     assert (report / "errors.png").is_file() and (report / "confusion_matrix.png").is_file()
-    assert result["output"] == str(report)  # every app's evaluate record names its folder
+    assert result["output"] == str(report) and result["files"] == ["confusion_matrix.png", "errors.png"]
 
 
 def test_train_with_a_real_dev_set_gives_the_four_error_readout(tmp_path, tiny_h5, tiny_folder, capsys):

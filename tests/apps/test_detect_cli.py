@@ -241,6 +241,16 @@ def test_a_yolo_set_trains_on_its_data_yaml_splits(tmp_path, capsys):
     argv = ["detect", "train", str(root), "--output", str(tmp_path / "model"), "--image-size", "64", "--weights",
             "none", "--head-epochs", "1", "--fine-tune-epochs", "0", "--anchors", "3", "--json"]  # fmt: skip
     assert dlapps(argv) in (0, None)
-    out, err = capsys.readouterr()
-    assert "its data.yaml names the splits" in err
+    out, _ = capsys.readouterr()
     assert json.loads(out.splitlines()[-1])["dev_images"] == 2
+    # evaluate on the set's root measures its held-out split, never the training images
+    assert dlapps(["detect", "evaluate", str(root), "--model", str(tmp_path / "model"), "--output",
+                   str(tmp_path / "eval"), "--json"]) in (0, None)  # fmt: skip
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert record["images"] == 2 and record["data"] == str(root / "images" / "val")
+    # Resuming with another dev set is refused: its dev figures would not compare.
+    (tmp_path / "model" / "model.keras").unlink()
+    (tmp_path / "model" / "state.json").write_text('{"phase_done": 0}')
+    code = dlapps([*argv[:-1], "--resume", "--dev", str(root / "images" / "train")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--dev" in err and "differs from the interrupted run" in err, err

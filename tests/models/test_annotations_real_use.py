@@ -392,13 +392,28 @@ def test_data_yaml_splits_are_the_train_and_dev_sets(tmp_path):
 
     root = _ultralytics_set(tmp_path / "set", "path: .\ntrain: images/train\nval: images/val\nnames: [cat, dog]\n")
     assert yolo_splits(root, on_warning=pytest.fail) == {"train": root / "images/train", "val": root / "images/val"}
-    warnings = []
+    # Without a usable val:, train: is still the training set (val/ on disk is never pooled into it).
+    warnings, train_only = [], {"train": root / "images/train"}
     (root / "data.yaml").write_text("train: images/train\nval: images/train\nnames: [cat, dog]\n")  # coco128's
-    assert yolo_splits(root, warnings.append) == {} and "same folder" in warnings[0]
+    assert yolo_splits(root, warnings.append) == train_only and "same folder" in warnings[0]
     (root / "data.yaml").write_text("train: images/train\nval: lists/val.txt\nnames: [cat, dog]\n")
-    assert yolo_splits(root, warnings.append) == {} and "not a folder here" in warnings[1]
+    assert yolo_splits(root, warnings.append) == train_only and "not a folder here" in warnings[1]
+    (root / "data.yaml").write_text("train: images/train\nnames: [cat, dog]\n")
+    assert yolo_splits(root, warnings.append) == train_only and len(warnings) == 2
     (root / "data.yaml").write_text("names: [cat, dog]\n")  # no splits named: nothing said
     assert yolo_splits(root, warnings.append) == {} and len(warnings) == 2
+
+
+def test_split_folders_are_the_train_dev_and_left_out_test_sets(tmp_path):
+    """Kaggle's train/ + test/ and Roboflow's train/ valid/ test/: test images were pooled into training."""
+    from dlapps.data.annotations import data_splits
+
+    for name in ("train", "valid", "test"):
+        (tmp_path / "set" / name).mkdir(parents=True)
+    splits = data_splits(tmp_path / "set", on_warning=pytest.fail)
+    assert splits == {"train": tmp_path / "set/train", "val": tmp_path / "set/valid", "test": tmp_path / "set/test"}
+    (tmp_path / "plain" / "apples").mkdir(parents=True)  # no split folders: one pool
+    assert data_splits(tmp_path / "plain", on_warning=pytest.fail) == {}
 
 
 @pytest.mark.parametrize("kind", ["voc", "yolo", "coco"])

@@ -93,7 +93,7 @@ def evaluate(args):
     )
     plot_confusion_matrix(np.array(metrics["confusion_matrix"]), CLASS_NAMES, report_dir / "confusion_matrix.png")
     result = {**metrics, "bias_variance": readout, "error_gallery": str(gallery), "skipped": skipped,
-              "output": str(report_dir)}  # fmt: skip
+              "output": str(report_dir), "files": ["confusion_matrix.png", "errors.png"]}  # fmt: skip
     matrix = metrics["confusion_matrix"]
     lines = [
         f"examples {metrics['num_examples']}  threshold {threshold:.2f}",
@@ -106,7 +106,7 @@ def evaluate(args):
     ]
     if readout:
         lines += _readout_lines(readout)
-    lines.append(f"error gallery: {gallery}")
+    lines.append(f"error gallery: {gallery}; confusion matrix: {report_dir / 'confusion_matrix.png'}")
     emit(args, result, "\n".join(lines))
     return EXIT_BAD_INPUT if skipped else None
 

@@ -79,7 +79,8 @@ def evaluate(args):
         report_dir / "worst_mistakes.png",
         f"Worst mistakes: {len(np.flatnonzero(predicted != labels))} of {len(labels)} wrong",
     )  # fmt: skip
-    result = {"data": str(folder), **metrics, "exported": {}, "skipped": failed, "output": str(report_dir)}
+    result = {"data": str(folder), **metrics, "exported": {}, "skipped": failed, "output": str(report_dir),
+              "files": ["confusion_matrix.png", "worst_mistakes.png"]}  # fmt: skip
     for path in args.exported:
         exported, used = exported_probabilities(
             path, readable, image_size,

@@ -11,9 +11,11 @@ from dlapps.cli.common import (
     check_output_folder,
     default_output,
     emit,
+    say,
     to_json,
     warn,
 )
+from dlapps.data.annotations import data_splits
 from dlapps.data.images import ImageReadError, read_image
 from dlapps.data.readers import DataError
 
@@ -24,7 +26,16 @@ def evaluate(args):
 
     detector, config = load_detector(args)
     class_names = config["class_names"]
-    records, _, _, _ = _read(args.data, class_names)
+    data = args.data
+    splits = data_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    part = "test" if "test" in splits else "val" if "val" in splits else None
+    if part:  # a set with its own splits: its held-out part, never its training images
+        data = splits[part]
+        say(args, f"{args.data}: evaluating its {part} split, {data} (give that folder to choose another)")
+    if config.get("data") and Path(data).resolve() == Path(config["data"]).resolve():
+        warn(PROG, f"warning: {data} is the folder this model was trained on (dev included): its figures are not a "
+                   "test of the model")  # fmt: skip
+    records, _, _, _ = _read(data, class_names)
     output = check_output_folder(args.output or default_output(args.model, "evaluate", "detect"))
     output.mkdir(parents=True, exist_ok=True)
     # mAP needs every box (a low score threshold); precision and recall use the chosen one.
@@ -49,7 +60,7 @@ def evaluate(args):
     measured = coco_evaluate(truths, detections, len(class_names), ignored=ignored)
     at = precision_recall(truths, detections, detector.score_threshold, ignored=ignored)
     result = {
-        "data": str(args.data),
+        "data": str(data),
         "images": len(truths),
         "ignored_objects": sum(len(boxes) for boxes, _ in ignored),
         "map50": measured["map50"],

@@ -21,7 +21,7 @@ from dlapps.apps.object_detector.app import (
 )
 from dlapps.cli.common import ProgressBar, emit, keras_verbosity, say, to_json, warn
 from dlapps.cli.run_folders import check_train_output, prepare_run_folder, run_files
-from dlapps.data.annotations import yolo_splits
+from dlapps.data.annotations import data_splits
 from dlapps.data.readers import DataError
 
 
@@ -68,10 +68,17 @@ def train(args):
     output, state = check_train_output(args)
     keras.utils.set_random_seed(args.seed)
     data = args.data
-    splits = {} if args.dev else yolo_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
-    if splits:  # a YOLO data set's own train and val splits, as Ultralytics trains on them
-        data, args.dev = splits["train"], splits["val"]
-        warn(PROG, f"{args.data}: its data.yaml names the splits: training on {data}, dev {args.dev}")
+    splits = data_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    if splits:  # the set's own splits (a YOLO data.yaml's, or train/ val/ test/ folders), as Ultralytics trains
+        data = splits["train"]
+        dev = args.dev or splits.get("val")
+        held_out = "--dev" if args.dev else ("its val split" if dev else f"--dev-fraction {args.dev_fraction} of it")
+        say(
+            args,
+            f"{args.data}: training on its train split, {data}; dev: {dev or 'held out'} ({held_out})"
+            + (f"; its test split ({splits['test']}) is left out: evaluate on it" if "test" in splits else ""),
+        )
+        args.dev = dev
     records, class_names, kind, _ = _read(data)
     if args.dev:
         train_records = records
@@ -81,10 +88,11 @@ def train(args):
         train_records, dev_records = [records[i] for i in train_index], [records[i] for i in dev_index]
     saved = json.loads((output / "config.json").read_text()) if args.resume else None
     if saved:
-        for key in ("image_size", "backbone", "weights", "seed"):
-            if saved.get(key) != getattr(args, key):
+        given = {**vars(args), "dev": args.dev and str(Path(args.dev).resolve())}
+        for key in ("image_size", "backbone", "weights", "seed", "dev", "dev_fraction"):
+            if key in saved and saved[key] != given[key]:  # runs older than a key did not store it
                 raise ValueError(
-                    f"--{key.replace('_', '-')} {getattr(args, key)} differs from the interrupted run's "
+                    f"--{key.replace('_', '-')} {given[key]} differs from the interrupted run's "
                     f"{saved.get(key)} ({output}/config.json); resume with the same options"
                 )
         anchors, mean_iou = np.asarray(saved["anchors"], np.float32), saved["anchor_mean_iou"]
@@ -156,6 +164,8 @@ def train(args):
         "backbone": args.backbone,
         "weights": args.weights,
         "data": str(Path(args.data).resolve()),
+        "dev": args.dev and str(Path(args.dev).resolve()),
+        "dev_fraction": args.dev_fraction,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
         "batch_size": args.batch_size,
