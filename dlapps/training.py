@@ -331,6 +331,19 @@ def save_atomically(model, path):
     temporary.replace(path)
 
 
+def _epoch_logger(phase, epochs):
+    """A Keras callback logging each epoch's figures at INFO on the `dlapps` logger ("head epoch 3/25: loss 0.061,
+    val_map50 0.77"): progress for a Python caller, where Keras prints nothing."""
+
+    def log(epoch, logs):
+        figures = ", ".join(
+            f"{key} {value:.4g}" for key, value in (logs or {}).items() if isinstance(value, float | int)
+        )
+        LOG.info("%s epoch %d/%d: %s", phase, epoch + 1, epochs, figures)
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=log)
+
+
 def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbose=1, class_weight=None,
                monitor="val_loss", start_phase=0, tensorboard=True, extra_callbacks=(), mode="min",
                metric_callbacks=()):  # fmt: skip
@@ -413,6 +426,8 @@ def fit_phases(model, phases, train_data, dev_data, output_dir, patience, verbos
             callbacks.append(keras.callbacks.TensorBoard(str(output_dir / "logs" / name), write_graph=False))
         if verbose == 2:  # a log file: Keras prints one line an epoch, this adds the steps and the time left
             callbacks.append(LogProgress(phase["epochs"]))
+        if not verbose:  # Keras silent (--json, or a Python caller): each epoch's figures to the dlapps logger
+            callbacks.append(_epoch_logger(name, phase["epochs"]))
         # BackupAndRestore resumes by setting model._initial_epoch, which Keras never clears: left set, the next
         # phase's fit() would start part-way (or, past its epochs, be skipped). Each phase starts from its own backup.
         trained._initial_epoch = None

@@ -35,7 +35,9 @@ def test_optimizers_and_bad_names():
         make_learning_rate(0.1, "step", 1, 1)
 
 
-def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path):
+def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path, caplog):
+    import logging
+
     import tensorflow as tf
 
     from dlapps.training import fit_phases
@@ -62,8 +64,12 @@ def test_a_later_phase_that_never_beats_an_earlier_one_gives_way_to_it(tmp_path)
         {"name": "phase2", "epochs": 2, "prepare": spoil},
     ]
     train = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    summary = fit_phases(model, phases, train, train, tmp_path, patience=None, verbose=0, tensorboard=False)
+    with caplog.at_level(logging.INFO, logger="dlapps"):
+        summary = fit_phases(model, phases, train, train, tmp_path, patience=None, verbose=0, tensorboard=False)
     assert summary["kept"] == "phase1" and summary["phase1"]["best"] < summary["phase2"]["best"]
+    # Keras silent (a Python caller): each epoch's figures still reach the dlapps logger.
+    lines = [record.getMessage() for record in caplog.records if " epoch " in record.getMessage()]
+    assert len(lines) == 7 and lines[0].startswith("phase1 epoch 1/5: loss ") and "val_loss" in lines[0]
     phase1 = keras.saving.load_model(tmp_path / "phase1.keras")
     for kept, saved in zip(model.get_weights(), phase1.get_weights(), strict=True):
         np.testing.assert_allclose(kept, saved)
