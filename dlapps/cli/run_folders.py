@@ -96,10 +96,10 @@ def clear_run_folder(output):
     output = Path(output)
     if not check_replaceable(output):
         return []
-    removed = sorted({path for pattern in RUN_FILES for path in output.glob(pattern)})
-    for path in removed:
+    removed = run_files(output)
+    for path in (output / name for name in removed):
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    return [path.name for path in removed]
+    return removed
 
 
 def check_run_folder(args, interrupted="state.json"):

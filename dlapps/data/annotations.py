@@ -539,9 +539,9 @@ def yolo_label_twin(folder):
 
 def yolo_splits(folder, on_warning=print):
     """The splits a YOLO `data.yaml` (or dataset.yaml) in `folder` names, as {"train": Path, "val": Path, "test":
-    Path}: "test" when it names one that exists, "val"
-    only when it is a folder that exists and differs from train (else a warning saying why, and --dev-fraction of
-    train is held out); {} when the file names no train: folder. Paths are relative to the file's `path:` (itself
+    Path}: "test" when it names a folder that exists; "val" only when it is a folder that exists and differs from
+    train (else a warning saying why, and --dev-fraction of train is held out); {} when the file names no train:
+    folder. Paths are relative to the file's `path:` (itself
     relative to the file's folder) or to its folder, as Ultralytics resolves them; split lists and .txt file lists
     are not read."""
     import yaml

@@ -253,6 +253,3 @@ def load_cat_model(model_dir):
         config = CatConfig(model="imagenet", image_size=(224, 224), backbone_image_size=224)
         return build_cat_model(config), {"app": APP, **config.to_dict()}
     return load_model_dir(model_dir, APP)
-
-
-# === Export ===

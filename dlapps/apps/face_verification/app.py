@@ -150,15 +150,3 @@ def _verdict(result):
     verdict = "same person" if result.same_person else "different people"
     return (f"{verdict}: distance {result.distance:.3f} (threshold {result.threshold:.3f}), "
             f"confidence {result.confidence:.2f}")  # fmt: skip
-
-
-# === Gallery: enroll, identify, list and remove ===
-
-
-# === Evaluate and calibrate ===
-
-
-# === Export ===
-
-
-# === Train ===

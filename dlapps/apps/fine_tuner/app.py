@@ -256,15 +256,3 @@ def make_phases(model, config, steps_per_epoch=1, feature_data=None):
 def _load_run_config(output):
     saved = json.loads((output / "config.json").read_text())
     return FineTuneConfig(**{k: v for k, v in saved.items() if k in FineTuneConfig().to_dict()})
-
-
-# === Tune ===
-
-
-# === Evaluate ===
-
-
-# === Predict ===
-
-
-# === Export ===

@@ -30,10 +30,21 @@ def _read(data, class_names=None):
     return records, names, kind, boxes
 
 
+def _warning(message):
+    warn(PROG, f"warning: {message}")
+
+
 def _read_quietly(data, class_names):
     from dlapps.data.annotations import read_detection_folder
 
-    return read_detection_folder(data, class_names, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    return read_detection_folder(data, class_names, on_warning=_warning)
+
+
+def _splits(data):
+    """The data set's own splits (`dlapps.data.annotations.data_splits`), its warnings on stderr."""
+    from dlapps.data.annotations import data_splits
+
+    return data_splits(data, on_warning=_warning)
 
 
 def _class_counts(records, class_names):
@@ -73,9 +84,6 @@ def fit_anchors(records, k, seed=0):
     return kmeans_anchors(sizes, k, seed=seed)
 
 
-# === Train ===
-
-
 # === Loading and running a model ===
 
 
@@ -101,9 +109,6 @@ def load_detector(args):
 def run_detector(detector, image):
     """Detections of one RGB uint8 image (`Detector.detect_one`): (boxes (M, 4) xyxy pixels, scores, classes)."""
     return detector.detect_one(image)
-
-
-# === Evaluate ===
 
 
 # === Predict ===
@@ -196,9 +201,3 @@ def _predict_video(args, detector, path, output, class_names, name):
         return 1
     say(args, f"{path}: {frames} frames" + (f" -> {target}" if target else ""))
     return 0
-
-
-# === Export ===
-
-
-# === Anchors and convert ===

@@ -1,13 +1,11 @@
 """`dlapps detect anchors` and `dlapps detect convert`: the annotation tools."""
 
-from dlapps.apps.object_detector.app import PROG, _read, box_sizes
+from dlapps.apps.object_detector.app import _read, _splits, box_sizes
 from dlapps.cli.common import (
     check_output_folder,
     emit,
     say,
-    warn,
 )
-from dlapps.data.annotations import data_splits
 
 
 def anchors(args):
@@ -15,7 +13,7 @@ def anchors(args):
 
     if args.image_size % 32:
         raise ValueError(f"--image-size must be a multiple of 32 (as train's). Received: {args.image_size}")
-    splits = data_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    splits = _splits(args.data)
     if splits:  # as train fits them: on the training split only
         say(args, f"{args.data}: anchors of its train split, {splits['train']}")
     records, _, _, _ = _read(splits.get("train", args.data))

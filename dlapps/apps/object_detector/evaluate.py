@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dlapps.apps.object_detector.app import PROG, _read, load_detector, run_detector
+from dlapps.apps.object_detector.app import PROG, _read, _splits, load_detector, run_detector
 from dlapps.cli.common import (
     ProgressBar,
     check_output_folder,
@@ -15,7 +15,6 @@ from dlapps.cli.common import (
     to_json,
     warn,
 )
-from dlapps.data.annotations import data_splits
 from dlapps.data.images import ImageReadError, read_image
 from dlapps.data.readers import DataError
 
@@ -27,7 +26,7 @@ def evaluate(args):
     detector, config = load_detector(args)
     class_names = config["class_names"]
     data = args.data
-    splits = data_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    splits = _splits(args.data)
     part = "test" if "test" in splits else "val" if "val" in splits else None
     if part:  # a set with its own splits: its held-out part, never its training images
         data = splits[part]

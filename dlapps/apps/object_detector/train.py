@@ -17,11 +17,11 @@ from dlapps.apps.object_detector.app import (
     _class_counts,
     _read,
     _read_quietly,
+    _splits,
     fit_anchors,
 )
 from dlapps.cli.common import ProgressBar, emit, keras_verbosity, say, to_json, warn
 from dlapps.cli.run_folders import check_train_output, prepare_run_folder, run_files
-from dlapps.data.annotations import data_splits
 from dlapps.data.readers import DataError
 
 
@@ -68,7 +68,7 @@ def train(args):
     output, state = check_train_output(args)
     keras.utils.set_random_seed(args.seed)
     data = args.data
-    splits = data_splits(args.data, on_warning=lambda message: warn(PROG, f"warning: {message}"))
+    splits = _splits(args.data)
     if splits:  # the set's own splits (a YOLO data.yaml's, or train/ val/ test/ folders), as Ultralytics trains
         data = splits["train"]
         dev = args.dev or splits.get("val")
