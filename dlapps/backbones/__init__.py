@@ -14,3 +14,9 @@ BACKBONES = (
 )
 # Backbones that exist only from random weights (the from-scratch recipe).
 SCRATCH_BACKBONES = ("small_resnet",)
+# Backbones the detector offers (feature maps at strides 8, 16 and 32).
+DETECTOR_BACKBONES = (
+    "efficientnet_lite0", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_v2_b0", "resnet50", "small_resnet"
+)  # fmt: skip
+# --weights words that name no file (each app accepts some of them; the rest of --weights is a path).
+WEIGHT_WORDS = ("imagenet", "none", "dlib", "hed")

@@ -82,7 +82,7 @@ def build_backbone(name, image_size, weights="imagenet"):
         raise OfflineWeightsError(
             f"could not download the ImageNet weights of {name} (no network, and not in ~/.keras/models). "
             "Use --weights none (train from scratch), --weights PATH (a local weights file), "
-            "--base MODEL (transfer from a trained model), or --backbone efficientnet_lite0 (ImageNet weights offline)."
+            "or --backbone efficientnet_lite0 (ImageNet weights offline)."
         ) from None
     finally:
         socket.setdefaulttimeout(previous_timeout)

@@ -48,4 +48,8 @@ def main(argv=None):
         print(f"{USAGE}\ndlapps: error: unknown app '{argv[0]}' (choose from {', '.join(APPS)})", file=sys.stderr)
         return 2
     module = importlib.import_module(APPS[name][0])
-    return module.main(argv[1:], prog=f"dlapps {name}")
+    if name == "serve":
+        return module.main(argv[1:], prog=f"dlapps {name}")
+    from dlapps.cli.common import run
+
+    return run(f"dlapps {name}", module.DESCRIPTION, module.VERBS, argv[1:])

@@ -222,6 +222,7 @@ def check_inputs_exist(args, app=None):
     Raises:
         ValueError: naming the path.
     """
+    from dlapps.backbones import WEIGHT_WORDS
     from dlapps.presets import PRESETS, preset_dir, presets
 
     dest = "model_dir" if getattr(args, "model_dir", None) else "model" if args.verb not in ("train", "tune") else None
@@ -232,6 +233,9 @@ def check_inputs_exist(args, app=None):
             raise ValueError(f"{model}: no such model folder (nor a preset name: {names})")
         # A preset name becomes its folder here, once: every handler then sees a model folder.
         setattr(args, dest, str(preset_dir(model, app if presets(app) else None)))
+    weights = getattr(args, "weights", None)
+    if isinstance(weights, str) and weights not in WEIGHT_WORDS and not Path(weights).exists():
+        raise ValueError(f"--weights {weights}: no such weights file (nor one of the words {', '.join(WEIGHT_WORDS)})")
     for dest in ONE_INPUT:
         value = getattr(args, dest, None)
         if isinstance(value, str) and not Path(value).exists():

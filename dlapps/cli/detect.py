@@ -3,7 +3,8 @@
 import argparse
 
 from dlapps.apps.object_detector.config import DetectConfig
-from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.backbones import DETECTOR_BACKBONES
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 DEFAULTS = DetectConfig()
@@ -55,8 +56,9 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--backbone",
         default=DEFAULTS.backbone,
-        help="efficientnet_lite0 (offline ImageNet "
-        "weights), mobilenet_v2, mobilenet_v3_large, efficientnet_v2_b0, resnet50 (download)",
+        choices=DETECTOR_BACKBONES,
+        help="efficientnet_lite0 has offline ImageNet weights, the next four download theirs, small_resnet has none "
+        "(a compact ResNet for --weights none)",
     )
     parser.add_argument(
         "--weights", default=DEFAULTS.weights, help="backbone weights: imagenet, none, or a weights file"
@@ -200,7 +202,3 @@ VERBS = [
         "dlapps.apps.object_detector.data_tools:convert",
     ),
 ]
-
-
-def main(argv=None, prog="dlapps detect"):
-    return run(prog, DESCRIPTION, VERBS, argv)

@@ -2,7 +2,7 @@
 
 import argparse
 
-from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
@@ -252,7 +252,3 @@ VERBS = [
     Verb("export", "SavedModel or TFLite: aligned chips in, embeddings out", add_export_arguments,
          "dlapps.apps.face_verification.evaluate:export"),
 ]  # fmt: skip
-
-
-def main(argv=None, prog="dlapps faces"):
-    return run(prog, DESCRIPTION, VERBS, argv)

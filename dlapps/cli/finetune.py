@@ -13,7 +13,6 @@ from dlapps.cli.common import (
     positive_float,
     positive_int,
     print_results,
-    run,
 )
 
 DESCRIPTION = (
@@ -212,7 +211,3 @@ def predict(args):
 
     results = classifier.predict_iter(args.paths, args.batch_size)
     return print_results(args, results, text, count_inputs(args.paths))
-
-
-def main(argv=None, prog="dlapps finetune"):
-    return run(prog, DESCRIPTION, VERBS, argv)

@@ -32,11 +32,14 @@ def check_output_folder(output):
 # user's own notes or photos in the folder stay.
 RUN_MARKS = ("config.json", "state.json", "model.keras", "checkpoints", "metrics.json")
 RUN_FILES = (
-    *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "history.json", "logs", "backup*",
+    *RUN_MARKS, "*.keras", "*.weights.h5", ".best_*", "best_*.json", "history*.csv", "history.json", "backup*",
     "member[0-9]*", "training_curves.png", "precision_recall.png", "roc.png", "worst_images.png", "worst_pairs.png",
     "oracle.json", "best_trials.json", "trial_*", "style.*", "dev_contact_sheet.jpg",
     "serving", "*.tflite", "*.tflite.json", "*.onnx", "*.onnx.json", "export", "evaluate",
 )  # fmt: skip
+# TensorBoard's event files, in logs/ (a style run's) or in one folder of logs/ per phase or member: those folders go
+# with the run, never all of logs/.
+EVENTS = "events.out.tfevents.*"
 
 
 def add_run_arguments(parser):
@@ -78,10 +81,14 @@ def prepare_run_folder(args, output):
 
 
 def run_files(output):
-    """The names of the files and folders of a run in `output` (`RUN_FILES`), sorted: what a finished run's summary
-    says it wrote, never a user's own files beside them."""
+    """The files and folders of a run in `output` (`RUN_FILES`), as paths relative to it ("logs/head"), sorted: what a
+    finished run's summary says it wrote, never a user's own files beside them."""
     output = Path(output)
-    return sorted({path.name for pattern in RUN_FILES for path in output.glob(pattern)})
+    found = {path for pattern in RUN_FILES for path in output.glob(pattern)}
+    logs = output / "logs"
+    if logs.is_dir():
+        found |= {path for path in logs.iterdir() if path.match(EVENTS) or path.is_dir() and any(path.rglob(EVENTS))}
+    return sorted(path.relative_to(output).as_posix() for path in found)
 
 
 def clear_run_folder(output):
@@ -99,6 +106,9 @@ def clear_run_folder(output):
     removed = run_files(output)
     for path in (output / name for name in removed):
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    logs = output / "logs"
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()
     return removed
 
 

@@ -1,7 +1,7 @@
 """Command line of neural style transfer: `dlapps style predict|train|evaluate|export`."""
 
 from dlapps.apps.style_transfer.config import OptimiseConfig, StyleTrainConfig
-from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments, run
+from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 DESCRIPTION = (
@@ -200,7 +200,3 @@ VERBS = [
         "dlapps.apps.style_transfer.evaluate:export",
     ),
 ]
-
-
-def main(argv=None, prog="dlapps style"):
-    return run(prog, DESCRIPTION, VERBS, argv)

@@ -703,7 +703,10 @@ def write_annotations(records, class_names, output, kind):
     Ignored boxes are written as VOC `<difficult>1` and COCO `iscrowd: 1` (YOLO has no such mark: left out there).
     COCO keeps the source's category ids when the records carry them.
 
-    Images whose names clash (train/img1.jpg and val/img1.jpg) keep their folders below the source's common folder.
+    Images from several folders keep their folders below the source's common folder (train/, val/: the splits stay
+    splits, and train/img1.jpg and val/img1.jpg stay apart). A YOLO set gets a data.yaml naming its classes and, when
+    its top folders are splits (`SPLIT_NAMES`), its train:, val: and test: folders, as Ultralytics reads it (and
+    classes.txt, darknet's list).
 
     Raises:
         DataError: `output` holds files already, or two images of one folder share a name but for the extension.
@@ -747,6 +750,7 @@ def write_annotations(records, class_names, output, kind):
     if kind == "yolo":
         (output / "labels").mkdir(exist_ok=True)
         (output / "classes.txt").write_text("\n".join(class_names) + "\n")
+        (output / "data.yaml").write_text(_data_yaml(class_names, places))
         for record, place in zip(records, places, strict=True):
             label = output / "labels" / place.with_suffix(".txt")
             label.parent.mkdir(parents=True, exist_ok=True)
@@ -757,13 +761,30 @@ def write_annotations(records, class_names, output, kind):
     return output
 
 
+def _data_yaml(class_names, places):
+    """An Ultralytics data.yaml: its split folders (the images' top folders named as splits) and class names, each
+    name a quoted string (JSON's quoting is YAML's), so `on` or `1` stay names."""
+    tops = {place.parts[0].lower(): place.parts[0] for place in places if len(place.parts) > 1}
+    lines = ["# Written by dlapps detect convert. Paths are relative to this file's folder.", "path: ."]
+    for split, names in SPLIT_NAMES.items():
+        found = next((tops[name] for name in names if name in tops), None)
+        if found:
+            lines.append(f"{split}: {json.dumps('images/' + found)}")
+    if len(lines) == 2:
+        lines.append("# No split folders: add train: and val: (folders below images/) for Ultralytics.")
+    lines.append("names:")
+    lines += [f"  {index}: {json.dumps(name)}" for index, name in enumerate(class_names)]
+    return "\n".join(lines) + "\n"
+
+
 def _output_places(records):
-    """Each record's image path in a converted set: its name, or, when names clash, its path below the images'
-    common folder (train/img1.jpg, val/img1.jpg). DataError names two images that would share one label file."""
+    """Each record's image path in a converted set: its name when all the images share one folder, else its path
+    below the images' common folder (train/img1.jpg, val/img1.jpg). DataError names two images that would share one
+    label file."""
     import os
 
     places = [Path(record.image.name) for record in records]
-    if len({place.stem.lower() for place in places}) < len(places):
+    if len({record.image.parent.resolve() for record in records}) > 1:
         common = Path(os.path.commonpath([str(record.image.parent.resolve()) for record in records]))
         places = [record.image.parent.resolve().relative_to(common) / record.image.name for record in records]
     seen = {}

@@ -65,8 +65,11 @@ def build_yolo_detector(
     Raw channels are [tx, ty, tw, th, objectness logit, class logits...]; `decode_raw` turns them into boxes.
     The backbone is the nested model named "backbone" (frozen by the caller for the first phase).
     """
+    from dlapps.backbones import DETECTOR_BACKBONES
     from dlapps.backbones.applications import build_feature_pyramid
 
+    if backbone not in DETECTOR_BACKBONES:
+        raise ValueError(f"backbone must be one of {', '.join(DETECTOR_BACKBONES)}. Received: backbone={backbone}")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     base = build_feature_pyramid(backbone, (image_size, image_size), weights, STRIDES)
     c3, c4, c5 = base(inputs)

@@ -16,16 +16,24 @@ def _args(output, resume=False, overwrite=False):
 
 def test_overwrite_replaces_a_run_and_never_a_folder_of_other_files(tmp_path):
     run = tmp_path / "run"
-    (run / "logs" / "train").mkdir(parents=True)
+    for phase in ("train", "head", "phase1"):
+        (run / "logs" / phase / "validation").mkdir(parents=True)
+        (run / "logs" / phase / "validation" / "events.out.tfevents.1.host").write_bytes(b"")
+    (run / "logs" / "mine").mkdir()  # no event files: a user's
+    (run / "logs2").mkdir()  # a user's folder of logs: not TensorBoard's of this run
+    (run / "logs" / "README.txt").write_text("a user's notes on the logs")
     for name in ("model.keras", "config.json", "history_head.csv", "best_head.weights.h5", "my_notes.txt"):
         (run / name).write_text("a finished run")
     with pytest.raises(FileExistsError, match="pass --overwrite"):
         check_train_output(_args(run))
     args = _args(run, overwrite=True)
     assert check_train_output(args) == (run, {"phase_done": 0})
-    assert len(list(run.iterdir())) == 6  # nothing removed before the run's first write
+    assert len(list(run.iterdir())) == 7  # nothing removed before the run's first write
     prepare_run_folder(args, run)
-    assert sorted(path.name for path in run.iterdir()) == ["my_notes.txt"]  # the user's own file stays
+    # The user's own files stay, in logs/ too; TensorBoard's folders of the old run go.
+    assert sorted(path.relative_to(run).as_posix() for path in run.rglob("*")) == [
+        "logs", "logs/README.txt", "logs/mine", "logs2", "my_notes.txt"
+    ]  # fmt: skip
     (tmp_path / "interrupted").mkdir()
     (tmp_path / "interrupted" / "state.json").write_text(json.dumps({"phase_done": 1}))
     with pytest.raises(FileExistsError, match="--resume to continue it, or --overwrite"):
@@ -138,5 +146,6 @@ def test_a_runs_files_are_its_own_never_a_users_files_beside_them(tmp_path):
 
     for name in ("model.keras", "config.json", "history.json", "history_head.csv", "holiday.jpg", "notes.txt"):
         (tmp_path / name).write_text("x")
-    (tmp_path / "logs").mkdir()
-    assert run_files(tmp_path) == ["config.json", "history.json", "history_head.csv", "logs", "model.keras"]
+    (tmp_path / "logs" / "head").mkdir(parents=True)
+    (tmp_path / "logs" / "head" / "events.out.tfevents.1.host").write_bytes(b"")
+    assert run_files(tmp_path) == ["config.json", "history.json", "history_head.csv", "logs/head", "model.keras"]

@@ -433,6 +433,24 @@ def test_convert_keeps_images_of_one_name_apart_by_their_folders(tmp_path, kind)
     np.testing.assert_allclose(boxes["val"], [[10, 5, 30, 25]], atol=1e-4)
 
 
+def test_convert_keeps_a_sets_splits_and_writes_a_data_yaml(tmp_path):
+    """A stranger's train/ and val/ set (no name shared) came out of `convert --to yolo` as one flat folder with a
+    classes.txt and no data.yaml: its splits were lost. Names YAML would read as other things stay names."""
+    from dlapps.data.annotations import data_splits
+
+    for split, name in (("train", "a.jpg"), ("val", "b.jpg"), ("test", "c.jpg")):
+        _image(tmp_path / "src" / split / name)
+        (tmp_path / "src" / split / name).with_suffix(".xml").write_text(_voc(name, (40, 30), [("on", (2, 2, 20, 20))]))
+    records, names, _ = read_detection_folder(tmp_path / "src", on_warning=pytest.fail)
+    write_annotations(records, names, tmp_path / "yolo", "yolo")
+    splits = data_splits(tmp_path / "yolo", on_warning=pytest.fail)
+    assert {key: path.relative_to(tmp_path / "yolo").as_posix() for key, path in splits.items()} == {
+        "train": "images/train", "val": "images/val", "test": "images/test"
+    }  # fmt: skip
+    again, again_names, _ = read_detection_folder(splits["val"], on_warning=pytest.fail)
+    assert again_names == ["on"] and [record.image.name for record in again] == ["b.jpg"]
+
+
 def test_convert_names_two_images_that_would_share_a_label(tmp_path):
     from dlapps.data.annotations import Annotation
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from dlapps.apps.fine_tuner.config import SCRATCH_RECIPE, FineTuneConfig, scratch_epochs
-from dlapps.backbones.applications import build_backbone
+from dlapps.backbones.applications import OfflineWeightsError, build_backbone
 from dlapps.cli.common import (
     readable_files,
     warn,
@@ -136,7 +136,10 @@ def build_fine_tune_model(config, num_classes):
     if config.base:
         base = _features_from_classifier(config.base)
     else:
-        backbone = build_backbone(config.backbone, (config.image_size, config.image_size), config.weights)
+        try:
+            backbone = build_backbone(config.backbone, (config.image_size, config.image_size), config.weights)
+        except OfflineWeightsError as error:
+            raise OfflineWeightsError(f"{error} Or --base MODEL: transfer from a classifier you trained.") from None
         base = keras.Model(backbone.input, backbone.output, name=BASE_LAYER)
     size = tuple(base.input_shape[1:3])
     inputs = keras.Input((*size, 3), name="image")
