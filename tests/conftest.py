@@ -35,3 +35,15 @@ def keras_home(tmp_path, monkeypatch):
     """A private Keras cache, so tests never touch (or depend on) the user's ~/.keras."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     return tmp_path / "keras_home"
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: the offline weight resolvers must never try."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the weights resolver tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)

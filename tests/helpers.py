@@ -6,6 +6,20 @@ import numpy as np
 from PIL import Image
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+
+
+def run_cli(capsys, *argv):
+    """`dlapps ARGV...` in this process: (exit code, stdout, stderr). Argparse's refusals (SystemExit) give their
+    code."""
+    from dlapps.cli import main
+
+    try:
+        code = main(list(map(str, argv)))
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def tiny_images(count, size=16, seed=0):

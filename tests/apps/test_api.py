@@ -15,9 +15,7 @@ import dlapps
 from dlapps.cli import main as cli
 from dlapps.results import Failure
 from tests.apps.test_detect_cli import write_squares
-from tests.helpers import EXAMPLES, write_tiny_image_folder
-
-FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+from tests.helpers import EXAMPLES, FACES, write_tiny_image_folder
 
 
 def _json_lines(text):

@@ -7,20 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlapps.cli import main as dlapps
 from dlapps.cli.common import default_model_dir
-from tests.helpers import EXAMPLES
-
-FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+from tests.helpers import EXAMPLES, FACES, run_cli
 
 
 def run(capsys, *argv):
-    try:
-        code = dlapps(["faces", *map(str, argv)])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "faces", *argv)
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlapps.cli import main as dlapps
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, FACES, run_cli
 
-FACES = EXAMPLES.parent / "tests" / "data" / "faces"
 # What every refusal of a folder must name: the faces app's own layouts, never the cat app's.
 LAYOUTS = ("person subfolders", "name.jpg", "--name")
 
 
 def run(capsys, *argv):
-    try:
-        code = dlapps(["faces", *map(str, argv)])
-    except SystemExit as exit:
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "faces", *argv)
 
 
 def json_lines(out):

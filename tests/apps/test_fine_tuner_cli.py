@@ -10,7 +10,7 @@ import pytest
 import dlapps.apps.fine_tuner.app as fine_tuner_app
 import dlapps.apps.fine_tuner.train as fine_tuner_train
 from dlapps.cli import main as dlapps
-from tests.helpers import EXAMPLES, write_bad_files, write_lite0_weights, write_tiny_image_folder
+from tests.helpers import EXAMPLES, run_cli, write_bad_files, write_lite0_weights, write_tiny_image_folder
 
 FAST = ["--weights", "none", "--image-size", "32", "--head-epochs", "1", "--fine-tune-epochs", "1", "--batch-size", "8"]
 
@@ -22,12 +22,7 @@ def pretrained(tmp_path_factory):
 
 
 def run(capsys, *argv):
-    try:
-        code = dlapps(["finetune", *map(str, argv)])
-    except SystemExit as exit:  # argparse's refusal of a bad option value.
-        code = exit.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(capsys, "finetune", *argv)
 
 
 @pytest.fixture(scope="module")

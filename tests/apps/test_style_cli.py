@@ -11,26 +11,11 @@ from tests.helpers import EXAMPLES
 
 
 def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, capsys):
-    code = dlapps(
-        [
-            "style",
-            "predict",
-            str(EXAMPLES / "chelsea.png"),
-            "--style",
-            str(EXAMPLES / "rocket.jpg"),
-            "--method",
-            "optimise",
-            "--steps",
-            "6",
-            "--max-size",
-            "48",
-            "--output",
-            str(tmp_path),
-            "--json",
-            "--save-every",
-            "3",
-        ]
-    )
+    code = dlapps([
+        "style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"),
+        "--method", "optimise", "--steps", "6", "--max-size", "48", "--output", str(tmp_path), "--json",
+        "--save-every", "3"
+    ])  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result = json.loads(captured.out)
@@ -47,20 +32,10 @@ def test_optimisation_lowers_the_loss_and_writes_the_image_and_curves(tmp_path, 
 
 
 def test_style_weights_must_match_the_styles(tmp_path, capsys):
-    code = dlapps(
-        [
-            "style",
-            "predict",
-            str(EXAMPLES / "chelsea.png"),
-            "--style",
-            str(EXAMPLES / "rocket.jpg"),
-            "--style-weights",
-            "0.5",
-            "0.5",
-            "--output",
-            str(tmp_path),
-        ]
-    )
+    code = dlapps([
+        "style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"),
+        "--style-weights", "0.5", "0.5", "--output", str(tmp_path)
+    ])  # fmt: skip
     assert code == 2 and "2 weights for 1 style" in capsys.readouterr().err
 
 
@@ -72,35 +47,11 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     for index, name in enumerate(["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg"]):
         Image.open(EXAMPLES / name).convert("RGB").resize((40, 32)).save(photos / f"p{index}.png")
     model = tmp_path / "model"
-    code = dlapps(
-        [
-            "style",
-            "train",
-            "--style",
-            str(EXAMPLES / "rocket.jpg"),
-            "--content",
-            str(photos),
-            "--dev",
-            str(photos / "p0.png"),
-            "--output",
-            str(model),
-            "--epochs",
-            "2",
-            "--batch-size",
-            "2",
-            "--image-size",
-            "32",
-            "--style-size",
-            "32",
-            "--filters",
-            "4",
-            "8",
-            "8",
-            "--residual-blocks",
-            "1",
-            "--json",
-        ]
-    )
+    code = dlapps([
+        "style", "train", "--style", str(EXAMPLES / "rocket.jpg"), "--content", str(photos), "--dev",
+        str(photos / "p0.png"), "--output", str(model), "--epochs", "2", "--batch-size", "2", "--image-size",
+        "32", "--style-size", "32", "--filters", "4", "8", "8", "--residual-blocks", "1", "--json"
+    ])  # fmt: skip
     captured = capsys.readouterr()
     assert code in (0, None), captured.err
     history = json.loads((model / "history.json").read_text())
@@ -155,22 +106,10 @@ def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     expected = exported(images=tf.constant(square))["images"].numpy()
     assert np.abs(runner(pixels=square)["images"].astype(int) - expected.astype(int)).max() <= 1
     capsys.readouterr()
-    code = dlapps(
-        [
-            "style",
-            "evaluate",
-            str(photos),
-            "--model",
-            str(model),
-            "--compare",
-            "1",
-            "--steps",
-            "2",
-            "--output",
-            str(tmp_path / "eval"),
-            "--json",
-        ]
-    )
+    code = dlapps([
+        "style", "evaluate", str(photos), "--model", str(model), "--compare", "1", "--steps", "2",
+        "--output", str(tmp_path / "eval"), "--json"
+    ])  # fmt: skip
     assert code in (0, None)
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 4 and "optimised_mean" in result and (tmp_path / "eval" / "contact_sheet.jpg").is_file()

@@ -3,7 +3,6 @@
 import copy
 import importlib.util
 import math
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -247,15 +246,6 @@ def test_keras_round_trip(model, reference, tmp_path):
 
 
 # === The offline resolver and its cache ===
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the weights resolver tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def test_converted_once_then_reused(keras_home, no_network, monkeypatch):

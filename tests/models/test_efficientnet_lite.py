@@ -1,7 +1,5 @@
 """EfficientNet-Lite0: exact conversion, offline resolver, cache reuse, and a real zero-shot check."""
 
-import socket
-
 import numpy as np
 import pytest
 
@@ -22,15 +20,6 @@ from tests.helpers import EXAMPLES
 @pytest.fixture(scope="module")
 def state_dict():
     return load_torch_state_dict(lite0_checkpoint_path(), expected_sha256=LITE0_CHECKPOINT_SHA256)
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("the weights resolver tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def _torch_conv2d(x, weight, stride, padding, groups=1):

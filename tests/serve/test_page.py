@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, write_clip
+from tests.helpers import EXAMPLES, FACES, write_clip
 
 pytest.importorskip("fastapi", reason="the serve extra is not installed: pip install 'dlapps[serve]'")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: apt-get install chromium")
-FACES = EXAMPLES.parent / "tests" / "data" / "faces"
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 import dlapps  # noqa: E402
 from dlapps.cli import main as cli  # noqa: E402
 from dlapps.serve import create_app, parse_models  # noqa: E402
-from tests.helpers import EXAMPLES, write_clip  # noqa: E402
-
-FACES = EXAMPLES.parent / "tests" / "data" / "faces"
+from tests.helpers import EXAMPLES, FACES, write_clip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
