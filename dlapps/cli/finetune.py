@@ -29,7 +29,7 @@ def recipe_option(parser, flag, kind, about, scratch=""):
     more = f", {scratch}" if scratch else ""
     parser.add_argument(
         flag, type=kind, default=None,
-        help=f"{about} (default {getattr(DEFAULTS, key):g}; {SCRATCH_RECIPE[key]:g} from scratch{more})",
+        help=f"{about} (default: {getattr(DEFAULTS, key):g}; {SCRATCH_RECIPE[key]:g} from scratch{more})",
     )  # fmt: skip
 
 
@@ -40,8 +40,9 @@ def add_train_arguments(parser):
         "--backbone",
         default=None,
         choices=BACKBONES,
-        help=f"pretrained base (default {DEFAULTS.backbone}, whose ImageNet weights work offline; with --weights none: "
-        f"{SCRATCH_RECIPE['backbone']}, a compact ResNet that trains from scratch)",
+        metavar="NAME",
+        help=f"pretrained base: {', '.join(BACKBONES)} (default: {DEFAULTS.backbone}, whose ImageNet weights work "
+        f"offline; with --weights none: {SCRATCH_RECIPE['backbone']}, a compact ResNet that trains from scratch)",
     )
     parser.add_argument(
         "--weights", default=DEFAULTS.weights, help="'imagenet', 'none' (from scratch) or a weights PATH"
@@ -55,7 +56,7 @@ def add_train_arguments(parser):
         "--image-size",
         type=positive_int,
         default=None,
-        help=f"input size in pixels, square (default {DEFAULTS.image_size}; "
+        help=f"input size in pixels, square (default: {DEFAULTS.image_size}; "
         f"{SCRATCH_RECIPE['image_size']} from scratch)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=DEFAULTS.batch_size, help="images per step")
@@ -63,7 +64,7 @@ def add_train_arguments(parser):
         "--head-epochs",
         type=positive_int,
         default=None,
-        help=f"phase 1: new head, frozen base (default {DEFAULTS.head_epochs}; from scratch: the one phase, "
+        help=f"phase 1: new head, frozen base (default: {DEFAULTS.head_epochs}; from scratch: the one phase, "
         f"about {SCRATCH_STEPS} steps, at most 150 epochs)",
     )
     parser.add_argument(
@@ -119,7 +120,7 @@ def add_train_only_arguments(parser):
         type=positive_int,
         default=None,
         help=f"train N networks from seeds --seed, --seed+1, ... on the same split and average their probabilities "
-        f"into one model (a seed ensemble), N times the time (default {DEFAULTS.members})",
+        f"into one model (a seed ensemble), N times the time (default: {DEFAULTS.members})",
     )
 
 
