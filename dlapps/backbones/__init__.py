@@ -18,5 +18,8 @@ SCRATCH_BACKBONES = ("small_resnet",)
 DETECTOR_BACKBONES = (
     "efficientnet_lite0", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_v2_b0", "resnet50", "small_resnet"
 )  # fmt: skip
-# --weights words that name no file (each app accepts some of them; the rest of --weights is a path).
-WEIGHT_WORDS = ("imagenet", "none", "dlib", "hed")
+# The --weights words each app takes (anything else is a weights file).
+WEIGHT_WORDS = {
+    "cat": ("imagenet", "none"), "finetune": ("imagenet", "none"), "detect": ("imagenet", "none"),
+    "faces": ("dlib", "imagenet", "none"), "style": ("hed", "imagenet"),
+}  # fmt: skip

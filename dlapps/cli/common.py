@@ -4,6 +4,7 @@ Nothing here imports TensorFlow, so `--help` answers at once; a verb's handler i
 """
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -234,8 +235,11 @@ def check_inputs_exist(args, app=None):
         # A preset name becomes its folder here, once: every handler then sees a model folder.
         setattr(args, dest, str(preset_dir(model, app if presets(app) else None)))
     weights = getattr(args, "weights", None)
-    if isinstance(weights, str) and weights not in WEIGHT_WORDS and not Path(weights).exists():
-        raise ValueError(f"--weights {weights}: no such weights file (nor one of the words {', '.join(WEIGHT_WORDS)})")
+    words = WEIGHT_WORDS.get(app, ())
+    if isinstance(weights, str) and weights not in words and not Path(weights).exists():
+        close = difflib.get_close_matches(weights, words, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ValueError(f"--weights {weights}: no such weights file ({hint}give {', '.join(words)} or a file)")
     for dest in ONE_INPUT:
         value = getattr(args, dest, None)
         if isinstance(value, str) and not Path(value).exists():

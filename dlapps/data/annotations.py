@@ -706,7 +706,8 @@ def write_annotations(records, class_names, output, kind):
     Images from several folders keep their folders below the source's common folder (train/, val/: the splits stay
     splits, and train/img1.jpg and val/img1.jpg stay apart). A YOLO set gets a data.yaml naming its classes and, when
     its top folders are splits (`SPLIT_NAMES`), its train:, val: and test: folders, as Ultralytics reads it (and
-    classes.txt, darknet's list).
+    classes.txt, darknet's list); a COCO set with splits gets one set per split (train/annotations.json beside
+    train/images/, as Roboflow exports them).
 
     Raises:
         DataError: `output` holds files already, or two images of one folder share a name but for the extension.
@@ -716,37 +717,17 @@ def write_annotations(records, class_names, output, kind):
         raise DataError(f"{output}: not empty; convert into a new folder (the source is never overwritten)")
     places = _output_places(records)
     output.mkdir(parents=True, exist_ok=True)
-    images = output if kind == "voc" else output / "images"
-    for record, place in zip(records, places, strict=True):
-        (images / place).parent.mkdir(parents=True, exist_ok=True)
-        (images / place).symlink_to(record.image.resolve())
+    splits = _split_of(places) if kind == "coco" else None
+    if splits:  # one set per split, as Roboflow's COCO export: train/annotations.json beside train/images/...
+        for top in dict.fromkeys(splits):
+            rows = [i for i, split in enumerate(splits) if split == top]
+            part = [Path(*places[i].parts[1:]) for i in rows]
+            _write_coco([records[i] for i in rows], part, class_names, output / top)
+        return output
     if kind == "coco":
-        ids = _category_ids(records, class_names)
-        data = {"images": [], "annotations": [], "categories": []}
-        data["categories"] = [{"id": ids[i], "name": name} for i, name in enumerate(class_names)]
-        for image_id, (record, place) in enumerate(zip(records, places, strict=True), 1):
-            data["images"].append(
-                {
-                    "id": image_id,
-                    "file_name": f"images/{place.as_posix()}",
-                    "width": record.width,
-                    "height": record.height,
-                }
-            )
-            for box, label, ignored in _record_boxes(record):
-                x1, y1, x2, y2 = (float(v) for v in box)
-                data["annotations"].append(
-                    {
-                        "id": len(data["annotations"]) + 1,
-                        "image_id": image_id,
-                        "category_id": ids[int(label)],
-                        "bbox": [x1, y1, x2 - x1, y2 - y1],
-                        "area": (x2 - x1) * (y2 - y1),
-                        "iscrowd": int(ignored),
-                    }
-                )
-        (output / "annotations.json").write_text(json.dumps(data))
-        return output / "annotations.json"
+        return _write_coco(records, places, class_names, output)
+    images = output if kind == "voc" else output / "images"
+    _link_images(records, places, images)
     if kind == "yolo":
         (output / "labels").mkdir(exist_ok=True)
         (output / "classes.txt").write_text("\n".join(class_names) + "\n")
@@ -759,6 +740,49 @@ def write_annotations(records, class_names, output, kind):
     for record, place in zip(records, places, strict=True):
         (output / place.with_suffix(".xml")).write_text(voc_xml(record, class_names))
     return output
+
+
+def _split_of(places):
+    """Each place's split folder (its top folder, when every place's top folder is named as a split: `SPLIT_NAMES`),
+    or None when the set has no splits."""
+    known = {name for names in SPLIT_NAMES.values() for name in names}
+    tops = [place.parts[0] if len(place.parts) > 1 else None for place in places]
+    return tops if all(top is not None and top.lower() in known for top in tops) else None
+
+
+def _link_images(records, places, folder):
+    """Symbolic links to the records' images at `folder / place`."""
+    for record, place in zip(records, places, strict=True):
+        (folder / place).parent.mkdir(parents=True, exist_ok=True)
+        (folder / place).symlink_to(record.image.resolve())
+
+
+def _write_coco(records, places, class_names, folder):
+    """`folder`/annotations.json for `records`, their images linked at `folder`/images/<place>. Returns the .json's
+    path."""
+    _link_images(records, places, folder / "images")
+    path = folder / "annotations.json"
+    ids = _category_ids(records, class_names)
+    data = {"images": [], "annotations": [], "categories": []}
+    data["categories"] = [{"id": ids[i], "name": name} for i, name in enumerate(class_names)]
+    for image_id, (record, place) in enumerate(zip(records, places, strict=True), 1):
+        data["images"].append(
+            {"id": image_id, "file_name": f"images/{place.as_posix()}", "width": record.width, "height": record.height}
+        )
+        for box, label, ignored in _record_boxes(record):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            data["annotations"].append(
+                {
+                    "id": len(data["annotations"]) + 1,
+                    "image_id": image_id,
+                    "category_id": ids[int(label)],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": (x2 - x1) * (y2 - y1),
+                    "iscrowd": int(ignored),
+                }
+            )
+    path.write_text(json.dumps(data))
+    return path
 
 
 def _data_yaml(class_names, places):

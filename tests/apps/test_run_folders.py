@@ -149,3 +149,22 @@ def test_a_runs_files_are_its_own_never_a_users_files_beside_them(tmp_path):
     (tmp_path / "logs" / "head").mkdir(parents=True)
     (tmp_path / "logs" / "head" / "events.out.tfevents.1.host").write_bytes(b"")
     assert run_files(tmp_path) == ["config.json", "history.json", "history_head.csv", "logs/head", "model.keras"]
+
+
+def test_a_wrong_backbone_or_weights_file_is_refused_before_the_data_is_read(tmp_path, capsys):
+    """A stranger's `--weights nope.h5` was refused only after the data was read and the plan printed; `--weights
+    imagent` was told of dlib and hed, words of other apps; the detector's backbone error listed backbones it does
+    not offer."""
+    from dlapps.cli import main
+
+    data = tmp_path / "empty"  # no images: reading it would fail with another message
+    data.mkdir()
+    assert main(["detect", "train", str(data), "--output", str(tmp_path / "run"), "--weights", "imagent"]) == 2
+    err = capsys.readouterr().err
+    assert "--weights imagent: no such weights file (did you mean 'imagenet'? give imagenet, none or a file)" in err
+    assert main(["faces", "train", str(data), "--output", str(tmp_path / "run"), "--weights", "nope.h5"]) == 2
+    assert "give dlib, imagenet, none or a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["detect", "train", str(data), "--output", str(tmp_path / "run"), "--backbone", "mobilenet_v3_small"])
+    assert "invalid choice: 'mobilenet_v3_small'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

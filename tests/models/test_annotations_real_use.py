@@ -425,9 +425,15 @@ def test_convert_keeps_images_of_one_name_apart_by_their_folders(tmp_path, kind)
         (tmp_path / "src" / split / "img1.xml").write_text(_voc("img1.jpg", (40, 30), [("cat", box)]))
     records, names, _ = read_detection_folder(tmp_path / "src", on_warning=pytest.fail)
     write_annotations(records, names, tmp_path / kind, kind)
-    again, again_names, again_kind = read_detection_folder(tmp_path / kind, on_warning=pytest.fail)
-    assert again_kind == kind and again_names == names and len(again) == 2
-    boxes = {record.image.parent.name: record.boxes for record in again}
+    parts = [tmp_path / kind / split for split in ("train", "val")] if kind == "coco" else [tmp_path / kind]
+    again = []
+    for part in parts:  # COCO: one set per split
+        read, again_names, again_kind = read_detection_folder(part, on_warning=pytest.fail)
+        assert again_kind == kind and again_names == names
+        again += read
+    assert len(again) == 2
+    boxes = {(record.image.parent if kind != "coco" else record.image.parent.parent).name: record.boxes
+             for record in again}  # fmt: skip
     assert sorted(boxes) == ["train", "val"]  # YOLO's 0-1 fractions: float32 rounding
     np.testing.assert_allclose(boxes["train"], [[2, 2, 20, 20]], atol=1e-4)
     np.testing.assert_allclose(boxes["val"], [[10, 5, 30, 25]], atol=1e-4)
@@ -442,13 +448,14 @@ def test_convert_keeps_a_sets_splits_and_writes_a_data_yaml(tmp_path):
         _image(tmp_path / "src" / split / name)
         (tmp_path / "src" / split / name).with_suffix(".xml").write_text(_voc(name, (40, 30), [("on", (2, 2, 20, 20))]))
     records, names, _ = read_detection_folder(tmp_path / "src", on_warning=pytest.fail)
-    write_annotations(records, names, tmp_path / "yolo", "yolo")
-    splits = data_splits(tmp_path / "yolo", on_warning=pytest.fail)
-    assert {key: path.relative_to(tmp_path / "yolo").as_posix() for key, path in splits.items()} == {
-        "train": "images/train", "val": "images/val", "test": "images/test"
-    }  # fmt: skip
-    again, again_names, _ = read_detection_folder(splits["val"], on_warning=pytest.fail)
-    assert again_names == ["on"] and [record.image.name for record in again] == ["b.jpg"]
+    for kind, where in (("yolo", "images/{}"), ("coco", "{}"), ("voc", "{}")):
+        write_annotations(records, names, tmp_path / kind, kind)
+        splits = data_splits(tmp_path / kind, on_warning=pytest.fail)
+        assert {key: path.relative_to(tmp_path / kind).as_posix() for key, path in splits.items()} == {
+            split: where.format(split) for split in ("train", "val", "test")
+        }, kind
+        again, again_names, again_kind = read_detection_folder(splits["val"], on_warning=pytest.fail)
+        assert again_kind == kind and again_names == ["on"] and [record.image.name for record in again] == ["b.jpg"]
 
 
 def test_convert_names_two_images_that_would_share_a_label(tmp_path):

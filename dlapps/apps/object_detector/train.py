@@ -20,7 +20,7 @@ from dlapps.apps.object_detector.app import (
     _splits,
     fit_anchors,
 )
-from dlapps.cli.common import ProgressBar, emit, keras_verbosity, say, to_json, warn
+from dlapps.cli.common import ProgressBar, counted, emit, keras_verbosity, say, to_json, warn
 from dlapps.cli.run_folders import check_train_output, prepare_run_folder, run_files
 from dlapps.data.readers import DataError
 
@@ -109,7 +109,8 @@ def train(args):
     say(
         args,
         f"{len(anchors)} anchors by k-means (mean best IoU {mean_iou:.3f}), {size}x{size} px, "
-        f"{args.backbone} ({args.weights}); phases: head {args.epochs[0]} epochs, fine-tune {args.epochs[1]}; "
+        f"{args.backbone} ({args.weights}); phases: head {counted(args.epochs[0], 'epoch')}, "
+        f"fine-tune {counted(args.epochs[1], 'epoch')}; "
         f"best epoch and early stopping on dev {MONITORED[args.monitor]} "
         f"(patience {args.patience})",
     )

@@ -1,0 +1,108 @@
+"""What limits a detector's fit: the decoding ceiling, and the model's boxes and objectness where targets are.
+
+Usage: python benchmarks/detect_fit.py DATA [--model fruit] [--json]
+
+1. The ceiling of decoding and NMS: each image's true boxes are encoded as training targets (`encode_targets`), turned
+   into the raw outputs that decode to exactly those boxes, and sent through `postprocess` (decoding, NMS) and
+   pycocotools. What this loses (below 1.0) no training can win back: boxes no anchor can hold, or touching objects
+   that NMS at the model's IoU threshold merges.
+2. The model at its positives: at every cell and anchor a box is assigned to, the IoU of the predicted box with that
+   box and the predicted objectness (whose training target is that IoU). Low IoU: the box regression limits the fit;
+   boxes near the truth with low objectness: fragments outrank whole objects in NMS and mAP's ranking.
+Run it on the training folder (the fit) and on dev or test (generalisation). Images are letterboxed as in training
+(no augmentation).
+"""
+
+import argparse
+import json
+
+import numpy as np
+import tensorflow as tf
+
+from dlapps.apps.object_detector.app import _read_quietly
+from dlapps.data.detection import cache_images, letterboxed_set
+from dlapps.inference import load_model_dir
+from dlapps.metrics.detection import coco_evaluate
+from dlapps.presets import preset_dir
+from dlapps.tasks.yolo_detector import (
+    box_iou_elementwise,
+    decode_raw,
+    encode_targets,
+    postprocess,
+    split_anchors,
+    xywh_to_xyxy,
+)
+
+
+def logit(p):
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def raw_from_targets(target, anchors):
+    """The raw head output (G, G, A, 5 + C) that `decode_raw` turns into `target`'s boxes, with objectness and the
+    true class near 1 at positives and near 0 elsewhere."""
+    grid = target.shape[0]
+    raw = np.full(target.shape, -20.0, np.float32)
+    for y, x, a in zip(*np.nonzero(target[..., 4] > 0), strict=True):
+        cx, cy, w, h = target[y, x, a, :4]
+        raw[y, x, a, 0] = logit((cx * grid - x + 0.5) / 2)
+        raw[y, x, a, 1] = logit((cy * grid - y + 0.5) / 2)
+        raw[y, x, a, 2] = logit(np.sqrt(w / anchors[a][0]) / 2)
+        raw[y, x, a, 3] = logit(np.sqrt(h / anchors[a][1]) / 2)
+        raw[y, x, a, 4] = 20.0
+        raw[y, x, a, 5:] = np.where(target[y, x, a, 5:] > 0, 20.0, -20.0)
+    return raw
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", help="a detection data folder (VOC, YOLO or COCO)")
+    parser.add_argument("--model", default="fruit", help="a detector folder or preset (fruit, raccoon)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    folder = preset_dir(args.model, "detect") if args.model in ("fruit", "raccoon") else args.model
+    model, config = load_model_dir(folder)
+    anchors, size, names = np.asarray(config["anchors"], np.float32), config["image_size"], config["class_names"]
+    records, _, _ = _read_quietly(args.data, names)
+    cache = cache_images(records, size)
+    canvases, truths, ignored = letterboxed_set(cache, range(len(cache.kept)), size)
+    groups = split_anchors(anchors)
+    ceiling, ious, objectness = [], [], []
+    for canvas, (boxes, labels) in zip(canvases, truths, strict=True):
+        targets = [t.numpy() for t in encode_targets(boxes / size, labels.astype(np.int32), anchors, size, len(names))]
+        raws = [tf.constant(raw_from_targets(t, g)[None]) for t, g in zip(targets, groups, strict=True)]
+        found = postprocess(raws, anchors, 0.001, config["iou_threshold"], 100)
+        count = int(found["num_detections"][0])
+        ceiling.append(tuple(found[k][0, :count].numpy() for k in ("boxes", "scores", "classes")))
+        ceiling[-1] = (ceiling[-1][0] * size, *ceiling[-1][1:])
+        for target, raw, group in zip(targets, model(canvas[None], training=False), groups, strict=True):
+            xy, wh, object_logits, _ = decode_raw(raw, group)
+            positive = target[None, ..., 4] > 0
+            iou = box_iou_elementwise(xywh_to_xyxy(xy, wh), xywh_to_xyxy(target[None, ..., :2], target[None, ..., 2:4]))
+            ious += list(iou.numpy()[positive])
+            objectness += list(tf.sigmoid(object_logits).numpy()[positive])
+    limit = coco_evaluate(truths, ceiling, len(names), ignored=ignored)
+    ious, objectness = np.asarray(ious), np.asarray(objectness)
+    result = {
+        "data": args.data,
+        "model": str(folder),
+        "images": len(truths),
+        "ceiling": {"map50": limit["map50"], "map75": limit["map75"], "map": limit["map"]},
+        "positives": int(len(ious)),
+        "positive_iou": {"mean": float(ious.mean()), "median": float(np.median(ious))},
+        "positive_objectness": {"mean": float(objectness.mean()), "median": float(np.median(objectness))},
+        "objectness_minus_iou": float((objectness - np.maximum(ious, 0)).mean()),
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.data}: {len(truths)} images, {len(ious)} assigned cells and anchors")
+    print(f"ceiling of decoding + NMS: mAP@0.5 {limit['map50']:.3f}, @0.75 {limit['map75']:.3f}, "
+          f"@0.5:0.95 {limit['map']:.3f}")  # fmt: skip
+    print(f"at the positives: predicted box IoU mean {ious.mean():.3f} (median {np.median(ious):.3f}); objectness "
+          f"mean {objectness.mean():.3f} (median {np.median(objectness):.3f}), its target being the IoU")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
