@@ -465,3 +465,20 @@ def test_convert_names_two_images_that_would_share_a_label(tmp_path):
                for ext in ("jpg", "png")]  # fmt: skip
     with pytest.raises(DataError, match=r"photo.jpg and .*photo.png: one folder"):
         write_annotations(records, ["cat"], tmp_path / "out", "yolo")
+
+
+def test_evaluate_names_training_images_wherever_the_model_was_trained_from(tmp_path, monkeypatch):
+    """A stranger saw no warning evaluating a model's own training images: the stored path was relative to another
+    folder, or the model was trained on the set's root and evaluated on its train split."""
+    from dlapps.apps.object_detector.evaluate import _trained_folder
+
+    root = tmp_path / "set"
+    for split in ("train", "val", "test"):
+        (root / split).mkdir(parents=True)
+    assert _trained_folder((root / "train").resolve(), str(root)) == (root / "train").resolve()
+    assert _trained_folder((root / "val").resolve(), str(root)) == (root / "val").resolve()
+    assert _trained_folder((root / "test").resolve(), str(root)) is None  # left out of training: a test
+    assert _trained_folder(root.resolve(), str(root / "train")) == (root / "train").resolve()  # holds them
+    monkeypatch.chdir(tmp_path)  # a relative path, from where it was trained
+    assert _trained_folder((root / "train").resolve(), "set") == (root / "train").resolve()
+    assert _trained_folder((root / "train").resolve(), "elsewhere/set") is None

@@ -19,6 +19,26 @@ from dlapps.data.images import ImageReadError, read_image
 from dlapps.data.readers import DataError
 
 
+def _trained_folder(folder, data):
+    """The folder of the model's training (and dev) images that `folder` (resolved) is, lies in, or holds, or None.
+
+    `data`: config.json's "data", the folder given to `train`. Of a set with its own splits, only its train and val
+    splits were trained on (its test split was left out). A relative path (the shipped models') is tried from here and
+    from the source tree's root (where they were trained)."""
+    if not data:
+        return None
+    root = Path(__file__).resolve().parents[3]  # the checkout holding dlapps/
+    for place in (Path(data), root / data):
+        if place.is_dir():
+            splits = _splits(place)
+            for trained in [splits[key] for key in ("train", "val") if key in splits] or [place]:
+                trained = trained.resolve()
+                if folder == trained or trained in folder.parents or folder in trained.parents:
+                    return trained
+            return None
+    return None
+
+
 def evaluate(args):
     from dlapps.metrics.detection import coco_evaluate, match_detections, precision_recall
     from dlapps.plots import draw_detections, plot_gallery, plot_precision_recall
@@ -31,9 +51,10 @@ def evaluate(args):
     if part:  # a set with its own splits: its held-out part, never its training images
         data = splits[part]
         say(args, f"{args.data}: evaluating its {part} split, {data} (give that folder to choose another)")
-    if config.get("data") and Path(data).resolve() == Path(config["data"]).resolve():
-        warn(PROG, f"warning: {data} is the folder this model was trained on (dev included): its figures are not a "
-                   "test of the model")  # fmt: skip
+    trained = _trained_folder(Path(data).resolve(), config.get("data"))
+    if trained:
+        warn(PROG, f"warning: {data} holds images this model was trained on ({trained}, dev included): its figures "
+                   "are not a test of the model")  # fmt: skip
     records, _, _, _ = _read(data, class_names)
     output = check_output_folder(args.output or default_output(args.model, "evaluate", "detect"))
     output.mkdir(parents=True, exist_ok=True)
