@@ -796,6 +796,8 @@ def _data_yaml(class_names, places):
             lines.append(f"{split}: {json.dumps('images/' + found)}")
     if len(lines) == 2:
         lines.append("# No split folders: add train: and val: (folders below images/) for Ultralytics.")
+    elif not any(line.startswith("val:") for line in lines):
+        lines.append("# No val split: Ultralytics needs a val: folder; dlapps detect train holds out --dev-fraction.")
     lines.append("names:")
     lines += [f"  {index}: {json.dumps(name)}" for index, name in enumerate(class_names)]
     return "\n".join(lines) + "\n"
