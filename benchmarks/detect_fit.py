@@ -23,7 +23,7 @@ from dlapps.apps.object_detector.app import _read_quietly
 from dlapps.data.detection import cache_images, letterboxed_set
 from dlapps.inference import load_model_dir
 from dlapps.metrics.detection import coco_evaluate
-from dlapps.presets import preset_dir
+from dlapps.presets import preset_dir, presets
 from dlapps.tasks.yolo_detector import (
     box_iou_elementwise,
     decode_raw,
@@ -61,7 +61,7 @@ def main():
     parser.add_argument("--model", default="fruit", help="a detector folder or preset (fruit, raccoon)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    folder = preset_dir(args.model, "detect") if args.model in ("fruit", "raccoon") else args.model
+    folder = preset_dir(args.model, "detect") if args.model in presets("detect") else args.model
     model, config = load_model_dir(folder)
     anchors, size, names = np.asarray(config["anchors"], np.float32), config["image_size"], config["class_names"]
     records, _, _ = _read_quietly(args.data, names)
@@ -74,8 +74,8 @@ def main():
         raws = [tf.constant(raw_from_targets(t, g)[None]) for t, g in zip(targets, groups, strict=True)]
         found = postprocess(raws, anchors, 0.001, config["iou_threshold"], 100)
         count = int(found["num_detections"][0])
-        ceiling.append(tuple(found[k][0, :count].numpy() for k in ("boxes", "scores", "classes")))
-        ceiling[-1] = (ceiling[-1][0] * size, *ceiling[-1][1:])
+        kept, scores, classes = (found[k][0, :count].numpy() for k in ("boxes", "scores", "classes"))
+        ceiling.append((kept * size, scores, classes))  # canvas pixels, as the truths
         for target, raw, group in zip(targets, model(canvas[None], training=False), groups, strict=True):
             xy, wh, object_logits, _ = decode_raw(raw, group)
             positive = target[None, ..., 4] > 0
