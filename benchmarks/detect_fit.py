@@ -9,6 +9,9 @@ Usage: python benchmarks/detect_fit.py DATA [--model fruit] [--json]
 2. The model at its positives: at every cell and anchor a box is assigned to, the IoU of the predicted box with that
    box and the predicted objectness (whose training target is that IoU). Low IoU: the box regression limits the fit;
    boxes near the truth with low objectness: fragments outrank whole objects in NMS and mAP's ranking.
+3. The ranking: the model's own boxes (every cell, anchor and class scoring above 0.001) scored instead by their true
+   IoU with the best truth of their class, then NMS and pycocotools. The gap between this and the model's own mAP is
+   what a better score (objectness x class probability) could win without moving a single box.
 Run it on the training folder (the fit) and on dev or test (generalisation). Images are letterboxed as in training
 (no augmentation).
 """
@@ -22,12 +25,13 @@ import tensorflow as tf
 from dlapps.apps.object_detector.app import _read_quietly
 from dlapps.data.detection import cache_images, letterboxed_set
 from dlapps.inference import load_model_dir
-from dlapps.metrics.detection import coco_evaluate
+from dlapps.metrics.detection import box_iou, coco_evaluate
 from dlapps.presets import preset_dir, presets
 from dlapps.tasks.yolo_detector import (
     box_iou_elementwise,
     decode_raw,
     encode_targets,
+    nms_one_image,
     postprocess,
     split_anchors,
     xywh_to_xyxy,
@@ -55,6 +59,27 @@ def raw_from_targets(target, anchors):
     return raw
 
 
+def oracle_ranked(raws, anchors, truth_boxes, truth_labels, size, iou_threshold):
+    """One image's detections from the model's own boxes with each (box, class) scored by its IoU with the best truth
+    of that class (0 without one): the best ranking these boxes allow. Boxes in canvas pixels."""
+    boxes, scores = [], []
+    for raw, group in zip(raws, split_anchors(anchors), strict=True):
+        xy, wh, object_logits, class_logits = decode_raw(raw, group)
+        boxes.append(tf.reshape(xywh_to_xyxy(xy, wh), (-1, 4)).numpy() * size)
+        scores.append(
+            tf.reshape(tf.sigmoid(object_logits)[..., None] * tf.sigmoid(class_logits), (-1, raw.shape[-1] - 5))
+        )
+    boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+    quality = np.zeros_like(scores)
+    for label in range(scores.shape[1]):
+        candidates, truths = scores[:, label] > 0.001, truth_boxes[truth_labels == label]
+        if candidates.any() and len(truths):
+            quality[candidates, label] = box_iou(boxes[candidates], truths).max(axis=1)
+    found = nms_one_image(tf.constant(boxes / size), tf.constant(quality), 0.05, iou_threshold, 100)
+    count = int(found["num_detections"])
+    return tuple(found[key][:count].numpy() for key in ("boxes", "scores", "classes"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a detection data folder (VOC, YOLO or COCO)")
@@ -68,7 +93,7 @@ def main():
     cache = cache_images(records, size)
     canvases, truths, ignored = letterboxed_set(cache, range(len(cache.kept)), size)
     groups = split_anchors(anchors)
-    ceiling, ious, objectness = [], [], []
+    ceiling, ious, objectness, own, oracle = [], [], [], [], []
     for canvas, (boxes, labels) in zip(canvases, truths, strict=True):
         targets = [t.numpy() for t in encode_targets(boxes / size, labels.astype(np.int32), anchors, size, len(names))]
         raws = [tf.constant(raw_from_targets(t, g)[None]) for t, g in zip(targets, groups, strict=True)]
@@ -76,19 +101,31 @@ def main():
         count = int(found["num_detections"][0])
         kept, scores, classes = (found[k][0, :count].numpy() for k in ("boxes", "scores", "classes"))
         ceiling.append((kept * size, scores, classes))  # canvas pixels, as the truths
-        for target, raw, group in zip(targets, model(canvas[None], training=False), groups, strict=True):
+        outputs = model(canvas[None], training=False)
+        found = postprocess(outputs, anchors, 0.001, config["iou_threshold"], 100)
+        count = int(found["num_detections"][0])
+        own.append(
+            tuple(found[k][0, :count].numpy() * (size if k == "boxes" else 1) for k in ("boxes", "scores", "classes"))
+        )
+        ranked = oracle_ranked(outputs, anchors, boxes, labels, size, config["iou_threshold"])
+        oracle.append((ranked[0] * size, ranked[1], ranked[2]))
+        for target, raw, group in zip(targets, outputs, groups, strict=True):
             xy, wh, object_logits, _ = decode_raw(raw, group)
             positive = target[None, ..., 4] > 0
             iou = box_iou_elementwise(xywh_to_xyxy(xy, wh), xywh_to_xyxy(target[None, ..., :2], target[None, ..., 2:4]))
             ious += list(iou.numpy()[positive])
             objectness += list(tf.sigmoid(object_logits).numpy()[positive])
     limit = coco_evaluate(truths, ceiling, len(names), ignored=ignored)
+    model_map = coco_evaluate(truths, own, len(names), ignored=ignored)
+    ranked_map = coco_evaluate(truths, oracle, len(names), ignored=ignored)
     ious, objectness = np.asarray(ious), np.asarray(objectness)
     result = {
         "data": args.data,
         "model": str(folder),
         "images": len(truths),
         "ceiling": {"map50": limit["map50"], "map75": limit["map75"], "map": limit["map"]},
+        "model_map": {key: model_map[key] for key in ("map50", "map75", "map")},
+        "ranked_by_true_iou": {key: ranked_map[key] for key in ("map50", "map75", "map")},
         "positives": int(len(ious)),
         "positive_iou": {"mean": float(ious.mean()), "median": float(np.median(ious))},
         "positive_objectness": {"mean": float(objectness.mean()), "median": float(np.median(objectness))},
@@ -100,6 +137,9 @@ def main():
     print(f"{args.data}: {len(truths)} images, {len(ious)} assigned cells and anchors")
     print(f"ceiling of decoding + NMS: mAP@0.5 {limit['map50']:.3f}, @0.75 {limit['map75']:.3f}, "
           f"@0.5:0.95 {limit['map']:.3f}")  # fmt: skip
+    print(f"the model: mAP@0.5 {model_map['map50']:.3f}, @0.75 {model_map['map75']:.3f}, @0.5:0.95 "
+          f"{model_map['map']:.3f}; its own boxes ranked by their true IoU: mAP@0.5 {ranked_map['map50']:.3f}, "
+          f"@0.75 {ranked_map['map75']:.3f}, @0.5:0.95 {ranked_map['map']:.3f}")  # fmt: skip
     print(f"at the positives: predicted box IoU mean {ious.mean():.3f} (median {np.median(ious):.3f}); objectness "
           f"mean {objectness.mean():.3f} (median {np.median(objectness):.3f}), its target being the IoU")  # fmt: skip
 

@@ -6,6 +6,7 @@ from dlapps.apps.object_detector.config import DetectConfig
 from dlapps.backbones import DETECTOR_BACKBONES
 from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
+from dlapps.losses import OBJECTNESS_LOSSES
 
 DEFAULTS = DetectConfig()
 
@@ -101,6 +102,10 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--box-gain", type=positive_float, default=DEFAULTS.box_gain,
         help="weight of the box loss (1 - CIoU) against objectness and classes (YOLOv5: 0.05)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--objectness-loss", default=DEFAULTS.objectness_loss, choices=OBJECTNESS_LOSSES,
+        help="varifocal (VarifocalNet: easy background cells weigh little) or bce (YOLOv5: every cell alike)",
     )  # fmt: skip
     parser.add_argument(
         "--patience", type=positive_int, default=DEFAULTS.patience, help="early stopping on --monitor (epochs)"

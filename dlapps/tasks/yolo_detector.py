@@ -11,8 +11,11 @@ Choices taken from later YOLOs (each a line, the sources are the papers and Ultr
 - box decoding `xy = (2 sigmoid(t) - 0.5 + cell) / S`, `wh = (2 sigmoid(t))^2 * anchor` (YOLOv5): bounded, so a
   box can also be learnt by the two neighbouring cells nearest its centre (three times the positives on small data);
 - a box is assigned to every anchor whose shape IoU with it is at least `ANCHOR_IOU_THRESHOLD`, and always to its best;
-- losses: 1 - CIoU for boxes (Zheng et al. 2020), binary cross-entropy for objectness (target: the IoU of the
-  predicted box, so the score ranks boxes by quality) and classes; the YOLOv5 loss gains and per-scale balance.
+- losses: 1 - CIoU for boxes (Zheng et al. 2020); for objectness, whose target is the IoU of the predicted box (so
+  the score ranks boxes by quality), either YOLOv5's binary cross-entropy averaged over every cell and anchor, or the
+  varifocal loss (Zhang et al. 2021, VarifocalNet): positives weighted by their target, negatives by 0.75 p^2, summed
+  over the positives' count, so that thousands of easy background cells no longer drown the few that hold objects;
+  binary cross-entropy for classes; YOLOv5's loss gains and per-scale balance.
 Coordinates: models take float32 (B, S, S, 3) 0-255 RGB letterboxed images; boxes are 0-1 of the square input.
 """
 
@@ -23,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from dlapps.losses import OBJECTNESS_LOSSES
+
 STRIDES = (8, 16, 32)
 ANCHORS_PER_SCALE = 3
 ANCHOR_IOU_THRESHOLD = 0.3
@@ -31,6 +36,9 @@ PAD_VALUE = 127.0
 # YOLOv5's loss gains (hyp.scratch-low.yaml) and objectness balance for strides 8, 16, 32.
 BOX_GAIN, OBJECT_GAIN, CLASS_GAIN = 0.05, 1.0, 0.5
 OBJECT_BALANCE = (4.0, 1.0, 0.4)
+# The varifocal objectness loss: its alpha and gamma (VarifocalNet's 0.75 and 2) and a gain that puts it near the box
+# term at initialisation (both about 0.02 on fruit), as PP-YOLOE weighs its varifocal and box losses alike.
+VARIFOCAL_ALPHA, VARIFOCAL_GAMMA, VARIFOCAL_GAIN = 0.75, 2.0, 0.02
 # Batch-norm statistics of the neck and head follow the weights faster than Keras' 0.99 (measured: at 0.99, and even
 # 0.97, a tiny set trained to mAP 0.69 with batch statistics scored 0.02 with the moving ones: few steps on small
 # data). DevMAP also recomputes them on training images before measuring (dlapps.training.recalibrate_batch_norm).
@@ -209,15 +217,25 @@ def encode_targets(boxes, labels, anchors, image_size, num_classes):
 
 @keras.saving.register_keras_serializable(package="dlapps")
 class YoloLoss(keras.losses.Loss):
-    """The loss of one scale: box_gain (1 - CIoU) + OBJECT_GAIN balance BCE(objectness) + CLASS_GAIN BCE(classes).
+    """The loss of one scale: box_gain (1 - CIoU) + the objectness term + CLASS_GAIN BCE(classes).
 
     y_true: (B, G, G, A, 5 + C) from `encode_targets`; y_pred: the raw head output of the same shape. Box and class
-    terms average over positives, objectness over every cell and anchor (YOLOv5's normalisation; its gains are
-    scaled by image size, number of scales and classes the same way).
+    terms average over positives. The objectness target is the predicted box's CIoU with its truth (at least 0) at
+    positives, 0 elsewhere; `objectness` "bce": OBJECT_GAIN x balance x BCE averaged over every cell and anchor
+    (YOLOv5's normalisation; its gains are scaled by image size, number of scales and classes the same way);
+    "varifocal": VARIFOCAL_GAIN x the sum over cells of w BCE / positives, w = the target at positives and
+    alpha p^gamma elsewhere (p the predicted objectness, no gradient through w), as VarifocalNet (Zhang et al. 2021).
+
+    Raises:
+        ValueError: an unknown `objectness`.
     """
 
-    def __init__(self, anchors, balance, image_size, num_classes, box_gain=BOX_GAIN, name="yolo_loss", **kwargs):
+    def __init__(self, anchors, balance, image_size, num_classes, box_gain=BOX_GAIN, objectness="bce",
+                 name="yolo_loss", **kwargs):  # fmt: skip
         super().__init__(name=name, **kwargs)
+        if objectness not in OBJECTNESS_LOSSES:
+            raise ValueError(f"objectness must be one of {', '.join(OBJECTNESS_LOSSES)}. Received: {objectness!r}")
+        self.objectness = objectness
         self.box_gain = float(box_gain)
         self.anchors = np.asarray(anchors, np.float32).tolist()
         self.balance = float(balance)
@@ -231,14 +249,20 @@ class YoloLoss(keras.losses.Loss):
         ciou = box_iou_elementwise(xywh_to_xyxy(xy, wh), xywh_to_xyxy(y_true[..., 0:2], y_true[..., 2:4]), "ciou")
         box_loss = tf.reduce_sum(positive * (1.0 - ciou)) / count
         object_target = positive * tf.stop_gradient(tf.maximum(ciou, 0.0))
-        object_loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(object_target, object_logits))
+        object_bce = tf.nn.sigmoid_cross_entropy_with_logits(object_target, object_logits)
+        if self.objectness == "varifocal":
+            focal = VARIFOCAL_ALPHA * tf.stop_gradient(tf.sigmoid(object_logits)) ** VARIFOCAL_GAMMA
+            weight = tf.where(positive > 0, object_target, focal)
+            object_term = VARIFOCAL_GAIN * tf.reduce_sum(weight * object_bce) / count
+        else:
+            object_gain = OBJECT_GAIN * (self.image_size / 640) ** 2 * 3 / len(STRIDES)
+            object_term = object_gain * self.balance * tf.reduce_mean(object_bce)
         class_loss = tf.reduce_sum(
             positive[..., None] * tf.nn.sigmoid_cross_entropy_with_logits(y_true[..., 5:], class_logits)
         ) / (count * self.num_classes)
         scales = len(STRIDES) / 3
-        object_gain = OBJECT_GAIN * (self.image_size / 640) ** 2 * 3 / len(STRIDES)
         class_gain = CLASS_GAIN * self.num_classes / 80 * scales if self.num_classes > 1 else 0.0
-        total = self.box_gain * scales * box_loss + object_gain * self.balance * object_loss + class_gain * class_loss
+        total = self.box_gain * scales * box_loss + object_term + class_gain * class_loss
         return total * tf.ones_like(y_pred[:, 0, 0, 0, 0])  # One value per image, as Keras reduces losses.
 
     def get_config(self):
@@ -249,25 +273,26 @@ class YoloLoss(keras.losses.Loss):
             "image_size": self.image_size,
             "num_classes": self.num_classes,
             "box_gain": self.box_gain,
+            "objectness": self.objectness,
         }
 
 
-def make_losses(anchors, image_size, num_classes, box_gain=BOX_GAIN):
+def make_losses(anchors, image_size, num_classes, box_gain=BOX_GAIN, objectness="bce"):
     return [
-        YoloLoss(group, balance, image_size, num_classes, box_gain, name=f"loss{stride}")
+        YoloLoss(group, balance, image_size, num_classes, box_gain, objectness, name=f"loss{stride}")
         for group, balance, stride in zip(split_anchors(anchors), OBJECT_BALANCE, STRIDES, strict=True)
     ]
 
 
 def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, steps_per_epoch,
-                    fine_tune_fraction=1.0, pretrained=True, box_gain=BOX_GAIN):  # fmt: skip
+                    fine_tune_fraction=1.0, pretrained=True, box_gain=BOX_GAIN, objectness="bce"):  # fmt: skip
     """`dlapps.training.fit_phases` phases for a detector from `build_yolo_detector` (its base named "backbone").
 
     A pretrained backbone: "head" (neck and head on the frozen backbone) for `epochs[0]` at `learning_rates[0]`, then
     "fine_tune" (the top `fine_tune_fraction` of the backbone, batch norm frozen) for `epochs[1]` at
     `learning_rates[1]`; a phase of 0 epochs is left out. From scratch (`pretrained=False`) nothing needs protecting:
     one "fine_tune" phase of sum(epochs) at `learning_rates[0]`. Each phase: Adam on a cosine schedule over its own
-    steps, the three scales' `YoloLoss`.
+    steps, the three scales' `YoloLoss` (with `box_gain` and the `objectness` loss, "varifocal" or "bce").
     """
     from dlapps.training import make_learning_rate, unfreeze_top
 
@@ -279,7 +304,8 @@ def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, st
                 trained.get_layer("backbone").trainable = False
             schedule = make_learning_rate(learning_rate, "cosine", steps_per_epoch, phase_epochs)
             trained.compile(
-                optimizer=keras.optimizers.Adam(schedule), loss=make_losses(anchors, image_size, num_classes, box_gain)
+                optimizer=keras.optimizers.Adam(schedule),
+                loss=make_losses(anchors, image_size, num_classes, box_gain, objectness),
             )
 
         return run

@@ -12,6 +12,7 @@ from dlapps.data.readers import DataError
 from dlapps.metrics.detection import box_iou, coco_evaluate, kmeans_anchors, precision_recall, shape_iou
 from dlapps.tasks.yolo_detector import (
     STRIDES,
+    YoloLoss,
     box_iou_elementwise,
     decode_raw,
     encode_targets,
@@ -40,6 +41,27 @@ def test_giou_and_ciou_exact():
     np.testing.assert_allclose(box_iou_elementwise(a, b, "giou").numpy(), [1 / 7 - 2 / 9], rtol=1e-6)
     # Same aspect ratio: CIoU = IoU - centre distance^2 / diagonal^2 = 1/7 - 2/18.
     np.testing.assert_allclose(box_iou_elementwise(a, b, "ciou").numpy(), [1 / 7 - 2 / 18], rtol=1e-5)
+
+
+def test_objectness_losses_exact():
+    """One scale of a 2 x 2 grid, one anchor, one class: the positive cell's raw box decodes exactly to its truth
+    (CIoU 1, so the box term is 0 and the objectness target 1); one class, so no class term."""
+    y_true = np.zeros((1, 2, 2, 1, 6), np.float32)
+    y_true[0, 0, 0, 0] = [0.25, 0.25, 0.5, 0.5, 1.0, 1.0]  # centre x, y, w, h, positive, class
+    logits = np.array([0.5, -1.0, 0.0, 2.0], np.float32)  # objectness: the positive, then three negatives
+    y_pred = np.zeros((1, 2, 2, 1, 6), np.float32)  # xy and wh logits 0: (2 x 0.5 - 0.5 + 0) / 2 = 0.25; 1^2 x 0.5
+    y_pred[..., 4] = logits.reshape(1, 2, 2, 1)
+    y_pred[..., 5] = 3.0
+    bce = np.maximum(logits, 0) - logits * [1, 0, 0, 0] + np.log1p(np.exp(-np.abs(logits)))
+    negatives = 0.75 * (1 / (1 + np.exp(-logits[1:]))) ** 2 * bce[1:]
+    cases = {"varifocal": 0.02 * (1.0 * bce[0] + negatives.sum()), "bce": 1.0 * (64 / 640) ** 2 * 0.4 * bce.mean()}
+    for objectness, expected in cases.items():
+        loss = YoloLoss([[0.5, 0.5]], 0.4, 64, 1, objectness=objectness)
+        assert float(loss(tf.constant(y_true), tf.constant(y_pred))) == pytest.approx(expected, rel=1e-5)
+    # Easy background weighs less under the varifocal loss: its share of the objectness term falls.
+    assert negatives.sum() / (bce[0] + negatives.sum()) < bce[1:].sum() / bce.sum()
+    with pytest.raises(ValueError, match="objectness must be one of varifocal, bce"):
+        YoloLoss([[0.5, 0.5]], 0.4, 64, 1, objectness="focal")
 
 
 def test_kmeans_finds_the_two_shapes():

@@ -154,7 +154,8 @@ def train(args):
         )
 
     phases = detector_phases(anchors, size, num_classes, args.epochs, args.learning_rate, steps,
-                             args.fine_tune_fraction, args.weights != "none", args.box_gain)  # fmt: skip
+                             args.fine_tune_fraction, args.weights != "none", args.box_gain,
+                             args.objectness_loss)  # fmt: skip
     prepare_run_folder(args, output)
     config = {
         "app": APP,
@@ -175,6 +176,7 @@ def train(args):
         "seed": args.seed,
         "monitor": args.monitor,
         "box_gain": args.box_gain,
+        "objectness_loss": args.objectness_loss,
         **DEFAULT_THRESHOLDS,
     }
     if not args.resume:
