@@ -239,10 +239,12 @@ def test_a_yolo_set_trains_on_its_data_yaml_splits(tmp_path, capsys):
             (root / "labels" / split / f"{name[:-4]}.txt").write_text("\n".join(lines) + "\n")
     (root / "data.yaml").write_text("path: .\ntrain: images/train\nval: images/val\nnames: [red, blue]\n")
     argv = ["detect", "train", str(root), "--output", str(tmp_path / "model"), "--image-size", "64", "--weights",
-            "none", "--head-epochs", "1", "--fine-tune-epochs", "0", "--anchors", "3", "--json"]  # fmt: skip
+            "none", "--head-epochs", "1", "--fine-tune-epochs", "0", "--anchors", "3", "--objectness-loss",
+            "varifocal", "--json"]  # fmt: skip
     assert dlapps(argv) in (0, None)
     out, _ = capsys.readouterr()
     assert json.loads(out.splitlines()[-1])["dev_images"] == 2
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["objectness_loss"] == "varifocal"
     # evaluate on the set's root measures its held-out split, never the training images
     assert dlapps(["detect", "evaluate", str(root), "--model", str(tmp_path / "model"), "--output",
                    str(tmp_path / "eval"), "--json"]) in (0, None)  # fmt: skip
