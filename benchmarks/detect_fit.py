@@ -11,7 +11,9 @@ Usage: python benchmarks/detect_fit.py DATA [--model fruit] [--json]
    boxes near the truth with low objectness: fragments outrank whole objects in NMS and mAP's ranking.
 3. The ranking: the model's own boxes (every cell, anchor and class scoring above 0.001) scored instead by their true
    IoU with the best truth of their class, then NMS and pycocotools. The gap between this and the model's own mAP is
-   what a better score (objectness x class probability) could win without moving a single box.
+   what a better score (objectness x class probability) could win without moving a single box. And how well the
+   objectness ranks one truth's own positives: Spearman's correlation of objectness and IoU among the cells and
+   anchors assigned to the same truth (truths with 4 or more), averaged.
 Run it on the training folder (the fit) and on dev or test (generalisation). Images are letterboxed as in training
 (no augmentation).
 """
@@ -21,6 +23,7 @@ import json
 
 import numpy as np
 import tensorflow as tf
+from scipy.stats import spearmanr
 
 from dlapps.apps.object_detector.app import _read_quietly
 from dlapps.data.detection import cache_images, letterboxed_set
@@ -93,8 +96,8 @@ def main():
     cache = cache_images(records, size)
     canvases, truths, ignored = letterboxed_set(cache, range(len(cache.kept)), size)
     groups = split_anchors(anchors)
-    ceiling, ious, objectness, own, oracle = [], [], [], [], []
-    for canvas, (boxes, labels) in zip(canvases, truths, strict=True):
+    ceiling, ious, objectness, own, oracle, truth_of = [], [], [], [], [], []
+    for image, (canvas, (boxes, labels)) in enumerate(zip(canvases, truths, strict=True)):
         targets = [t.numpy() for t in encode_targets(boxes / size, labels.astype(np.int32), anchors, size, len(names))]
         raws = [tf.constant(raw_from_targets(t, g)[None]) for t, g in zip(targets, groups, strict=True)]
         found = postprocess(raws, anchors, 0.001, config["iou_threshold"], 100)
@@ -115,10 +118,16 @@ def main():
             iou = box_iou_elementwise(xywh_to_xyxy(xy, wh), xywh_to_xyxy(target[None, ..., :2], target[None, ..., 2:4]))
             ious += list(iou.numpy()[positive])
             objectness += list(tf.sigmoid(object_logits).numpy()[positive])
+            truth_of += [(image, *np.round(box, 5)) for box in target[..., :4][positive[0]]]
     limit = coco_evaluate(truths, ceiling, len(names), ignored=ignored)
     model_map = coco_evaluate(truths, own, len(names), ignored=ignored)
     ranked_map = coco_evaluate(truths, oracle, len(names), ignored=ignored)
     ious, objectness = np.asarray(ious), np.asarray(objectness)
+    groups_of = {}
+    for index, key in enumerate(truth_of):
+        groups_of.setdefault(key, []).append(index)
+    rank_correlations = [spearmanr(objectness[g], ious[g]).statistic for g in groups_of.values() if len(g) >= 4]
+    rank_correlation = float(np.nanmean(rank_correlations))
     result = {
         "data": args.data,
         "model": str(folder),
@@ -130,6 +139,7 @@ def main():
         "positive_iou": {"mean": float(ious.mean()), "median": float(np.median(ious))},
         "positive_objectness": {"mean": float(objectness.mean()), "median": float(np.median(objectness))},
         "objectness_minus_iou": float((objectness - np.maximum(ious, 0)).mean()),
+        "objectness_iou_rank_correlation": rank_correlation,
     }
     if args.json:
         print(json.dumps(result))
@@ -142,6 +152,10 @@ def main():
           f"@0.75 {ranked_map['map75']:.3f}, @0.5:0.95 {ranked_map['map']:.3f}")  # fmt: skip
     print(f"at the positives: predicted box IoU mean {ious.mean():.3f} (median {np.median(ious):.3f}); objectness "
           f"mean {objectness.mean():.3f} (median {np.median(objectness):.3f}), its target being the IoU")  # fmt: skip
+    print(
+        f"among one truth's positives, objectness ranks them by IoU with Spearman {rank_correlation:.3f} (1: "
+        f"perfectly; 0: not at all), over {len(rank_correlations)} truths"
+    )
 
 
 if __name__ == "__main__":
