@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dlapps.data.images import is_image_file, walk_files
+from dlapps.data.readers import SPLIT_NAMES as FOLDERS
 from dlapps.data.readers import DataError
 
 FORMATS = ("voc", "yolo", "coco")
@@ -580,8 +581,9 @@ def yolo_splits(folder, on_warning=print):
     return {"train": train, **({"val": val} if val is not None else {}), **({"test": test} if test else {})}
 
 
-# Split sub-folders as data sets lay them out (Kaggle's train/ and test/, Roboflow's train/ valid/ test/).
-SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "valid", "validation", "dev"), "test": ("test",)}
+# Split sub-folders as data sets lay them out (Kaggle's train/ and test/, Roboflow's train/ valid/ test/): the image
+# folders' names (dlapps.data.readers), under the detector's key for dev, "val" (Ultralytics' data.yaml word).
+SPLIT_NAMES = {"train": FOLDERS["train"], "val": FOLDERS["dev"], "test": FOLDERS["test"]}
 
 
 def data_splits(folder, on_warning=print):
