@@ -32,6 +32,7 @@ from dlapps.metrics.detection import box_iou, coco_evaluate
 from dlapps.presets import preset_dir, presets
 from dlapps.tasks.yolo_detector import (
     box_iou_elementwise,
+    candidates,
     decode_raw,
     encode_targets,
     nms_one_image,
@@ -65,20 +66,13 @@ def raw_from_targets(target, anchors):
 def oracle_ranked(raws, anchors, truth_boxes, truth_labels, size, iou_threshold):
     """One image's detections from the model's own boxes with each (box, class) scored by its IoU with the best truth
     of that class (0 without one): the best ranking these boxes allow. Boxes in canvas pixels."""
-    boxes, scores = [], []
-    for raw, group in zip(raws, split_anchors(anchors), strict=True):
-        xy, wh, object_logits, class_logits = decode_raw(raw, group)
-        boxes.append(tf.reshape(xywh_to_xyxy(xy, wh), (-1, 4)).numpy() * size)
-        scores.append(
-            tf.reshape(tf.sigmoid(object_logits)[..., None] * tf.sigmoid(class_logits), (-1, raw.shape[-1] - 5))
-        )
-    boxes, scores = np.concatenate(boxes), np.concatenate(scores)
+    boxes, scores = (value[0].numpy() for value in candidates(raws, anchors))  # boxes 0-1 of the canvas
     quality = np.zeros_like(scores)
     for label in range(scores.shape[1]):
-        candidates, truths = scores[:, label] > 0.001, truth_boxes[truth_labels == label]
-        if candidates.any() and len(truths):
-            quality[candidates, label] = box_iou(boxes[candidates], truths).max(axis=1)
-    found = nms_one_image(tf.constant(boxes / size), tf.constant(quality), 0.05, iou_threshold, 100)
+        scored, truths = scores[:, label] > 0.001, truth_boxes[truth_labels == label]
+        if scored.any() and len(truths):
+            quality[scored, label] = box_iou(boxes[scored] * size, truths).max(axis=1)
+    found = nms_one_image(tf.constant(boxes), tf.constant(quality), 0.05, iou_threshold, 100)
     count = int(found["num_detections"])
     return tuple(found[key][:count].numpy() for key in ("boxes", "scores", "classes"))
 

@@ -329,6 +329,21 @@ def detector_phases(anchors, image_size, num_classes, epochs, learning_rates, st
 NMS_CANDIDATES = 4000
 
 
+def candidates(raws, anchors):
+    """Every scale's decoded boxes and scores, flattened: boxes float32 (B, N, 4) xyxy 0-1 of the input and scores
+    (B, N, C), objectness x class probability; N counts the cells and anchors of all scales, smallest stride first.
+    `raws`: the model's outputs, one (B, G, G, A, 5 + C) per stride; `anchors`: float (K, 2) 0-1."""
+    all_boxes, all_scores = [], []
+    for raw, group in zip(raws, split_anchors(anchors), strict=True):
+        xy, wh, object_logits, class_logits = decode_raw(raw, group)
+        boxes = xywh_to_xyxy(xy, wh)
+        scores = tf.sigmoid(object_logits)[..., None] * tf.sigmoid(class_logits)
+        batch = tf.shape(raw)[0]
+        all_boxes.append(tf.reshape(boxes, (batch, -1, 4)))
+        all_scores.append(tf.reshape(scores, (batch, -1, scores.shape[-1])))
+    return tf.concat(all_boxes, axis=1), tf.concat(all_scores, axis=1)
+
+
 def postprocess(raws, anchors, score_threshold, iou_threshold, max_detections, class_agnostic=False):
     """Decode every scale and run non-max suppression (tf.image), per class unless `class_agnostic`.
 
@@ -340,16 +355,7 @@ def postprocess(raws, anchors, score_threshold, iou_threshold, max_detections, c
         dict of boxes float32 (B, max_detections, 4) xyxy 0-1 of the input, scores (B, M), classes int32 (B, M),
         num_detections int32 (B,); rows past num_detections are zeros.
     """
-    all_boxes, all_scores = [], []
-    for raw, group in zip(raws, split_anchors(anchors), strict=True):
-        xy, wh, object_logits, class_logits = decode_raw(raw, group)
-        boxes = xywh_to_xyxy(xy, wh)
-        scores = tf.sigmoid(object_logits)[..., None] * tf.sigmoid(class_logits)
-        batch = tf.shape(raw)[0]
-        all_boxes.append(tf.reshape(boxes, (batch, -1, 4)))
-        all_scores.append(tf.reshape(scores, (batch, -1, scores.shape[-1])))
-    boxes = tf.concat(all_boxes, axis=1)
-    scores = tf.concat(all_scores, axis=1)
+    boxes, scores = candidates(raws, anchors)
 
     def one_image(pair):
         return nms_one_image(pair[0], pair[1], score_threshold, iou_threshold, max_detections, class_agnostic)
