@@ -40,6 +40,7 @@ from dlapps.cli.run_folders import (  # noqa: F401
     clear_run_folder,
     default_model_dir,
     default_output,
+    new_run_folder,
     output_names,
     prepare_run_folder,
     run_files,

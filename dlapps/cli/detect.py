@@ -146,7 +146,11 @@ def add_predict_arguments(parser):
     parser.add_argument("paths", nargs="+", help="image files, folders, or video files (.mp4, .avi, .mov, .mkv)")
     _add_model(parser)
     _add_thresholds(parser)
-    parser.add_argument("--output", default="runs/detect/predict", help="annotated images (and videos) go here")
+    parser.add_argument(
+        "--output", default=None,
+        help="annotated images (and videos) go here (default: runs/detect/predict, or predict2, predict3, ... when "
+        "that holds an earlier run's)",
+    )  # fmt: skip
     parser.add_argument("--save-txt", action="store_true", help="also write YOLO label files (labels/NAME.txt)")
     parser.add_argument("--no-images", action="store_true", help="do not write annotated images")
     add_beam_arguments(parser)

@@ -180,6 +180,19 @@ def output_names(paths):
     return names
 
 
+def new_run_folder(base):
+    """`base` when it does not exist or is empty, else the first free `base2`, `base3`, ... (Ultralytics numbers its
+    predict runs the same way): a verb's default folder for its pictures, so one run's files never mix with, or
+    overwrite, another's (two models' detections of the same photo). An --output the user gives is used as it is."""
+    base = Path(base)
+    number = 1
+    while True:
+        folder = base if number == 1 else base.with_name(f"{base.name}{number}")
+        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+            return folder
+        number += 1
+
+
 def default_output(model_dir, name, app):
     """Where a verb writes by default: beside a user's own model, but under runs/ for a shipped one (never into
     saved_models/ or the source tree)."""

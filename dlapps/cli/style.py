@@ -39,7 +39,11 @@ def add_predict_arguments(parser):
         "optimisation only (--method optimise)",
         "the Gatys et al. loop; in one pass (--model, or arbitrary) they are ignored with a notice",
     )
-    parser.add_argument("--output", default="runs/style", help="where the stylised images and loss curves go")
+    parser.add_argument(
+        "--output", default=None,
+        help="where the stylised images and loss curves go (default: runs/style/predict, or predict2, predict3, ... "
+        "when that holds an earlier run's)",
+    )  # fmt: skip
     optimise.add_argument("--steps", type=positive_int, default=OPTIMISE.steps, help="optimisation steps (Adam)")
     parser.add_argument(
         "--max-size",

@@ -110,6 +110,18 @@ def test_a_tiny_detector_overfits_squares_and_finds_them(trained, capsys):
     assert (root / "predicted" / "img1.jpg").is_file() and (root / "predicted" / "labels" / "img1.txt").is_file()
 
 
+def test_predict_runs_without_output_never_mix_their_pictures(trained, tmp_path, monkeypatch, capsys):
+    """Two models' pictures of the same photo went to one runs/detect/predict/, the second over the first."""
+    root, _ = trained
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "detect" / "predict3").mkdir(parents=True)  # an empty folder is free to use
+    for _ in range(3):
+        assert dlapps(["detect", "predict", str(root / "data" / "img1.png"), "--model", str(root / "model")]) == 0
+    written = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "runs").rglob("*.jpg"))
+    assert written == [f"runs/detect/{name}/img1.jpg" for name in ("predict", "predict2", "predict3")]
+    assert "wrote runs/detect/predict3/" in capsys.readouterr().out
+
+
 def test_export_answers_as_predict(trained, capsys, tmp_path):
     root, _ = trained
     code = dlapps(["detect", "export", "--model", str(root / "model"), "--output", str(tmp_path / "sm"), "--json"])

@@ -168,3 +168,18 @@ def test_a_wrong_backbone_or_weights_file_is_refused_before_the_data_is_read(tmp
         main(["detect", "train", str(data), "--output", str(tmp_path / "run"), "--backbone", "mobilenet_v3_small"])
     assert "invalid choice: 'mobilenet_v3_small'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_new_run_folder_is_the_first_name_free_or_empty(tmp_path):
+    from dlapps.cli.run_folders import new_run_folder
+
+    base = tmp_path / "predict"
+    assert new_run_folder(base) == base
+    base.mkdir()
+    assert new_run_folder(base) == base  # empty: nothing to mix with
+    (base / "a.jpg").write_text("x")
+    (tmp_path / "predict2").write_text("a file, not a folder")
+    (tmp_path / "predict3").mkdir()
+    assert new_run_folder(base) == tmp_path / "predict3"
+    (tmp_path / "predict3" / "b.jpg").write_text("x")
+    assert new_run_folder(base) == tmp_path / "predict4"

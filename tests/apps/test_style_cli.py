@@ -39,6 +39,16 @@ def test_style_weights_must_match_the_styles(tmp_path, capsys):
     assert code == 2 and "2 weights for 1 style" in capsys.readouterr().err
 
 
+def test_predict_never_writes_into_saved_models(capsys):
+    """Only `style predict` took any --output, the shipped models' folder too."""
+    from dlapps.presets import SHIPPED_DIR
+
+    target = SHIPPED_DIR / "style_transfer" / "mine"
+    code = dlapps(["style", "predict", str(EXAMPLES / "chelsea.png"), "--style", str(EXAMPLES / "rocket.jpg"),
+                   "--output", str(target)])  # fmt: skip
+    assert code == 2 and "never written by a command" in capsys.readouterr().err and not target.exists()
+
+
 def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     import tensorflow as tf
 

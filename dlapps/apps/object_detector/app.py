@@ -145,11 +145,11 @@ def _detections_json(path, found, class_names, extra=None):
 
 
 def predict(args):
-    from dlapps.cli.common import output_names, print_results, report_problems
+    from dlapps.cli.common import new_run_folder, output_names, print_results, report_problems
     from dlapps.data.video import split_videos
 
     app = load_app(args)
-    output = check_output_folder(args.output)
+    output = check_output_folder(args.output or new_run_folder("runs/detect/predict"))
     videos, files, problems = split_videos(args.paths)
     failures = report_problems(args, PROG, problems)
     if files or videos:

@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from dlapps.cli.common import ProgressBar, counted, emit, output_names, say, warn
+from dlapps.cli.common import (
+    ProgressBar,
+    check_output_folder,
+    counted,
+    emit,
+    new_run_folder,
+    output_names,
+    say,
+    warn,
+)
 from dlapps.data.images import ImageReadError, read_image
 
 PROG = "dlapps style"
@@ -88,6 +97,7 @@ def _explain(history, style_grams, args):
 
 
 def predict(args):
+    args.output = check_output_folder(args.output or new_run_folder("runs/style/predict"))
     optimising = args.method == "optimise" and not args.model
     if args.max_size is None:
         args.max_size = 384 if optimising else 1024
