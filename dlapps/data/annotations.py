@@ -608,10 +608,16 @@ def _in_labels(path, folder):
 
 def detect_format(folder):
     """'voc', 'yolo' or 'coco' for a data folder (or COCO .json file); DataError naming the problem otherwise."""
+    return _scan(folder)[0]
+
+
+def _scan(folder):
+    """(format, the folder's files, the YOLO label files of its twin `labels/` folder): one walk of each, which
+    `read_detection_folder` reads on from. Raises DataError as `detect_format`."""
     folder = Path(folder)
     if folder.is_file():
         if folder.suffix.lower() == ".json":
-            return "coco"
+            return "coco", [folder], []
         raise DataError(f"{folder}: give a folder of images and annotations (or a COCO .json file)")
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder")
@@ -629,11 +635,12 @@ def detect_format(folder):
     if len(found) > 1:
         counts = ", ".join(f"{len(kinds[kind])} {kind.upper()} files" for kind in found)
         raise DataError(f"{folder}: mixes annotation formats ({counts}); keep one format per folder")
-    if not found and _twin_labels(folder):
-        return "yolo"
+    twin = _twin_labels(folder) if found in ([], ["yolo"]) else []
+    if not found and twin:
+        return "yolo", files, twin
     if not found:
         raise DataError(f"{folder}: images but no annotations (VOC .xml, YOLO .txt in labels/, or COCO .json)")
-    return found[0]
+    return found[0], files, twin
 
 
 def _twin_labels(folder):
@@ -651,15 +658,14 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
     unreadable or truncated images are named and left out. Raises DataError when nothing usable is found.
     """
     folder = Path(folder)
-    kind = detect_format(folder)
+    kind, files, twin = _scan(folder)
     if kind == "coco":
-        json_files = [folder] if folder.is_file() else [p for p in walk_files(folder)[0] if p.suffix == ".json"]
+        json_files = [p for p in files if p.suffix.lower() == ".json"]
         if len(json_files) != 1:
             raise DataError(f"{folder}: {len(json_files)} COCO .json files; give the one to use")
         root = folder.parent if folder.is_file() else folder
         records, names = read_coco(json_files[0], root, class_names, on_warning)
     else:
-        files = walk_files(folder)[0]
         images = _files_by_stem(p for p in files if is_image_file(p))
         suffix = ".xml" if kind == "voc" else ".txt"
         labels = _files_by_stem(
@@ -668,7 +674,7 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
                 for p in files
                 if p.suffix.lower() == suffix and p.name != "classes.txt" and (kind == "voc" or _in_labels(p, folder))
             ]
-            + (_twin_labels(folder) if kind == "yolo" else [])
+            + twin
         )
         pairs = pair_by_name(images, labels, on_warning)
         if kind == "voc":

@@ -227,6 +227,16 @@ def test_coco_crowds_polygons_sparse_ids_and_string_image_ids(tmp_path):
     assert again[0].category_ids == (0, 3, 7)
 
 
+def test_a_coco_file_whose_name_ends_in_capitals_is_read(tmp_path):
+    """A folder holding `SET.JSON` was found to be COCO, then refused as holding "0 COCO .json files"."""
+    json_path = _coco_set(tmp_path, [{"id": 1, "name": "cat"}], [{"id": 1, "image_id": "img_001", "category_id": 1,
+                                                                   "bbox": [1, 2, 10, 10]}])  # fmt: skip
+    json_path.rename(tmp_path / "SET.JSON")
+    for given in (tmp_path, tmp_path / "SET.JSON"):
+        records, names, kind = read_detection_folder(given)
+        assert (kind, names, records[0].boxes.tolist()) == ("coco", ["cat"], [[1, 2, 11, 12]])
+
+
 def test_coco_unreadable_annotation_is_named_and_the_rest_used(tmp_path):
     categories = [{"id": 1, "name": "cat"}]
     annotations = [
