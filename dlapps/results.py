@@ -125,6 +125,9 @@ class Detections:
     height: int
     source: object = None
     image: np.ndarray | None = field(default=None, repr=False)
+    # Files the command line wrote for this image (the annotated picture; with --save-txt its YOLO labels).
+    output: str | None = None
+    label_file: str | None = None
     ok = True
 
     def __len__(self):
@@ -151,6 +154,8 @@ class Detections:
             "path": _source(self.source), "width": self.width, "height": self.height,
             "detections": [{"box": [round(float(v), 1) for v in box], "class": name, "score": round(float(score), 4)}
                            for box, name, score in zip(self.boxes, self.labels, self.scores, strict=True)],
+            **({"output": self.output} if self.output else {}),
+            **({"label_file": self.label_file} if self.label_file else {}),
         })  # fmt: skip
 
     def plot(self):

@@ -156,12 +156,18 @@ class App:
 
     def evaluate(self, data, **options):
         """The app's `evaluate` verb on `data` with this model: a `Report` of its metrics (`evaluate --json`)."""
-        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **options})
+        return self._run_verb("evaluate", [data], **{self.model_option: self.folder, **self.made_with("evaluate"),
+                                                     **options})  # fmt: skip
 
     def export(self, format="saved_model", output=None, **options):
         """The app's `export` verb: a `Report` with the written `path` and its size in `bytes`."""
         return self._run_verb("export", **{self.model_option: self.folder, "format": format, "output": output,
-                                           **options})  # fmt: skip
+                                           **self.made_with("export"), **options})  # fmt: skip
+
+    def made_with(self, verb):
+        """The options this instance was made with that `verb` also takes (the detector's thresholds): its
+        evaluation and its export answer as its `predict` does unless a call gives its own. {} here."""
+        return {}
 
     @classmethod
     def cli_options(cls, verb, positional=(), method=None, **options):

@@ -82,9 +82,15 @@ class CatClassifier(ImageClassifier):
 
     def evaluate(self, data, **options):
         """Accuracy, F1, ROC AUC, the confusion matrix and the bias / variance readout (`dlapps cat evaluate`)."""
-        return self._run_verb("evaluate", [data], **{self.model_option: self.folder or "imagenet", **options})
+        return self._run_verb("evaluate", [data], **{self.model_option: self.folder or "imagenet",
+                                                     **self.made_with("evaluate"), **options})  # fmt: skip
 
     def export(self, format="saved_model", output=None, **options):
         """A SavedModel (uint8 images or encoded bytes in, P(cat) and the label out) or a TFLite file."""
         return self._run_verb("export", **{self.model_option: self.folder or "imagenet", "format": format,
-                                           "output": output, **options})  # fmt: skip
+                                           "output": output, **self.made_with("export"), **options})  # fmt: skip
+
+    def made_with(self, verb):
+        """`threshold` for evaluate (the model's unless the instance was made with another); export stores the
+        model's own."""
+        return {"threshold": self.threshold} if verb == "evaluate" else {}

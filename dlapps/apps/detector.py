@@ -43,6 +43,11 @@ class ObjectDetector(App):
         self._detectors = {}  # one traced detector per thresholds asked for
         self.detector = self._detector(score_threshold, iou_threshold, max_detections)
 
+    def made_with(self, verb):
+        """The instance's thresholds and NMS rule, which `evaluate` and `export` take as `predict` does."""
+        return {"score_threshold": self.score_threshold, "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections, "class_agnostic": self.class_agnostic}  # fmt: skip
+
     def _detector(self, score_threshold=None, iou_threshold=None, max_detections=None):
         """The `Detector` for these thresholds (None: the instance's, at first the model's), traced once each.
 

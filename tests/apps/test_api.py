@@ -92,7 +92,8 @@ def test_detector_predicts_streams_evaluates_and_exports(detector, tmp_path, cap
     code = cli(["detect", "predict", str(root / "data" / "img0.png"), str(tmp_path / "bad.jpg"), "--model",
                 str(root / "model"), "--output", str(tmp_path / "out"), "--json"])  # fmt: skip
     lines = _json_lines(capsys.readouterr().out)
-    assert code == 2 and lines[0] == record and lines[1]["error"].startswith(str(tmp_path / "bad.jpg"))
+    assert code == 2 and lines[1]["error"].startswith(str(tmp_path / "bad.jpg"))
+    assert lines[0] == {**record, "output": str(tmp_path / "out" / "img0.jpg")}  # + the picture it wrote
     report = trained.evaluate(root / "data", output=str(tmp_path / "eval"))
     assert 0 <= report["map50"] <= 1 and report["output"] == str(tmp_path / "eval")
     exported = trained.export("saved_model", output=str(tmp_path / "serving"))
@@ -127,6 +128,12 @@ def test_options_are_the_command_lines_with_its_checks(detector, tmp_path):
         dlapps.ObjectDetector.train("data", "out", image_size=[64, 64])
     strict = dlapps.ObjectDetector.from_folder(trained.folder, score_threshold=0.99, max_detections=1)
     assert strict.score_threshold == 0.99 and strict.max_detections == 1
+    # Its evaluation and its export use its thresholds, as its predict does (they used the model's stored ones).
+    assert strict.evaluate(root / "data", output=str(tmp_path / "eval"))["score_threshold"] == 0.99
+    strict.export("saved_model", output=str(tmp_path / "serving"))
+    info = json.loads((tmp_path / "serving" / "assets" / "model_info.json").read_text())
+    assert (info["score_threshold"], info["max_detections"]) == (0.99, 1)
+    assert strict.evaluate(root / "data", output=str(tmp_path / "eval"), score_threshold=0.5)["score_threshold"] == 0.5
 
 
 # === Classifiers ===

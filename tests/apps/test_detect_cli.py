@@ -108,6 +108,9 @@ def test_a_tiny_detector_overfits_squares_and_finds_them(trained, capsys):
         best = max(own, key=lambda d: d["score"])
         assert box_iou([best["box"]], [box])[0, 0] > 0.5, (best, box)
     assert (root / "predicted" / "img1.jpg").is_file() and (root / "predicted" / "labels" / "img1.txt").is_file()
+    # The record names the files written for it (a script finds the picture of a numbered run folder).
+    assert (found["output"], found["label_file"]) == (str(root / "predicted" / "img1.jpg"),
+                                                      str(root / "predicted" / "labels" / "img1.txt"))  # fmt: skip
 
 
 def test_predict_runs_without_output_never_mix_their_pictures(trained, tmp_path, monkeypatch, capsys):
@@ -146,6 +149,23 @@ def test_export_answers_as_predict(trained, capsys, tmp_path):
     assert result["map50"] > 0.9 and result["exported"]["same_counts"]
     assert result["exported"]["max_box_difference_px"] < 1e-3 and result["exported"]["max_score_difference"] < 1e-5
     assert (tmp_path / "eval" / "precision_recall.png").is_file()
+    # Without --json the comparison is in the summary too (it was only in metrics.json).
+    dlapps(["detect", "evaluate", str(root / "data"), "--model", str(root / "model"), "--exported",
+            str(tmp_path / "sm"), "--output", str(tmp_path / "eval")])  # fmt: skip
+    assert f"exported {tmp_path / 'sm'}: the same boxes as the Keras model on 8 images" in capsys.readouterr().out
+
+
+def test_a_wrong_exported_path_is_refused_before_the_evaluation(trained, tmp_path, capsys):
+    """A missing --exported (or an .onnx file) failed with TensorFlow's OSError, exit 1, after the whole evaluation
+    had written its pictures."""
+    root, _ = trained
+    (tmp_path / "detector.onnx").write_bytes(b"onnx")
+    for given, said in ((tmp_path / "nowhere", "no such file or folder"), (tmp_path / "detector.onnx",
+                                                                         "not a SavedModel folder")):  # fmt: skip
+        code = dlapps(["detect", "evaluate", str(root / "data"), "--model", str(root / "model"), "--exported",
+                       str(given), "--output", str(tmp_path / "eval")])  # fmt: skip
+        assert code == 2 and f"--exported {given}: {said}" in capsys.readouterr().err
+        assert not (tmp_path / "eval").exists()
 
 
 def test_bad_data_is_one_line_and_exit_2(tmp_path, capsys):

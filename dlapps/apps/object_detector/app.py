@@ -115,17 +115,20 @@ def run_detector(detector, image):
 
 
 def _write_detections(args, output, name, result):
-    """The annotated image (`result.plot()`) and, with --save-txt, YOLO labels (fractions of the full-size image)."""
+    """The annotated image (`result.plot()`) and, with --save-txt, YOLO labels (fractions of the full-size image);
+    their paths go into the result's record (`output`, `label_file`)."""
     from PIL import Image
 
     from dlapps.data.annotations import yolo_lines
 
     if not args.no_images:
         Image.fromarray(result.plot()).save(output / f"{name}.jpg", quality=92)
+        result.output = str(output / f"{name}.jpg")
     if args.save_txt:
         (output / "labels").mkdir(exist_ok=True)
         lines = yolo_lines(result.boxes, result.classes, result.width, result.height)
         (output / "labels" / f"{name}.txt").write_text(lines)
+        result.label_file = str(output / "labels" / f"{name}.txt")
 
 
 def _detections_json(path, found, class_names, extra=None):

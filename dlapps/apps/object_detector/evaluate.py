@@ -150,9 +150,22 @@ def evaluate(args):
         + "\n"
         f"AP@0.5 per class: {per_class}\nat score >= {detector.score_threshold:.2f}: precision {at['precision']:.3f}, "
         f"recall {at['recall']:.3f} ({at['true_positives']} found, {at['false_positives']} false, {at['missed']} "
-        f"missed)\nwrote {output}/: {', '.join(result['files'])}",
+        f"missed)\n{_exported_line(args.exported, result.get('exported'))}wrote {output}/: "
+        f"{', '.join(result['files'])}",
     )
     return 2 if failures else None
+
+
+def _exported_line(path, compared):
+    """The summary's line on the exported SavedModel against Keras ('' without --exported)."""
+    if not compared:
+        return ""
+    if not compared["same_counts"]:
+        return f"exported {path}: a different number of boxes than the Keras model on some of the images\n"
+    return (
+        f"exported {path}: the same boxes as the Keras model on {compared['images']} images (at most "
+        f"{compared['max_box_difference_px']:.2g} px and {compared['max_score_difference']:.2g} in score apart)\n"
+    )
 
 
 def _compare_exported(path, images, detector):
