@@ -7,6 +7,7 @@ import argparse
 import difflib
 import importlib
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -85,6 +86,11 @@ class ArgumentParser(argparse.ArgumentParser):
         than the 3.10 we support)."""
         import difflib
 
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if choice:  # a mistyped verb or choice: argparse lists the choices, difflib picks the nearest
+            known = [word.strip(" '") for word in choice.group(2).split(",")]
+            guess = difflib.get_close_matches(choice.group(1), known, n=1)
+            return f"; did you mean '{guess[0]}'?" if guess else ""
         if "unrecognized arguments:" not in message:
             return ""
         options = [o for action in self._actions for o in action.option_strings]
@@ -231,8 +237,10 @@ def check_inputs_exist(args, app=None):
     model = getattr(args, dest, None) if dest else None
     if isinstance(model, str) and model != "imagenet" and not Path(model).exists():
         if model not in PRESETS:
-            names = ", ".join(presets(app) or PRESETS)
-            raise ValueError(f"{model}: no such model folder (nor a preset name: {names})")
+            names = presets(app) or list(PRESETS)
+            close = difflib.get_close_matches(model, names, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"{model}: no such model folder (nor a preset name: {', '.join(names)}){hint}")
         # A preset name becomes its folder here, once: every handler then sees a model folder.
         setattr(args, dest, str(preset_dir(model, app if presets(app) else None)))
     weights = getattr(args, "weights", None)

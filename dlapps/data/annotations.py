@@ -684,6 +684,9 @@ def read_detection_folder(folder, class_names=None, on_warning=print):
     if not records:
         raise DataError(f"{folder}: no image with readable annotations")
     if not any(len(record.boxes) for record in records):
+        if class_names is not None:  # a model's classes: the usual cause is another data set's model
+            raise DataError(f"{folder}: no boxes of the model's classes ({', '.join(class_names)}) in any "
+                            "annotation; is it the right model for this data?")  # fmt: skip
         raise DataError(f"{folder}: no boxes in any annotation")
     return records, names, kind
 

@@ -115,6 +115,17 @@ def test_did_you_mean_looks_among_the_chosen_verbs_options_only(capsys):
     assert "did you mean" not in err and err.strip().endswith("(see dlapps cat train --help)")
 
 
+def test_a_mistyped_verb_or_preset_gets_a_guess(capsys):
+    from dlapps.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["detect", "predcit", "x.jpg"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'predcit'" in err and "did you mean 'predict'?" in err
+    assert main(["detect", "predict", "x.jpg", "--model", "raccon"]) == 2
+    assert "(nor a preset name: fruit, raccoon); did you mean 'raccoon'?" in capsys.readouterr().err
+
+
 def test_a_run_marked_by_its_checkpoints_folder_follows_the_same_rules(tmp_path):
     """The style trainer's interrupted runs are marked by checkpoints/, not state.json: the one rule serves both."""
     from dlapps.cli.run_folders import check_run_folder

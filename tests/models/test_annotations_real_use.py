@@ -133,6 +133,17 @@ def test_voc_difficult_objects_are_ignored_not_trained(tmp_path):
         assert again[0].ignored_labels.tolist() == [1, 0]
 
 
+def test_a_set_of_none_of_the_models_classes_names_the_likely_cause(tmp_path):
+    """Evaluating the fruit model on raccoons said "no boxes in any annotation" of a set full of boxes."""
+    _image(tmp_path / "a.jpg")
+    (tmp_path / "a.xml").write_text(_voc("a.jpg", (40, 30), [("raccoon", (1, 1, 20, 20))]))
+    warnings = []
+    with pytest.raises(DataError, match=r"no boxes of the model's classes \(apple, orange\) in any annotation; is "
+                                        "it the right model"):  # fmt: skip
+        read_detection_folder(tmp_path, ["apple", "orange"], on_warning=warnings.append)
+    assert "does not know: raccoon" in warnings[0]
+
+
 def test_voc_each_dropped_box_is_named_with_its_object_and_why(tmp_path):
     objects = [
         ("cat", (2, 2, 20, 20)),
