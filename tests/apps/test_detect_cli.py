@@ -155,6 +155,22 @@ def test_export_answers_as_predict(trained, capsys, tmp_path):
     assert f"exported {tmp_path / 'sm'}: the same boxes as the Keras model on 8 images" in capsys.readouterr().out
 
 
+def test_evaluate_names_training_images_copied_elsewhere(trained, tmp_path, capsys):
+    """The shipped raccoon model, evaluated on the raccoon set (its training images among them, in a folder other
+    than the one it was trained from), gave mAP 0.966 without a word."""
+    import shutil
+
+    root, _ = trained
+    config = json.loads((root / "model" / "config.json").read_text())
+    assert config["trained_images"] == [f"img{index}.png" for index in range(8)]
+    shutil.copytree(root / "data", tmp_path / "copy")
+    code = dlapps(["detect", "evaluate", str(tmp_path / "copy"), "--model", str(root / "model"), "--output",
+                   str(tmp_path / "eval"), "--json"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code in (0, None) and json.loads(captured.out)["training_names"] == 8
+    assert f"8 images of {tmp_path / 'copy'} bear the names of this model's training (or dev) images" in captured.err
+
+
 def test_a_wrong_exported_path_is_refused_before_the_evaluation(trained, tmp_path, capsys):
     """A missing --exported (or an .onnx file) failed with TensorFlow's OSError, exit 1, after the whole evaluation
     had written its pictures."""

@@ -9,6 +9,7 @@ from dlapps.apps.object_detector.app import PROG, _read, _splits, load_detector,
 from dlapps.cli.common import (
     ProgressBar,
     check_output_folder,
+    counted,
     default_output,
     emit,
     say,
@@ -56,6 +57,11 @@ def evaluate(args):
         warn(PROG, f"warning: {data} holds images this model was trained on ({trained}, dev included): its figures "
                    "are not a test of the model")  # fmt: skip
     records, _, _, _ = _read(data, class_names)
+    seen = sorted({Path(r.image).name for r in records} & set(config.get("trained_images", ())))
+    if seen and not trained:
+        warn(PROG, f"warning: {counted(len(seen), 'image')} of {data} bear the names of this model's training (or "
+                   f"dev) images, e.g. {seen[0]}: if they are the same photos, its figures are not a test of the "
+                   "model")  # fmt: skip
     output = check_output_folder(args.output or default_output(args.model, "evaluate", "detect"))
     output.mkdir(parents=True, exist_ok=True)
     # mAP needs every box (a low score threshold); precision and recall use the chosen one.
@@ -83,6 +89,7 @@ def evaluate(args):
         "data": str(data),
         "images": len(truths),
         "ignored_objects": sum(len(boxes) for boxes, _ in ignored),
+        "training_names": len(seen),  # evaluated images bearing a training or dev image's name
         "map50": measured["map50"],
         "map": measured["map"],
         "map75": measured["map75"],

@@ -167,6 +167,8 @@ def train(args):
         "weights": args.weights,
         "data": str(Path(args.data).resolve()),
         "dev": args.dev and str(Path(args.dev).resolve()),
+        # Their names: `evaluate` warns of a set holding them wherever it lies (the data folder may be gone).
+        "trained_images": sorted({Path(record.image).name for record in train_records + dev_records}),
         "dev_fraction": args.dev_fraction,
         "epochs": args.epochs,
         "learning_rate": args.learning_rate,
