@@ -123,6 +123,12 @@ def test_predict_runs_without_output_never_mix_their_pictures(trained, tmp_path,
     written = sorted(str(path.relative_to(tmp_path)) for path in (tmp_path / "runs").rglob("*.jpg"))
     assert written == [f"runs/detect/{name}/img1.jpg" for name in ("predict", "predict2", "predict3")]
     assert "wrote runs/detect/predict3/" in capsys.readouterr().out
+    # A run whose every input fails, or that writes nothing (--no-images), leaves no empty folder behind.
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert dlapps(["detect", "predict", "notes.txt", "--model", str(root / "model")]) == 2
+    assert dlapps(["detect", "predict", str(root / "data" / "img1.png"), "--model", str(root / "model"),
+                   "--no-images"]) == 0  # fmt: skip
+    assert sorted(path.name for path in (tmp_path / "runs" / "detect").iterdir()) == ["predict", "predict2", "predict3"]
 
 
 def test_export_answers_as_predict(trained, capsys, tmp_path):

@@ -49,6 +49,15 @@ def test_predict_never_writes_into_saved_models(capsys):
     assert code == 2 and "never written by a command" in capsys.readouterr().err and not target.exists()
 
 
+def test_a_run_of_failures_leaves_no_empty_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    for method in ("arbitrary", "optimise"):
+        code = dlapps(["style", "predict", "broken.jpg", "--style", str(EXAMPLES / "rocket.jpg"), "--method", method])
+        assert code == 2 and "broken.jpg" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_fast_model_trains_predicts_evaluates_and_exports(tmp_path, capsys):
     import tensorflow as tf
 

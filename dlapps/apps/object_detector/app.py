@@ -121,6 +121,8 @@ def _write_detections(args, output, name, result):
 
     from dlapps.data.annotations import yolo_lines
 
+    if not args.no_images or args.save_txt:  # made at the first file written: a run of failures leaves none
+        output.mkdir(parents=True, exist_ok=True)
     if not args.no_images:
         Image.fromarray(result.plot()).save(output / f"{name}.jpg", quality=92)
         result.output = str(output / f"{name}.jpg")
@@ -155,8 +157,6 @@ def predict(args):
     output = check_output_folder(args.output or new_run_folder("runs/detect/predict"))
     videos, files, problems = split_videos(args.paths)
     failures = report_problems(args, PROG, problems)
-    if files or videos:
-        output.mkdir(parents=True, exist_ok=True)
     names = output_names([*files, *videos])
 
     def write(result):
@@ -181,6 +181,8 @@ def _predict_video(args, detector, path, output, class_names, name):
     from dlapps.plots import draw_detections
 
     frame_index = 0
+    if not args.no_images:
+        output.mkdir(parents=True, exist_ok=True)
     if args.save_txt:
         (output / "labels").mkdir(parents=True, exist_ok=True)
 

@@ -133,12 +133,14 @@ def _predict_one_pass(args, app, **options):
     from dlapps.data.video import split_videos, transform_video
 
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     videos, files, problems = split_videos(args.content)
     failures = report_problems(args, PROG, problems)
     names = output_names([*files, *videos])
+    if videos:
+        output.mkdir(parents=True, exist_ok=True)
 
-    def save(result):
+    def save(result):  # the folder is made at the first image: a run of failures leaves none
+        output.mkdir(parents=True, exist_ok=True)
         result.save(output / f"{names[Path(result.source)]}_{app.style}.png")
 
     results = app.predict_iter(files, **options)
@@ -177,7 +179,6 @@ def _predict_optimised(args):
     styles = [_resized(read_image(path), args.max_size, path) for path in args.style]
     loss_network = build_vgg16_features([args.content_layer, *args.style_layers], args.weights)
     output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
     failures = len(problems) + len(videos)
     names = output_names(files)
     for path in files:
@@ -188,6 +189,7 @@ def _predict_optimised(args):
             warn(PROG, f"error: {error}")
             failures += 1
             continue
+        output.mkdir(parents=True, exist_ok=True)
         stem = names[Path(path)]
         progress = ProgressBar(args.steps, f"{stem}")
 
