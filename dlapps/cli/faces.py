@@ -3,6 +3,7 @@
 import argparse
 
 from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
+from dlapps.cli.options import add_config_options
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 # The smallest face aligned, as dlapps.data.faces.MIN_FACE_SIDE (not imported: --help loads no OpenCV).
@@ -142,83 +143,57 @@ def add_calibrate_arguments(parser):
     add_pairs_arguments(parser, "the new, calibrated model folder", "runs/faces/calibrated")
 
 
-def add_train_arguments(parser):
-    from dlapps.apps.face_verification.config import FaceConfig
-
-    defaults = FaceConfig()
-    parser.add_argument("folder", help="one subfolder per person (2 or more photos each; at least 4 such people)")
-    parser.add_argument("--output", required=True, help="the new model folder")
-    parser.add_argument(
-        "--backbone", default=defaults.backbone, choices=["dlib", "efficientnet_lite0", "small_resnet"],
-        help="dlib's face ResNet (pretrained), EfficientNet-Lite0 (ImageNet) or a compact ResNet from scratch",
-    )  # fmt: skip
-    parser.add_argument("--weights", default=None,
-                        help="'dlib', 'imagenet', 'none' or a weights PATH (default: the backbone's own: "
-                             "dlib for dlib, imagenet for efficientnet_lite0, none for small_resnet)")  # fmt: skip
-    parser.add_argument("--margin", type=positive_float, default=defaults.margin, help="triplet margin alpha")
-    parser.add_argument("--mining", default=defaults.mining, choices=["semi_hard", "batch_hard"], help="triplets")
-    parser.add_argument("--people-per-batch", type=at_least_two, default=defaults.people_per_batch,
-                        help="P: people per batch (a triplet needs another person)")  # fmt: skip
-    parser.add_argument("--images-per-person", type=at_least_two, default=defaults.images_per_person,
-                        help="K: photos of each person per batch (a triplet needs two)")  # fmt: skip
-    parser.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=defaults.epochs,
-        help="most epochs of the triplet phase (after the head or warm-up phases)",
-    )
-    parser.add_argument(
-        "--head-epochs",
-        type=positive_int,
-        default=defaults.head_epochs,
-        help="efficientnet_lite0: epochs of the new projection alone on the frozen base first (of the CosFace "
-        "head with --warmup-epochs)",
-    )
-    parser.add_argument(
-        "--warmup-epochs",
-        type=non_negative_int,
-        default=defaults.warmup_epochs,
-        help="first, epochs of CosFace (a softmax over the training people; each epoch one pass over their faces, "
-        "whatever --steps-per-epoch) before the triplet loss (0: off)",
-    )
-    parser.add_argument(
-        "--fine-tune-fraction",
-        type=fraction,
-        default=defaults.fine_tune_fraction,
-        help="efficientnet_lite0: the top part of the base trained after the head (1: all of it)",
-    )
-    parser.add_argument(
-        "--jitter",
-        type=fraction,
-        default=defaults.jitter,
-        help="shift and zoom training chips by up to this fraction of their side (0: off)",
-    )
-    parser.add_argument(
-        "--steps-per-epoch", type=positive_int, default=defaults.steps_per_epoch, help="triplet batches per epoch"
-    )
-    parser.add_argument("--learning-rate", type=positive_float, default=defaults.learning_rate, help="Adam's rate")
-    parser.add_argument(
-        "--patience",
-        type=positive_int,
-        default=3,
-        help="a phase stops after this many epochs without a better dev accuracy",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=defaults.seed,
-        help="seed of the dev people, batches and weights: the same people and split every time (training "
-        "itself still varies a little from run to run, as TensorFlow's parallel CPU kernels do)",
-    )
-    add_run_arguments(parser)
-
-
 def at_least_two(text):
     """argparse type: a whole number of at least 2 (P and K of a triplet batch)."""
     value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"expected at least 2 (a triplet needs two of each), got {text!r}")
     return value
+
+
+# `dlapps faces train`'s options from FaceConfig's fields (dlapps.cli.options): what each means, and the types that
+# are not a whole number of at least 1 or a number above 0.
+TRAIN_HELP = {
+    "backbone": "dlib's face ResNet (pretrained), EfficientNet-Lite0 (ImageNet) or a compact ResNet from scratch",
+    "margin": "triplet margin alpha",
+    "mining": "triplets",
+    "people_per_batch": "P: people per batch (a triplet needs another person)",
+    "images_per_person": "K: photos of each person per batch (a triplet needs two)",
+    "epochs": "most epochs of the triplet phase (after the head or warm-up phases)",
+    "head_epochs": "efficientnet_lite0: epochs of the new projection alone on the frozen base first (of the CosFace "
+    "head with --warmup-epochs)",
+    "warmup_epochs": "first, epochs of CosFace (a softmax over the training people; each epoch one pass over their "
+    "faces, whatever --steps-per-epoch) before the triplet loss (0: off)",
+    "fine_tune_fraction": "efficientnet_lite0: the top part of the base trained after the head (1: all of it)",
+    "jitter": "shift and zoom training chips by up to this fraction of their side (0: off)",
+    "steps_per_epoch": "triplet batches per epoch",
+    "learning_rate": "Adam's rate",
+    "patience": "a phase stops after this many epochs without a better dev accuracy",
+    "seed": "seed of the dev people, batches and weights: the same people and split every time (training itself "
+    "still varies a little from run to run, as TensorFlow's parallel CPU kernels do)",
+}
+TRAIN_TYPES = {
+    "backbone": ["dlib", "efficientnet_lite0", "small_resnet"],
+    "mining": ["semi_hard", "batch_hard"],
+    "people_per_batch": at_least_two,
+    "images_per_person": at_least_two,
+    "warmup_epochs": non_negative_int,
+    "fine_tune_fraction": fraction,
+    "jitter": fraction,
+    "seed": int,
+}
+
+
+def add_train_arguments(parser):
+    from dlapps.apps.face_verification.config import FaceConfig
+
+    parser.add_argument("folder", help="one subfolder per person (2 or more photos each; at least 4 such people)")
+    parser.add_argument("--output", required=True, help="the new model folder")
+    add_config_options(parser, FaceConfig(), TRAIN_HELP, TRAIN_TYPES)
+    parser.add_argument("--weights", default=None,
+                        help="'dlib', 'imagenet', 'none' or a weights PATH (default: the backbone's own: "
+                             "dlib for dlib, imagenet for efficientnet_lite0, none for small_resnet)")  # fmt: skip
+    add_run_arguments(parser)
 
 
 def add_export_arguments(parser):

@@ -2,6 +2,7 @@
 
 from dlapps.apps.style_transfer.config import OptimiseConfig, StyleTrainConfig
 from dlapps.cli.common import Verb, add_beam_arguments, add_run_arguments
+from dlapps.cli.options import add_config_options
 from dlapps.cli.types import fraction, non_negative_int, positive_float, positive_int
 
 DESCRIPTION = (
@@ -103,49 +104,30 @@ def add_predict_arguments(parser):
     add_beam_arguments(parser)
 
 
+# `dlapps style train`'s options from StyleTrainConfig's fields (dlapps.cli.options), with what each means.
+TRAIN_HELP = {
+    "epochs": "passes over the content photos",
+    "batch_size": "photos per step (Johnson et al.: 4)",
+    "image_size": "training crop side in pixels",
+    "style_size": "the style image's longest side",
+    "learning_rate": "Adam (Johnson et al.: 1e-3)",
+    "content_weight": "alpha",
+    "style_weight": "beta (Gram matrices per position)",
+    "tv_weight": "total variation per pixel (0-1 pixels)",
+    "filters": "channels at full, half and quarter resolution (Johnson et al.: 32 64 128)",
+    "residual_blocks": "residual blocks (Johnson et al.: 5)",
+    "weights": "loss network weights: hed (offline), imagenet, or PATH",
+    "seed": "shuffling",
+}
+
+
 def add_train_arguments(parser):
     parser.add_argument("--style", required=True, help="the style image")
     parser.add_argument("--content", nargs="+", required=True, help="folders (or files) of content photos")
     parser.add_argument("--dev", nargs="+", default=None, help="photos kept out of training, stylised every epoch")
     parser.add_argument("--output", required=True, help="the new model's folder (also where --resume looks)")
     parser.add_argument("--name", default=None, help="the style's name (default: the style file's name)")
-    parser.add_argument("--epochs", type=positive_int, default=TRAIN.epochs, help="passes over the content photos")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=TRAIN.batch_size, help="photos per step (Johnson et al.: 4)"
-    )
-    parser.add_argument(
-        "--image-size", type=positive_int, default=TRAIN.image_size, help="training crop side in pixels"
-    )
-    parser.add_argument(
-        "--style-size", type=positive_int, default=TRAIN.style_size, help="the style image's longest side"
-    )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=TRAIN.learning_rate, help="Adam (Johnson et al.: 1e-3)"
-    )
-    parser.add_argument("--content-weight", type=positive_float, default=TRAIN.content_weight, help="alpha")
-    parser.add_argument(
-        "--style-weight", type=positive_float, default=TRAIN.style_weight, help="beta (Gram matrices per position)"
-    )
-    parser.add_argument(
-        "--tv-weight", type=float, default=TRAIN.tv_weight, help="total variation per pixel (0-1 pixels)"
-    )
-    parser.add_argument(
-        "--filters",
-        type=positive_int,
-        nargs=3,
-        default=TRAIN.filters,
-        help="channels at full, half and quarter resolution (Johnson et al.: 32 64 128)",
-    )
-    parser.add_argument(
-        "--residual-blocks",
-        type=positive_int,
-        default=TRAIN.residual_blocks,
-        help="residual blocks (Johnson et al.: 5)",
-    )
-    parser.add_argument(
-        "--weights", default=TRAIN.weights, help="loss network weights: hed (offline), imagenet, or PATH"
-    )
-    parser.add_argument("--seed", type=int, default=TRAIN.seed, help="shuffling")
+    add_config_options(parser, TRAIN, TRAIN_HELP, {"tv_weight": float, "seed": int})
     parser.add_argument(
         "--init-from", default=None, metavar="MODEL",
         help="start from another fast style model's weights (same --filters and --residual-blocks): its network "

@@ -194,3 +194,34 @@ def test_a_new_run_folder_is_the_first_name_free_or_empty(tmp_path):
     assert new_run_folder(base) == tmp_path / "predict3"
     (tmp_path / "predict3" / "b.jpg").write_text("x")
     assert new_run_folder(base) == tmp_path / "predict4"
+
+
+def test_config_options_take_names_defaults_and_types_from_the_dataclass(capsys):
+    import argparse
+    from dataclasses import dataclass, field
+
+    from dlapps.cli.options import add_config_options
+    from dlapps.cli.types import fraction
+
+    @dataclass
+    class Config:
+        batch_size: int = 4
+        learning_rate: float = 1e-3
+        filters: list = field(default_factory=lambda: [8, 16])
+        dropout: float = 0.5
+        mining: str = "semi_hard"
+        augment: bool = True
+
+    parser = argparse.ArgumentParser()
+    helps = {"batch_size": "b", "learning_rate": "r", "filters": "f", "dropout": "d", "mining": "m"}
+    add_config_options(parser, Config(), helps, {"dropout": fraction, "mining": ["semi_hard", "hard"]})
+    assert vars(parser.parse_args([])) == {"batch_size": 4, "learning_rate": 1e-3, "filters": [8, 16], "dropout": 0.5,
+                                           "mining": "semi_hard"}  # fmt: skip
+    assert parser.parse_args(["--filters", "1", "2", "--dropout", "0"]).filters == [1, 2]
+    for wrong in (["--batch-size", "0"], ["--learning-rate", "nan"], ["--dropout", "2"], ["--mining", "easy"],
+                  ["--filters", "1"]):  # fmt: skip
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
+    capsys.readouterr()
+    with pytest.raises(TypeError, match="augment: a bool field is a flag"):
+        add_config_options(argparse.ArgumentParser(), Config(), {"augment": "a"})

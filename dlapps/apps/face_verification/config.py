@@ -34,6 +34,7 @@ class FaceConfig:
     jitter: float = 0.0  # training chips shifted and zoomed by up to this fraction of the side
     steps_per_epoch: int = 50
     learning_rate: float = 1e-4
+    patience: int = 3  # a phase stops after this many epochs without a better dev accuracy
     dev_fraction: float = 0.15
     seed: int = 7
 

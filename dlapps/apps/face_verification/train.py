@@ -59,6 +59,7 @@ def train(args):
         head_epochs=args.head_epochs, steps_per_epoch=args.steps_per_epoch, learning_rate=args.learning_rate,
         seed=args.seed, people_per_batch=args.people_per_batch, images_per_person=args.images_per_person,
         fine_tune_fraction=args.fine_tune_fraction, jitter=args.jitter, warmup_epochs=args.warmup_epochs,
+        patience=args.patience,
     )  # fmt: skip
     if args.resume:
         # The run's own options, whatever this command line says (as the fine-tuner resumes).
@@ -111,7 +112,7 @@ def train(args):
                          config.seed, config.jitter).repeat()  # fmt: skip
     # steps_per_epoch through a finite view: Keras' fit takes it from the dataset.
     summary = fit_phases(
-        model, phases, batches.take(config.steps_per_epoch), None, output, args.patience,
+        model, phases, batches.take(config.steps_per_epoch), None, output, config.patience,
         verbose=keras_verbosity(args), monitor="val_pair_accuracy", mode="max", start_phase=state["phase_done"],
         metric_callbacks=[dev],
     )  # fmt: skip
