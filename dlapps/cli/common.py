@@ -257,9 +257,6 @@ def check_inputs_exist(args, app=None):
     for path in [exported] if isinstance(exported, str) else exported or []:
         if not Path(path).exists():
             raise ValueError(f"--exported {path}: no such file or folder")
-        if app == "detect" and not (Path(path) / "saved_model.pb").is_file():
-            raise ValueError(f"--exported {path}: not a SavedModel folder (`dlapps detect export --format "
-                             "saved_model` writes one; TFLite and ONNX files take letterboxed canvases)")  # fmt: skip
     for dest in SOME_INPUTS:
         values = getattr(args, dest, None)
         if isinstance(values, list) and values and not any(Path(v).exists() for v in values):

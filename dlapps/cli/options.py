@@ -22,9 +22,10 @@ def add_config_options(parser, defaults, help, types=None):
     """
     types = types or {}
     for name, text in help.items():
-        default = getattr(defaults, name)
-        options = {"nargs": len(default), "default": list(default)} if isinstance(default, list) else {}
-        sample = default[0] if isinstance(default, list) else default
+        default, options = getattr(defaults, name), {}
+        if isinstance(default, list):  # a copy, so that no parse can change the dataclass's own list
+            default, options["nargs"] = list(default), len(default)
+        sample = default[0] if options else default
         kind = types.get(name)
         if isinstance(sample, bool) and kind is None:
             raise TypeError(f"{name}: a bool field is a flag; declare it with parser.add_argument")
@@ -32,4 +33,4 @@ def add_config_options(parser, defaults, help, types=None):
             options["choices"] = list(kind)
         elif kind is not None or isinstance(sample, (int, float)):
             options["type"] = kind or (positive_int if isinstance(sample, int) else positive_float)
-        parser.add_argument("--" + name.replace("_", "-"), **{"default": default, **options}, help=text)
+        parser.add_argument("--" + name.replace("_", "-"), default=default, help=text, **options)

@@ -44,6 +44,9 @@ def evaluate(args):
     from dlapps.metrics.detection import coco_evaluate, match_detections, precision_recall
     from dlapps.plots import draw_detections, plot_gallery, plot_precision_recall
 
+    if args.exported and not (Path(args.exported) / "saved_model.pb").is_file():  # before any work is done
+        raise ValueError(f"--exported {args.exported}: not a SavedModel folder (`dlapps detect export --format "
+                         "saved_model` writes one; TFLite and ONNX files take letterboxed canvases)")  # fmt: skip
     detector, config = load_detector(args)
     class_names = config["class_names"]
     data = args.data
